@@ -1,0 +1,53 @@
+"""Per-site precision of a decoder on held-out queries: the share of T=1 samples inside ε.
+
+    python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
+
+Queries are held-out inputs at the task's named query positions (counting: the query letter and
+``:``, alternating). Prints one line per site, then the mean and the minimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from inversionview.decoder.evaluate import heldout_queries, site_precision
+from inversionview.decoder.store import load_decoder
+from inversionview.decoder.train import decoder_sites
+from inversionview.probed import load_probed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--probed", default="counting")
+    parser.add_argument("--decoder", default=None)
+    parser.add_argument("--queries", type=int, default=40, help="held-out queries per site")
+    parser.add_argument("--samples", type=int, default=50, help="T=1 samples per query")
+    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--metric", default="euclidean")
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    probed = load_probed(args.probed)
+    decoder = load_decoder(args.decoder, probed)
+    queries = heldout_queries(probed, args.queries, seed=args.seed)
+    started = time.perf_counter()
+    results = {}
+    print(f"{'site':32s} precision  (T=1, ε={args.epsilon}, {args.queries} queries × {args.samples} samples)")
+    for site in decoder_sites(probed):
+        results[site.name] = site_precision(decoder, probed, site, queries, samples_per_query=args.samples,
+                                            epsilon=args.epsilon, metric=args.metric, seed=args.seed)
+        print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
+    print(f"{'mean':32s} {statistics.mean(results.values()):8.1%}")
+    print(f"{'min':32s} {min(results.values()):8.1%}  ({min(results, key=results.get)})")
+    print(f"[{time.perf_counter() - started:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The ``inversionview`` command: a thin layer over the library, one function per command.
+
+Every mistake a user can make ends in one line on stderr and exit status 2: usage errors from
+argparse and ``UserError`` from the library alike. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from inversionview.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _probed_options() -> argparse.ArgumentParser:
+    """Options every command that loads a probed model takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("probed model")
+    group.add_argument("--probed", default="counting", help="bundled model name (e.g. counting) or a local directory")
+    group.add_argument("--task", help="task of a model that has no inversionview.json (e.g. counting)")
+    group.add_argument("--vocab", help="character vocabulary, id = index, e.g. 'abc…|:BEP'")
+    group.add_argument("--bos", help="vocabulary character that stands for BOS")
+    group.add_argument("--eos", help="vocabulary character that stands for EOS")
+    group.add_argument("--pad", help="vocabulary character that stands for PAD")
+    group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
+    return parent
+
+
+def _load_probed(args: argparse.Namespace):
+    from inversionview.probed import load_probed
+
+    return load_probed(args.probed, task=args.task, vocab=args.vocab, bos=args.bos, eos=args.eos, pad=args.pad,
+                       allow_pickle=args.allow_pickle)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_train_probed(args: argparse.Namespace) -> None:
+    from inversionview.probed.train import recipe_for, train_probed
+
+    _set_threads(args.threads)
+    probed = train_probed(recipe_for(args.task_name, seed=args.seed, steps=args.steps), args.out)
+    print(f"saved {args.out} (content hash {probed.content_hash[:12]})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from inversionview.probed.train import evaluate_probed
+
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    probed = _load_probed(args)
+    result = evaluate_probed(probed, n=args.n, seed=args.seed)
+    if args.json:
+        print(json.dumps({"accuracy": result.accuracy, "n": result.n}))
+    else:
+        print(f"{probed.task.name}: held-out accuracy {result.accuracy:.4f} on {result.n} inputs")
+
+
+def cmd_train_decoder(args: argparse.Namespace) -> None:
+    from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+
+    _set_threads(args.threads)
+    probed = _load_probed(args)
+    config = DecoderTrainConfig(seed=args.seed)
+    for key in ("steps", "batch_size", "d_model", "n_layers"):
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+    train_decoder(probed, config, args.out)
+    print(f"saved decoder to {args.out}")
+
+
+def cmd_invert(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from inversionview.decoder.store import load_decoder
+    from inversionview.inversion.invert import invert
+    from inversionview.inversion.schedule import parse_schedule
+    from inversionview.views.terminal import render
+
+    probed = _load_probed(args)
+    decoder = load_decoder(args.decoder, probed)
+    result = invert(probed, decoder, args.input, args.position, args.site, samples=args.samples, seed=args.seed,
+                    metric=args.metric, epsilon=args.epsilon, schedule=parse_schedule(args.schedule, args.temperature),
+                    decoder_name=args.decoder or "bundled")
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        render(result, Console(), limit=args.limit, show_colors=not args.no_color)
+
+
+DEMO_INPUT = "vvzccvczvv|v:5"
+DEMO_QUERIES = (
+    ("query letter", "blocks.0.hook_attn_out"),
+    (":", "blocks.0.hook_resid_post"),
+    (":", "blocks.1.hook_resid_post"),
+)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from inversionview.decoder.store import load_decoder
+    from inversionview.inversion.invert import invert
+    from inversionview.probed.train import evaluate_probed
+    from inversionview.views.terminal import render
+
+    console = Console()
+    probed = _load_probed(args)
+    decoder = load_decoder(None, probed)
+    accuracy = evaluate_probed(probed, n=1000).accuracy
+    console.print(f"bundled counting model: held-out accuracy {accuracy:.1%}; reading {DEMO_INPUT!r} at "
+                  f"{len(DEMO_QUERIES)} sites ({args.samples} samples each)\n")
+    positions = probed.task.named_positions(DEMO_INPUT)
+    for name, site in DEMO_QUERIES:
+        result = invert(probed, decoder, DEMO_INPUT, positions[name], site, samples=args.samples, seed=args.seed)
+        render(result, console, limit=args.limit)
+        console.print()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="inversionview", description="Read the information in a model's activations.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    probed = _probed_options()
+
+    p = commands.add_parser("train-probed", help="train a probed model from scratch (resumes from OUT)")
+    p.add_argument("task_name", metavar="TASK", help="task to train on, e.g. counting")
+    p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the final model")
+    p.add_argument("--steps", type=int, help="training steps (default: the task's recipe)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(run=cmd_train_probed)
+
+    p = commands.add_parser("evaluate", parents=[probed], help="score a probed model on held-out inputs")
+    p.add_argument("--n", type=int, default=2000, help="held-out inputs to score")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = commands.add_parser("train-decoder", parents=[probed], help="train a decoder (resumes from OUT)")
+    p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the decoder")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--d-model", type=int)
+    p.add_argument("--n-layers", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(run=cmd_train_decoder)
+
+    p = commands.add_parser("invert", parents=[probed], help="sample and verify the ε-preimage of one activation")
+    p.add_argument("--input", required=True, help="the input whose activation to read")
+    p.add_argument("--position", type=int, required=True, help="query position (BOS = 0; negative from the end)")
+    p.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
+    p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--epsilon", type=float, default=0.1)
+    p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05")
+    p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
+    p.add_argument("--limit", type=int, default=40, help="distinct samples to print")
+    p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_invert)
+
+    p = commands.add_parser("demo", parents=[probed], help="read the bundled counting model at three sites")
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=12, help="distinct samples to print per site")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status (tests call this directly)."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        args.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; training resumes from its last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

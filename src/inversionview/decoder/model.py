@@ -1,0 +1,190 @@
+"""The decoder: a small GPT that writes the probed model's input, given one activation and its site.
+
+The activation is scaled per site, joined with a learned site embedding and passed through a short
+residual MLP stack; the resulting vector enters every self-attention layer as one extra key/value
+slot that all positions may attend to; it is also added to every input embedding, so that each
+position sees it before any attention is learned. One decoder serves every site of a probed model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int
+    max_len: int
+    d_activation: int
+    sites: list[str]
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    n_condition_layers: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DecoderConfig:
+        return cls(**data)
+
+
+class ResidualMLP(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(d)
+        self.up = nn.Linear(d, 4 * d)
+        self.down = nn.Linear(4 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(F.gelu(self.up(self.ln(x))))
+
+
+class ConditionEncoder(nn.Module):
+    """(activation, site) -> one conditioning vector of width d_model."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        # Activations differ in scale from site to site; a fixed per-site scale (set from data
+        # before training) brings them to unit RMS without discarding their relative norm.
+        self.register_buffer("site_scale", torch.ones(len(config.sites)))
+        self.project = nn.Linear(config.d_activation, d)
+        self.site_embedding = nn.Embedding(len(config.sites), d)
+        self.layers = nn.ModuleList(ResidualMLP(d) for _ in range(config.n_condition_layers))
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, activation: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        x = self.project(activation / self.site_scale[site, None]) + self.site_embedding(site)  # (B, d)
+        for layer in self.layers:
+            x = layer(x)
+        return self.ln(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, d = x.shape
+        return x.view(batch, length, self.n_heads, d // self.n_heads).transpose(1, 2)  # (B, H, T, dh)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        """``x`` (B, T, d) attends causally to itself and to ``condition`` (B, 1, d), its extra slot.
+
+        With ``cache`` (a two-item list, filled on the first call) ``x`` holds only new positions.
+        """
+        q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        if cache is None or not cache:
+            _, ck, cv = self.qkv(condition).split(x.shape[-1], dim=2)
+            k = torch.cat([self._heads(ck), k], dim=2)
+            v = torch.cat([self._heads(cv), v], dim=2)
+        else:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        if cache is not None:
+            cache[:] = [k, v]
+        new, total = q.shape[2], k.shape[2]
+        # Query i (absolute position total - new + i - 1 among tokens) sees the slot and tokens <= itself.
+        mask = torch.ones(new, total, dtype=torch.bool, device=x.device).tril(diagonal=total - new)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, new, dh)
+        return self.proj(y.transpose(1, 2).reshape(x.shape))
+
+
+class Block(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(), nn.Linear(4 * config.d_model, config.d_model)
+        )
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), self.ln_1(condition), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.condition = ConditionEncoder(config)
+        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
+        self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, param in self.named_parameters():
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor, activation: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, vocab) for token ids (B, T), one activation (B, d_act) and site (B,) each."""
+        condition = self.condition(activation, site)[:, None, :]  # (B, 1, d)
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.token_embedding(ids) + self.position_embedding(positions) + condition  # (B, T, d)
+        for block in self.blocks:
+            x = block(x, condition)
+        return self.head(self.ln_f(x))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        activation: torch.Tensor,
+        site: torch.Tensor,
+        *,
+        bos_id: int,
+        eos_id: int,
+        pad_id: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sample one sequence per row of ``activation`` (B, d_act): ids (B, max_len), BOS first,
+        EOS last, PAD after it. Temperature 0 is greedy."""
+        batch = activation.shape[0]
+        condition = self.condition(activation, site)[:, None, :]
+        caches: list[list] = [[] for _ in self.blocks]
+        ids = torch.full((batch, self.config.max_len), pad_id, dtype=torch.long, device=activation.device)
+        ids[:, 0] = bos_id
+        finished = torch.zeros(batch, dtype=torch.bool, device=activation.device)
+        for pos in range(self.config.max_len - 1):
+            x = self.token_embedding(ids[:, pos : pos + 1]) + self.position_embedding.weight[pos] + condition
+            for block, cache in zip(self.blocks, caches):
+                x = block(x, condition, cache)
+            logits = self.head(self.ln_f(x[:, -1])).float()
+            logits[:, pad_id] = float("-inf")
+            logits[:, bos_id] = float("-inf")
+            if pos == self.config.max_len - 2:  # the last slot can only end the sequence
+                token = torch.full((batch,), eos_id, device=ids.device)
+            elif temperature == 0:
+                token = logits.argmax(-1)
+            else:
+                token = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[:, 0]
+            token = torch.where(finished, torch.full_like(token, pad_id), token)
+            ids[:, pos + 1] = token
+            finished |= token == eos_id
+            if finished.all():
+                break
+        return ids

@@ -1,0 +1,61 @@
+"""Saving and loading a trained decoder, tied by content hash to the probed model it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inversionview import bundled
+from inversionview.decoder.model import Decoder, DecoderConfig
+from inversionview.errors import UserError
+from inversionview.probed.model import ProbedModel
+from inversionview.storage import DECODER_CONFIG_FILE, WEIGHTS_FILE, load_tensors, read_json, save_tensors, write_json
+
+
+def save_decoder(decoder: Decoder, directory: Path, probed: ProbedModel, provenance: dict | None = None) -> str:
+    """Write ``model.safetensors`` and ``decoder.json``; returns the weights' content hash."""
+    directory.mkdir(parents=True, exist_ok=True)
+    content_hash = save_tensors(directory / WEIGHTS_FILE, decoder.state_dict())
+    write_json(
+        directory / DECODER_CONFIG_FILE,
+        {
+            "config": decoder.config.to_dict(),
+            "probed_hash": probed.content_hash,
+            "probed_task": probed.task.name,
+            "content_hash": content_hash,
+            "provenance": provenance or {},
+        },
+    )
+    return content_hash
+
+
+def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
+    """Load a decoder for ``probed``: from ``directory``, or the bundled one when None.
+
+    A decoder trained for other weights than ``probed``'s is refused: its samples would be
+    read against the wrong model.
+    """
+    if directory is None:
+        path = bundled.decoder_dir(probed.source)
+        if path is None:
+            raise UserError(f"no bundled decoder for probed model {probed.source!r}; pass --decoder DIR")
+    else:
+        path = Path(directory)
+        if not path.is_dir():
+            raise UserError(f"decoder directory {path} does not exist")
+    meta = read_json(path / DECODER_CONFIG_FILE, "decoder config")
+    if meta.get("probed_hash") != probed.content_hash:
+        raise UserError(
+            f"decoder {path} was trained for another probed model "
+            f"(hash {str(meta.get('probed_hash'))[:12]}…, this one is {probed.content_hash[:12]}…)"
+        )
+    try:
+        config = DecoderConfig.from_dict(meta["config"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"decoder config {path / DECODER_CONFIG_FILE} is incomplete ({exc})") from None
+    decoder = Decoder(config)
+    tensors = load_tensors(path / WEIGHTS_FILE, "decoder weights", meta.get("content_hash"))
+    missing, unexpected = decoder.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise UserError(f"decoder weights in {path} do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    decoder.eval()
+    return decoder

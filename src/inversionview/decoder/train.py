@@ -1,0 +1,190 @@
+"""Training a decoder on the fly: fresh task inputs, their activations at random sites and
+positions, and the decoder taught to write the whole input back."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from inversionview.decoder.evaluate import heldout_queries, site_precision
+from inversionview.decoder.model import Decoder, DecoderConfig
+from inversionview.decoder.store import save_decoder
+from inversionview.probed.model import ProbedModel
+from inversionview.probed.sites import Site, canonical_site
+from inversionview.training import Checkpoint, load_checkpoint, lr_at, save_checkpoint, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecoderTrainConfig:
+    """How to train a decoder. The defaults are the bundled counting decoder's recipe."""
+
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    n_condition_layers: int = 2
+    steps: int = 100_000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 500
+    weight_decay: float = 0.01
+    bos_share: float = 0.05
+    seed: int = 0
+    eval_every: int = 2000
+    eval_queries: int = 8
+    eval_samples: int = 16
+    epsilon: float = 0.1
+    metric: str = "euclidean"
+    checkpoint_every_s: float = 180.0
+    site_weight_floor: float = 0.2
+
+
+def decoder_sites(probed: ProbedModel) -> list[Site]:
+    """The sites one decoder serves: every site, aliases counted once."""
+    seen: list[Site] = []
+    for site in probed.sites():
+        if canonical_site(site) not in seen:
+            seen.append(canonical_site(site))
+    return seen
+
+
+def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
+    """A fresh decoder whose token and position embeddings start from the probed model's."""
+    sites = decoder_sites(probed)
+    decoder = Decoder(
+        DecoderConfig(
+            vocab_size=probed.task.tokenizer.vocab_size,
+            max_len=probed.task.max_len,
+            d_activation=probed.d_model,
+            sites=[s.name for s in sites],
+            d_model=config.d_model,
+            n_layers=config.n_layers,
+            n_heads=config.n_heads,
+            n_condition_layers=config.n_condition_layers,
+        )
+    )
+    # The probed model already knows which tokens and positions are alike; start from that.
+    width = min(config.d_model, probed.d_model)
+    with torch.no_grad():
+        wte = probed.model.transformer.wte.weight
+        wpe = probed.model.transformer.wpe.weight
+        decoder.token_embedding.weight[: wte.shape[0], :width] = wte[:, :width]
+        decoder.position_embedding.weight[:, :width] = wpe[: decoder.config.max_len, :width]
+    return decoder
+
+
+class ActivationStream:
+    """Endless training batches: (decoder input ids, activation, site id, target ids)."""
+
+    def __init__(self, probed: ProbedModel, sites: list[Site], config: DecoderTrainConfig, rng) -> None:
+        self.probed, self.sites, self.config, self.rng = probed, sites, config, rng
+        self.site_weights = torch.ones(len(sites))
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        probed, config = self.probed, self.config
+        texts = probed.task.sample_texts(self.rng, config.batch_size)
+        ids, lengths = probed.encode_batch(texts)
+        acts, _ = probed.activations(ids, self.sites)
+        stacked = torch.stack([acts[s] for s in self.sites])  # (S, B, T, d)
+        batch = ids.shape[0]
+        site_ids = torch.multinomial(self.site_weights, batch, replacement=True, generator=generator)
+        # Queryable positions are BOS (a small share, so the decoder learns the no-information
+        # baseline) and the text tokens 1 .. length-2.
+        text_positions = 1 + (torch.rand(batch, generator=generator) * (lengths - 2)).long()
+        at_bos = torch.rand(batch, generator=generator) < config.bos_share
+        positions = torch.where(at_bos, torch.zeros_like(text_positions), text_positions)
+        activation = stacked[site_ids, torch.arange(batch), positions]  # (B, d)
+        return ids[:, :-1], activation, site_ids, ids[:, 1:]
+
+
+def train_decoder(
+    probed: ProbedModel, config: DecoderTrainConfig, out: Path, *, progress: bool = True
+) -> Decoder:
+    """Train (or resume) a decoder for ``probed`` into ``out``; saves the final decoder there."""
+    rng = seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    sites = decoder_sites(probed)
+    decoder = new_decoder(probed, config)
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    stream = ActivationStream(probed, sites, config, rng)
+
+    resumed = load_checkpoint(out, decoder, optimizer)
+    if resumed:
+        step, state = resumed.step, resumed.state
+        rng.seed(config.seed + step)  # a fresh but reproducible data stream after a resume
+        generator.manual_seed(config.seed + step)
+        stream.site_weights = torch.tensor(state["site_weights"])
+        log.info("resuming at step %d", step)
+    else:
+        step, state = 0, {"seconds": 0.0, "history": [], "samples_seen": 0}
+        decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
+
+    pad_id = probed.task.tokenizer.pad_id
+    eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
+    started = time.monotonic() - state["seconds"]
+    last_checkpoint = time.monotonic()
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train-decoder", unit="step")
+    while step < config.steps:
+        decoder.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
+        inputs, activation, site_ids, targets = stream.batch(generator)
+        logits = decoder(inputs, activation, site_ids)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad_id)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        state["samples_seen"] += inputs.shape[0]
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+
+        final = step == config.steps
+        if step % config.eval_every == 0 or final:
+            decoder.eval()
+            precision = {
+                site.name: site_precision(
+                    decoder, probed, site, eval_queries, samples_per_query=config.eval_samples,
+                    epsilon=config.epsilon, metric=config.metric, seed=step,
+                )
+                for site in sites
+            }
+            # Shift training toward the sites the decoder reads worst.
+            weakness = torch.tensor([1.0 - precision[s.name] for s in sites])
+            stream.site_weights = weakness + config.site_weight_floor
+            mean = sum(precision.values()) / len(precision)
+            state["history"].append(
+                {"step": step, "seconds": round(time.monotonic() - started, 1), "loss": round(loss.item(), 4),
+                 "mean_precision": round(mean, 4), "precision": {k: round(v, 4) for k, v in precision.items()}}
+            )
+            log.info("step %d loss %.3f mean precision %.3f %s", step, loss.item(), mean,
+                     " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items()))
+        if final or time.monotonic() - last_checkpoint > config.checkpoint_every_s:
+            state["seconds"] = time.monotonic() - started
+            state["site_weights"] = stream.site_weights.tolist()
+            state["config"] = asdict(config)
+            save_checkpoint(out, decoder, optimizer, Checkpoint(step, state))
+            save_decoder(decoder, out, probed, {"recipe": asdict(config), "steps": step,
+                                                "seconds": round(state["seconds"], 1),
+                                                "history": state["history"]})
+            last_checkpoint = time.monotonic()
+    bar.close()
+    decoder.eval()
+    return decoder
+
+
+@torch.no_grad()
+def _site_scales(probed: ProbedModel, sites: list[Site], rng, n: int = 256) -> torch.Tensor:
+    """RMS of each site's activations over text positions of ``n`` training inputs."""
+    ids, lengths = probed.encode_batch(probed.task.sample_texts(rng, n))
+    acts, _ = probed.activations(ids, sites)
+    mask = torch.arange(ids.shape[1])[None, :] < (lengths - 1)[:, None]
+    return torch.stack([acts[s][mask].pow(2).mean().sqrt() for s in sites]).clamp_min(1e-6)

@@ -1,0 +1,36 @@
+"""Distances between a query activation and every position of many sampled inputs (pure functions)."""
+
+from __future__ import annotations
+
+import torch
+
+METRICS = ("euclidean", "cosine")
+
+
+def position_distances(query: torch.Tensor, activations: torch.Tensor, valid: torch.Tensor, metric: str) -> torch.Tensor:
+    """Distance of each position's activation to the query.
+
+    Args:
+        query: (d,) one query for all inputs, or (N, d) one per input.
+        activations: (N, T, d) activations of N inputs.
+        valid: (N, T) bool, positions that may match (not EOS or padding).
+        metric: ``"euclidean"`` for ‖q − a‖ / ‖q‖ or ``"cosine"`` for 1 − cos(q, a).
+
+    Returns:
+        (N, T) distances, ``inf`` at invalid positions.
+    """
+    query = query.float()
+    query = query[:, None, :] if query.dim() == 2 else query  # (N, 1, d) or (d,)
+    activations = activations.float()
+    if metric == "euclidean":
+        dist = (activations - query).norm(dim=-1) / query.norm(dim=-1).clamp_min(1e-12)
+    elif metric == "cosine":
+        dist = 1 - torch.nn.functional.cosine_similarity(activations, query, dim=-1, eps=1e-12)
+    else:
+        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
+    return dist.masked_fill(~valid, float("inf"))
+
+
+def best_positions(distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each input's nearest position: (N,) distances and (N,) position indices."""
+    return distances.min(dim=-1)

@@ -1,0 +1,140 @@
+"""Reading one activation: sample inputs from the decoder, verify each against the probed model,
+keep each sample's best position, and colour its tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from inversionview.decoder.model import Decoder
+from inversionview.errors import UserError
+from inversionview.inversion.distance import METRICS, best_positions
+from inversionview.inversion.result import InversionResult, Query, Sample, Settings
+from inversionview.inversion.schedule import Schedule, parse_schedule
+from inversionview.inversion.verify import sample_ids, sequence_lengths, site_index, verify_ids
+from inversionview.probed.model import ProbedModel
+from inversionview.probed.sites import Site
+
+Progress = Callable[[int, int], None]
+"""Called with (samples done, samples in all)."""
+
+
+def resolve_position(position: int, n_positions: int) -> int:
+    """A position among ``n_positions`` queryable ones (BOS = 0); negative counts from the end."""
+    resolved = position + n_positions if position < 0 else position
+    if not 0 <= resolved < n_positions:
+        raise UserError(
+            f"position {position} is out of range: this input has positions 0..{n_positions - 1} "
+            f"(BOS = 0), or -1..-{n_positions} from the end"
+        )
+    return resolved
+
+
+@torch.no_grad()
+def query_activation(probed: ProbedModel, site: Site, text: str, position: int) -> torch.Tensor:
+    """The activation (d,) at one site and position of ``text``."""
+    ids, _ = probed.encode_batch([text])
+    return probed.activations(ids, [site])[0][site][0, position]
+
+
+@torch.no_grad()
+def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
+    """Decoder probability of each token of ``ids`` (N, T) given its prefix and one activation: (N, T),
+    0 at position 0 (BOS, which is given, not generated)."""
+    batch = ids.shape[0]
+    logits = decoder(ids[:, :-1], activation.expand(batch, -1), torch.full((batch,), site_id))
+    probs = logits.softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    return torch.cat([torch.zeros(batch, 1), probs], dim=1)
+
+
+def invert(
+    probed: ProbedModel,
+    decoder: Decoder,
+    text: str,
+    position: int,
+    site: str | Site,
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+    metric: str = "euclidean",
+    epsilon: float = 0.1,
+    schedule: Schedule | None = None,
+    batch_size: int = 500,
+    decoder_name: str = "bundled",
+    progress: Progress | None = None,
+) -> InversionResult:
+    """Sample ``samples`` inputs whose activation at ``site`` should match ``text``'s at ``position``.
+
+    Returns every sample with its distance to the query (its best position's), sorted nearest first.
+    """
+    started = time.perf_counter()
+    task = probed.task
+    task.validate(text)
+    site = probed.site(site) if isinstance(site, str) else site
+    if metric not in METRICS:
+        raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
+    if samples < 1:
+        raise UserError("--samples must be at least 1")
+    if epsilon < 0:
+        raise UserError("--epsilon must not be negative")
+    schedule = schedule or parse_schedule("auto")
+    tokenizer = task.tokenizer
+    query_ids = task.encode(text)[:-1]  # BOS and the text tokens: the queryable positions
+    position = resolve_position(position, len(query_ids))
+
+    query = query_activation(probed, site, text, position)
+    baseline = query_activation(probed, site, text, 0)  # BOS sees nothing: no information
+    sid = site_index(decoder, site)
+    generator = torch.Generator().manual_seed(seed)
+
+    chunks: list[tuple[torch.Tensor, float, float]] = []
+    done = 0
+    for temperature, noise, count in schedule.split(samples):
+        for start in range(0, count, batch_size):
+            n = min(batch_size, count - start)
+            ids = sample_ids(decoder, probed, site, query.expand(n, -1), temperature=temperature, noise=noise,
+                             generator=generator)
+            chunks.append((ids, temperature, noise))
+            done += n
+            if progress:
+                progress(done, samples)
+
+    results: list[Sample] = []
+    for ids, temperature, noise in chunks:
+        distances = verify_ids(probed, site, ids, query, metric)
+        best, best_at = best_positions(distances)
+        colors = token_probabilities(decoder, ids, query, sid) - token_probabilities(decoder, ids, baseline, sid)
+        lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
+        for row in range(ids.shape[0]):
+            length = int(lengths[row])
+            row_ids = ids[row, :length].tolist()
+            sample_text = tokenizer.decode(row_ids)
+            results.append(
+                Sample(
+                    text=sample_text,
+                    tokens=[tokenizer.token_str(t) for t in row_ids],
+                    distance=float(best[row]),
+                    best_position=int(best_at[row]),
+                    in_preimage=bool(best[row] <= epsilon),
+                    colors=[round(float(c), 4) for c in colors[row, :length]],
+                    position_distances=[round(float(d), 4) for d in distances[row, :length]],
+                    temperature=temperature,
+                    noise=noise,
+                    annotation=task.annotate(sample_text),
+                )
+            )
+    results.sort(key=lambda s: s.distance)
+    settings = Settings(
+        probed=probed.source, probed_hash=probed.content_hash, decoder=decoder_name, samples=samples, seed=seed,
+        metric=metric, epsilon=epsilon, schedule=schedule.name, schedule_pairs=[list(p) for p in schedule.pairs],
+    )
+    return InversionResult(
+        query=Query(text=text, tokens=[tokenizer.token_str(t) for t in query_ids], position=position, site=site.name),
+        settings=settings,
+        samples=results,
+        share_in_preimage=sum(s.in_preimage for s in results) / len(results),
+        seconds=round(time.perf_counter() - started, 3),
+        annotation=task.annotate(text),
+    )

@@ -1,0 +1,75 @@
+"""Generation and verification: decoder samples in, per-position distances to the query out."""
+
+from __future__ import annotations
+
+import torch
+
+from inversionview.decoder.model import Decoder
+from inversionview.inversion.distance import position_distances
+from inversionview.probed.model import ProbedModel
+from inversionview.probed.sites import Site, canonical_site
+
+
+def site_index(decoder: Decoder, site: Site) -> int:
+    """The decoder's id for a site (aliases resolved)."""
+    return decoder.config.sites.index(canonical_site(site).name)
+
+
+def sequence_lengths(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Length of each row up to and including its first EOS (the whole row if none), (N,)."""
+    is_eos = ids == eos_id
+    first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
+    return first + 1
+
+
+def queryable(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(N, T) mask of positions that can hold a query: BOS and text tokens, not EOS or padding."""
+    lengths = sequence_lengths(ids, eos_id)
+    positions = torch.arange(ids.shape[1], device=ids.device)
+    return positions[None, :] < (lengths - 1)[:, None]
+
+
+@torch.no_grad()
+def sample_ids(
+    decoder: Decoder,
+    probed: ProbedModel,
+    site: Site,
+    queries: torch.Tensor,
+    *,
+    temperature: float,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One decoder sample per query row (N, d): token ids (N, max_len).
+
+    ``noise`` perturbs each query by a random direction of norm ``noise * ‖q‖`` before decoding,
+    which spreads samples over inputs the decoder finds less likely.
+    """
+    if noise > 0:
+        direction = torch.randn(queries.shape, generator=generator)
+        direction = direction / direction.norm(dim=-1, keepdim=True)
+        queries = queries + noise * queries.norm(dim=-1, keepdim=True) * direction
+    tok = probed.task.tokenizer
+    sites = torch.full((queries.shape[0],), site_index(decoder, site), dtype=torch.long)
+    return decoder.generate(
+        queries, sites, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+        temperature=temperature, generator=generator,
+    )
+
+
+@torch.no_grad()
+def verify_ids(
+    probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
+) -> torch.Tensor:
+    """Distance of every position of every sample to its query: (N, T), inf where not queryable.
+
+    ``queries`` is (d,) for one query or (N, d) for one per sample.
+    """
+    eos_id = probed.task.tokenizer.eos_id
+    out = []
+    for start in range(0, ids.shape[0], batch_size):
+        chunk = ids[start : start + batch_size]
+        acts = probed.activations(chunk, [site])[0][site]
+        query = queries if queries.dim() == 1 else queries[start : start + batch_size]
+        out.append(position_distances(query, acts, queryable(chunk, eos_id), metric))
+    return torch.cat(out)

@@ -1,0 +1,185 @@
+"""The probed model: a Hugging Face GPT-2-family causal LM plus the task that feeds it.
+
+One way to load a model: ``load_probed`` takes a bundled name or a local directory in the Hugging
+Face layout (``config.json`` + ``model.safetensors``, or ``pytorch_model.bin`` with ``allow_pickle``).
+Our own models add ``inversionview.json`` (task, vocabulary, content hash, provenance); for other
+people's models the task and vocabulary come from the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from inversionview import bundled
+from inversionview.errors import UserError
+from inversionview.probed.sites import Site, all_sites, parse_site, run_with_sites
+from inversionview.storage import (
+    HF_CONFIG_FILE,
+    HF_PICKLE_FILE,
+    PROBED_META_FILE,
+    WEIGHTS_FILE,
+    file_hash,
+    read_json,
+    write_json,
+)
+from inversionview.tasks import CharTokenizer, Task, get_task, pad_batch, tokenizer_from_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProbedModel:
+    """A causal LM whose activations we read, with its task and a hash that names its weights."""
+
+    model: GPT2LMHeadModel
+    task: Task
+    content_hash: str
+    source: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.config.n_layer
+
+    @property
+    def n_heads(self) -> int:
+        return self.model.config.n_head
+
+    @property
+    def d_model(self) -> int:
+        return self.model.config.n_embd
+
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        return self.model.transformer.h
+
+    def sites(self) -> list[Site]:
+        return all_sites(self.n_layers, self.n_heads)
+
+    def site(self, name: str) -> Site:
+        return parse_site(name, self.n_layers, self.n_heads)
+
+    def encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``(B, T)`` (``BOS + text + EOS``, right-padded) and lengths ``(B,)``."""
+        return pad_batch([self.task.encode(t) for t in texts], self.task.tokenizer.pad_id)
+
+    @torch.no_grad()
+    def activations(
+        self, ids: torch.Tensor, sites: list[Site], attention_layers: tuple[int, ...] = ()
+    ) -> tuple[dict[Site, torch.Tensor], dict[int, torch.Tensor]]:
+        """Activations ``(B, T, d_model)`` at ``sites`` (and attention patterns) for token ids."""
+        return run_with_sites(self.model, self.blocks, ids, sites, attention_layers=attention_layers)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids).logits
+
+    def save(self, directory: Path, provenance: dict | None = None) -> None:
+        """Write the model in the Hugging Face layout plus ``inversionview.json``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.content_hash = file_hash(directory / WEIGHTS_FILE)
+        self.meta = {
+            "task": self.task.name,
+            "tokenizer": self.task.tokenizer.to_dict(),
+            "content_hash": self.content_hash,
+            "provenance": provenance or {},
+        }
+        write_json(directory / PROBED_META_FILE, self.meta)
+
+
+def new_gpt2(task: Task, *, d_model: int, n_layers: int, n_heads: int, seed: int) -> GPT2LMHeadModel:
+    """A fresh GPT-2 sized for a task's vocabulary and input length, with dropout off."""
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=task.tokenizer.vocab_size,
+        n_positions=task.max_len,
+        n_embd=d_model,
+        n_layer=n_layers,
+        n_head=n_heads,
+        n_inner=4 * d_model,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=task.tokenizer.bos_id,
+        eos_token_id=task.tokenizer.eos_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def _resolve_directory(name_or_dir: str) -> Path:
+    path = bundled.probed_dir(name_or_dir)
+    if path is not None:
+        return path
+    path = Path(name_or_dir)
+    if not path.is_dir():
+        known = ", ".join(bundled.probed_names()) or "none"
+        raise UserError(f"no probed model {name_or_dir!r}: not a bundled name ({known}) nor a directory")
+    return path
+
+
+def load_probed(
+    name_or_dir: str,
+    *,
+    task: str | None = None,
+    vocab: str | None = None,
+    bos: str | None = None,
+    eos: str | None = None,
+    pad: str | None = None,
+    allow_pickle: bool = False,
+) -> ProbedModel:
+    """Load a bundled probed model by name, or a local Hugging Face GPT-2 directory.
+
+    ``task``/``vocab``/``bos``/``eos``/``pad`` describe a model that has no ``inversionview.json``
+    (and override one that has). ``allow_pickle`` permits ``pytorch_model.bin``, which is unpickled.
+    """
+    directory = _resolve_directory(name_or_dir)
+    meta_path = directory / PROBED_META_FILE
+    meta = read_json(meta_path, "probed model metadata") if meta_path.is_file() else {}
+
+    if vocab is not None:
+        tokenizer = CharTokenizer(vocab, bos or "B", eos or "E", pad or "P")
+    elif "tokenizer" in meta:
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
+    else:
+        raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task and --vocab (with --bos/--eos/--pad)")
+    task_name = task or meta.get("task")
+    if task_name is None:
+        raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task")
+    the_task = get_task(task_name, tokenizer)
+
+    config_path = directory / HF_CONFIG_FILE
+    config_data = read_json(config_path, "probed model config")
+    if config_data.get("model_type") != "gpt2":
+        raise UserError(f"{config_path}: model_type {config_data.get('model_type')!r} is not supported (gpt2 is)")
+    weights = directory / WEIGHTS_FILE
+    if weights.is_file():
+        content_hash = file_hash(weights)
+        if meta.get("content_hash") not in (None, content_hash):
+            raise UserError(f"{weights} does not match the content hash in {PROBED_META_FILE} (corrupt or replaced)")
+        use_safetensors = True
+    elif (directory / HF_PICKLE_FILE).is_file():
+        if not allow_pickle:
+            raise UserError(f"{directory} holds only {HF_PICKLE_FILE}, a pickle; pass --allow-pickle to load it")
+        content_hash = file_hash(directory / HF_PICKLE_FILE)
+        use_safetensors = False
+    else:
+        raise UserError(f"{directory} has no {WEIGHTS_FILE} (nor {HF_PICKLE_FILE})")
+
+    try:
+        model = GPT2LMHeadModel.from_pretrained(
+            directory, local_files_only=True, use_safetensors=use_safetensors, config=GPT2Config(**config_data)
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load probed model from {directory}: {first_line}") from None
+    if model.config.vocab_size < tokenizer.vocab_size:
+        raise UserError(
+            f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}"
+        )
+    model.eval()
+    return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta)

@@ -1,0 +1,184 @@
+"""Activation sites, named as TransformerLens names them, and reading them with PyTorch hooks.
+
+Names: ``blocks.{l}.hook_resid_pre``, ``hook_resid_mid``, ``hook_resid_post``, ``hook_attn_out``,
+``hook_mlp_out``, and one head's output ``blocks.{l}.attn.hook_result.{h}`` (the head's share of the
+attention output, without the output bias, as in TransformerLens).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from inversionview.errors import UserError
+
+LAYER_SITE_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+HEAD_SITE_KIND = "attn.hook_result"
+_SITE_RE = re.compile(r"blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_out)")
+_HEAD_RE = re.compile(r"blocks\.(\d+)\.attn\.hook_result\.(\d+)")
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """One place in the probed model whose activation can be read."""
+
+    layer: int
+    kind: str
+    head: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.head is not None:
+            return f"blocks.{self.layer}.{HEAD_SITE_KIND}.{self.head}"
+        return f"blocks.{self.layer}.{self.kind}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def all_sites(n_layers: int, n_heads: int) -> list[Site]:
+    """Every site of a model, layer by layer, in forward order."""
+    sites = []
+    for layer in range(n_layers):
+        for kind in LAYER_SITE_KINDS:
+            sites.append(Site(layer, kind))
+            if kind == "hook_attn_out":
+                sites.extend(Site(layer, HEAD_SITE_KIND, h) for h in range(n_heads))
+    return sites
+
+
+def parse_site(name: str, n_layers: int, n_heads: int) -> Site:
+    """Parse a site name strictly; an unknown name fails with the list of valid ones."""
+    site = None
+    if match := _SITE_RE.fullmatch(name):
+        site = Site(int(match[1]), match[2])
+    elif match := _HEAD_RE.fullmatch(name):
+        site = Site(int(match[1]), HEAD_SITE_KIND, int(match[2]))
+    if site is None or site.layer >= n_layers or (site.head is not None and site.head >= n_heads):
+        valid = ", ".join(s.name for s in all_sites(n_layers, n_heads))
+        raise UserError(f"unknown site {name!r}; valid sites: {valid}")
+    return site
+
+
+def canonical_site(site: Site) -> Site:
+    """The one name of a site that has two: ``blocks.{l}.hook_resid_pre`` is ``blocks.{l-1}.hook_resid_post``."""
+    if site.kind == "hook_resid_pre" and site.layer > 0:
+        return Site(site.layer - 1, "hook_resid_post")
+    return site
+
+
+class _StopForward(Exception):
+    """Raised inside a hook once every requested activation is read: later layers need not run."""
+
+
+@contextmanager
+def _hooks(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _first_output(output) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def run_with_sites(
+    model: nn.Module,
+    blocks: nn.ModuleList,
+    ids: torch.Tensor,
+    sites: list[Site],
+    *,
+    attention_layers: tuple[int, ...] = (),
+    stop_early: bool = True,
+) -> tuple[dict[Site, torch.Tensor], dict[int, torch.Tensor]]:
+    """Run ``model`` on ``ids`` (B, T) and return each site's activation, (B, T, d_model).
+
+    ``attention_layers`` also returns those layers' attention patterns, (B, H, T, T). With
+    ``stop_early`` the forward pass ends after the last layer that holds a requested site.
+    """
+    cache: dict[Site, torch.Tensor] = {}
+    patterns: dict[int, torch.Tensor] = {}
+    handles = []
+    wanted = set(sites)
+    last_layer = max([s.layer for s in sites] + list(attention_layers), default=-1)
+
+    def done_check() -> None:
+        if stop_early and wanted.issubset(cache) and len(patterns) == len(attention_layers):
+            raise _StopForward
+
+    for layer in sorted({s.layer for s in sites} | set(attention_layers)):
+        block = blocks[layer]
+        kinds = {s.kind for s in sites if s.layer == layer}
+        heads = sorted(s.head for s in sites if s.layer == layer and s.head is not None)
+
+        def store(site: Site, value: torch.Tensor) -> None:
+            cache[site] = value
+            done_check()
+
+        if "hook_resid_pre" in kinds:
+            site = Site(layer, "hook_resid_pre")
+            handles.append(block.register_forward_pre_hook(
+                lambda m, a, k, site=site: store(site, _first_arg(a, k)), with_kwargs=True))
+        if "hook_resid_mid" in kinds:
+            site = Site(layer, "hook_resid_mid")
+            handles.append(block.ln_2.register_forward_pre_hook(
+                lambda m, a, site=site: store(site, a[0])))
+        if "hook_attn_out" in kinds:
+            site = Site(layer, "hook_attn_out")
+            handles.append(block.attn.register_forward_hook(
+                lambda m, a, o, site=site: store(site, _first_output(o))))
+        if "hook_mlp_out" in kinds:
+            site = Site(layer, "hook_mlp_out")
+            handles.append(block.mlp.register_forward_hook(
+                lambda m, a, o, site=site: store(site, o)))
+        if "hook_resid_post" in kinds:
+            site = Site(layer, "hook_resid_post")
+            handles.append(block.register_forward_hook(
+                lambda m, a, o, site=site: store(site, _first_output(o))))
+        if heads:
+            proj = block.attn.c_proj
+            head_dim = block.attn.head_dim
+
+            def read_heads(module, args, layer=layer, heads=heads, head_dim=head_dim):
+                z = args[0]  # (B, T, H * d_head), heads merged before the output projection
+                w_o = module.weight  # GPT-2's Conv1D stores (in, out)
+                for h in heads:
+                    part = slice(h * head_dim, (h + 1) * head_dim)
+                    cache[Site(layer, HEAD_SITE_KIND, h)] = z[..., part] @ w_o[part, :]
+                done_check()
+
+            handles.append(proj.register_forward_pre_hook(read_heads))
+        if layer in attention_layers:
+            attn = block.attn
+
+            def read_pattern(module, args, output, layer=layer, attn=attn):
+                q, k, _ = output.split(attn.split_size, dim=2)
+                batch, length, _ = q.shape
+                q = q.view(batch, length, -1, attn.head_dim).transpose(1, 2)
+                k = k.view(batch, length, -1, attn.head_dim).transpose(1, 2)
+                scores = q @ k.transpose(-1, -2) / attn.head_dim**0.5
+                causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+                patterns[layer] = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+                done_check()
+
+            handles.append(attn.c_attn.register_forward_hook(read_pattern))
+
+    with _hooks(handles):
+        try:
+            model(input_ids=ids)
+        except _StopForward:
+            pass
+    if last_layer >= 0 and not wanted.issubset(cache):
+        raise RuntimeError(f"hooks missed sites {sorted(s.name for s in wanted - set(cache))}")
+    return cache, patterns

@@ -1,0 +1,81 @@
+"""The task interface: what a case study tells the rest of the library.
+
+A task owns its tokenizer, a seeded generator of inputs, a fixed train/held-out split, the named
+positions of an input, and which next-token predictions the probed model is scored on.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from abc import ABC, abstractmethod
+
+import torch
+
+from inversionview.errors import UserError
+from inversionview.tasks.tokenizer import Tokenizer
+
+
+class Task(ABC):
+    """A case study: inputs, their split, their named positions and the probed model's metric."""
+
+    name: str
+    tokenizer: Tokenizer
+    max_len: int
+    """Longest encoded input, BOS and EOS included."""
+    heldout_share: float = 0.1
+
+    @abstractmethod
+    def sample_text(self, rng: random.Random) -> str:
+        """One input drawn from the task's distribution (train and held-out alike)."""
+
+    @abstractmethod
+    def named_positions(self, text: str) -> dict[str, int]:
+        """Named token positions of ``text`` (BOS = 0), e.g. ``{":": 21}``."""
+
+    @abstractmethod
+    def target_positions(self, text: str) -> list[int]:
+        """Positions whose next-token prediction is the probed model's job."""
+
+    def query_position_names(self) -> list[str]:
+        """Names of the positions that decoder precision is measured at."""
+        return []
+
+    def annotate(self, text: str) -> str | None:
+        """A short task-specific note on a sample (the viewer shows it), or None."""
+        return None
+
+    def validate(self, text: str) -> None:
+        """Raise UserError if ``text`` cannot be fed to the probed model."""
+        ids = self.tokenizer.encode(text)
+        if len(ids) + 2 > self.max_len:
+            raise UserError(f"input has {len(ids)} tokens; this task allows at most {self.max_len - 2}")
+
+    def is_heldout(self, text: str) -> bool:
+        """Whether ``text`` belongs to the held-out split (a fixed hash of the text)."""
+        return zlib.crc32(text.encode()) % 1000 < self.heldout_share * 1000
+
+    def sample_texts(self, rng: random.Random, n: int, split: str = "train") -> list[str]:
+        """``n`` inputs of one split: ``"train"``, ``"heldout"`` or ``"any"``."""
+        if split not in ("train", "heldout", "any"):
+            raise ValueError(f"unknown split {split!r}")
+        texts: list[str] = []
+        while len(texts) < n:
+            text = self.sample_text(rng)
+            if split == "any" or self.is_heldout(text) == (split == "heldout"):
+                texts.append(text)
+        return texts
+
+    def encode(self, text: str) -> list[int]:
+        """``BOS + tokens + EOS``."""
+        tok = self.tokenizer
+        return [tok.bos_id, *tok.encode(text), tok.eos_id]
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into a ``(B, T)`` tensor; also returns the ``(B,)`` lengths."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+    return ids, lengths

@@ -1,0 +1,113 @@
+"""Tokenizers: map text to token ids and back, with BOS/EOS/PAD ids.
+
+Every tokenizer wraps a sequence as ``BOS + text tokens + EOS``. Position 0 is BOS; positions that
+a user may query are BOS and the text tokens (EOS only marks the end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from inversionview.errors import UserError
+
+
+class Tokenizer(Protocol):
+    """What the rest of the library needs from a tokenizer."""
+
+    bos_id: int
+    eos_id: int
+    pad_id: int
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without BOS/EOS; raises UserError on text it cannot encode."""
+        ...
+
+    def token_str(self, token_id: int) -> str:
+        """A readable form of one token, as shown to users."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of ids, skipping BOS, EOS and PAD."""
+        ...
+
+    def to_dict(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class CharTokenizer:
+    """One token per character: the id of a character is its index in ``vocab``.
+
+    ``bos``, ``eos`` and ``pad`` are characters of ``vocab`` that stand for the special tokens, so
+    ``"abc|:BEP"`` with ``bos="B"`` is a vocabulary whose B is never a text character.
+    """
+
+    vocab: str
+    bos: str
+    eos: str
+    pad: str
+
+    def __post_init__(self) -> None:
+        if len(set(self.vocab)) != len(self.vocab):
+            raise UserError(f"vocabulary {self.vocab!r} repeats a character")
+        for role, char in (("bos", self.bos), ("eos", self.eos), ("pad", self.pad)):
+            if len(char) != 1 or char not in self.vocab:
+                raise UserError(f"--{role} {char!r} must be one character of the vocabulary {self.vocab!r}")
+        if len({self.bos, self.eos, self.pad}) != 3:
+            raise UserError("BOS, EOS and PAD must be three different characters")
+
+    @property
+    def bos_id(self) -> int:
+        return self.vocab.index(self.bos)
+
+    @property
+    def eos_id(self) -> int:
+        return self.vocab.index(self.eos)
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab.index(self.pad)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def text_chars(self) -> str:
+        """The characters that may appear in text (the vocabulary less the special tokens)."""
+        return "".join(c for c in self.vocab if c not in (self.bos, self.eos, self.pad))
+
+    def encode(self, text: str) -> list[int]:
+        allowed = self.text_chars
+        for i, char in enumerate(text):
+            if char not in allowed:
+                raise UserError(
+                    f"character {char!r} at index {i} of {text!r} is not in the vocabulary {allowed!r}"
+                )
+        return [self.vocab.index(c) for c in text]
+
+    def token_str(self, token_id: int) -> str:
+        if token_id == self.bos_id:
+            return "<BOS>"
+        if token_id == self.eos_id:
+            return "<EOS>"
+        if token_id == self.pad_id:
+            return "<PAD>"
+        return self.vocab[token_id]
+
+    def decode(self, ids: list[int]) -> str:
+        special = {self.bos_id, self.eos_id, self.pad_id}
+        return "".join(self.vocab[i] for i in ids if i not in special)
+
+    def to_dict(self) -> dict:
+        return {"kind": "char", "vocab": self.vocab, "bos": self.bos, "eos": self.eos, "pad": self.pad}
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """Rebuild a tokenizer saved with ``to_dict``."""
+    if data.get("kind") == "char":
+        return CharTokenizer(data["vocab"], data["bos"], data["eos"], data["pad"])
+    raise UserError(f"unknown tokenizer kind {data.get('kind')!r}")

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny real models built and trained in seconds, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+from inversionview.probed import load_probed
+from inversionview.probed.train import ProbedTrainConfig, train_probed
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pass --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_probed_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 2-head counting model trained for a few real steps."""
+    out = tmp_path_factory.mktemp("probed")
+    config = ProbedTrainConfig(d_model=32, n_heads=2, steps=30, batch_size=32, eval_every=30, eval_size=100)
+    train_probed(config, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_probed(tiny_probed_dir):
+    return load_probed(str(tiny_probed_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tiny_probed, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("decoder")
+    config = DecoderTrainConfig(d_model=32, n_heads=2, n_layers=1, steps=20, batch_size=32, eval_every=20,
+                                eval_queries=2, eval_samples=4)
+    train_decoder(tiny_probed, config, out, progress=False)
+    return out

@@ -1,0 +1,159 @@
+"""The command line, end to end on tiny real models: outputs and every kind of bad input."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from inversionview.cli import main
+from inversionview.storage import DECODER_CONFIG_FILE, PROBED_META_FILE, WEIGHTS_FILE
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code, err, *needles):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 3, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_invert_json(capsys, tiny_probed_dir, tiny_decoder_dir):
+    code, out, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tiny_decoder_dir,
+                             "--input", "vvzccvczvv|v:5", "--position", -2, "--site", "blocks.1.hook_resid_post",
+                             "--samples", 40, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) >= {"query", "settings", "samples", "share_in_preimage"}
+    assert result["query"]["position"] == 13  # ':' of a 14-character input, BOS = 0
+    assert len(result["samples"]) == 40
+    distances = [s["distance"] for s in result["samples"]]
+    assert distances == sorted(distances)
+    for sample in result["samples"]:
+        assert set(sample) >= {"text", "tokens", "distance", "best_position", "in_preimage", "colors",
+                               "position_distances"}
+        assert len(sample["tokens"]) == len(sample["colors"]) == len(sample["position_distances"])
+        assert sample["position_distances"][sample["best_position"]] == pytest.approx(sample["distance"], abs=1e-4)
+        assert sample["in_preimage"] == (sample["distance"] <= 0.1)
+    share = sum(s["in_preimage"] for s in result["samples"]) / 40
+    assert result["share_in_preimage"] == pytest.approx(share)
+
+
+def test_invert_terminal_view(capsys, tiny_probed_dir, tiny_decoder_dir):
+    code, out, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tiny_decoder_dir,
+                             "--input", "abcabc|a:2", "--position", 0, "--site", "blocks.0.hook_resid_pre",
+                             "--samples", 30, "--temperature", 1.0, "--no-color")
+    assert code == 0, err
+    # At BOS every input has the same activation: all samples are inside ε, at distance 0.
+    assert "100.0% inside" in out and "ε = 0.1" in out
+
+
+def test_evaluate_json(capsys, tiny_probed_dir):
+    code, out, _ = run_cli(capsys, "evaluate", "--probed", tiny_probed_dir, "--n", 50, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["n"] == 50 and 0 <= result["accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--site", "blocks.7.hook_resid_post"], "valid sites"),
+        (["--position", "99"], "out of range"),
+        (["--input", "ab#c|a:1"], "not in the vocabulary"),
+        (["--metric", "manhattan"], "invalid choice"),
+        (["--samples", "0"], "at least 1"),
+        (["--schedule", "warm"], "bad schedule"),
+    ],
+)
+def test_invert_bad_input(capsys, tiny_probed_dir, tiny_decoder_dir, args, needle):
+    base = {"--input": "abcabc|a:2", "--position": "3", "--site": "blocks.0.hook_resid_post"}
+    for key, value in zip(args[::2], args[1::2]):
+        base[key] = value
+    flat = [x for kv in base.items() for x in kv]
+    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tiny_decoder_dir, *flat)
+    assert_user_error(code, err, needle)
+
+
+def test_decoder_for_another_model_is_refused(capsys, tiny_probed_dir, tiny_decoder_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_probed_dir, other)
+    weights = load_file(str(other / WEIGHTS_FILE))
+    weights["transformer.wte.weight"] = weights["transformer.wte.weight"] + 1
+    from safetensors.torch import save_file
+
+    save_file(weights, str(other / WEIGHTS_FILE), metadata={"format": "pt"})
+    (other / PROBED_META_FILE).unlink()  # a retrained model: new weights, no stale hash
+    code, _, err = run_cli(capsys, "invert", "--probed", other, "--task", "counting",
+                           "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--decoder", tiny_decoder_dir,
+                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    assert_user_error(code, err, "trained for another probed model")
+
+
+def test_missing_and_corrupt_checkpoints(capsys, tiny_probed_dir, tiny_decoder_dir, tmp_path):
+    code, _, err = run_cli(capsys, "evaluate", "--probed", tmp_path / "nowhere")
+    assert_user_error(code, err, "no probed model")
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_probed_dir, corrupt)
+    (corrupt / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
+    code, _, err = run_cli(capsys, "evaluate", "--probed", corrupt)
+    assert_user_error(code, err, "content hash")
+
+    bad_decoder = tmp_path / "decoder"
+    shutil.copytree(tiny_decoder_dir, bad_decoder)
+    (bad_decoder / WEIGHTS_FILE).write_bytes(b"\x00" * 100)
+    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", bad_decoder,
+                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    assert_user_error(code, err, "content hash")
+
+    (bad_decoder / DECODER_CONFIG_FILE).write_text("{not json")
+    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", bad_decoder,
+                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    assert_user_error(code, err, "not valid JSON")
+
+    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tmp_path / "none",
+                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    assert_user_error(code, err, "does not exist")
+
+
+def test_hugging_face_directory_needs_task_and_vocab(capsys, tiny_probed_dir, tmp_path):
+    plain = tmp_path / "hf"
+    shutil.copytree(tiny_probed_dir, plain)
+    (plain / PROBED_META_FILE).unlink()
+    code, _, err = run_cli(capsys, "evaluate", "--probed", plain)
+    assert_user_error(code, err, "--task")
+    code, out, err = run_cli(capsys, "evaluate", "--probed", plain, "--task", "counting",
+                             "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--bos", "B", "--eos", "E",
+                             "--pad", "P", "--n", 20, "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 20
+
+
+def test_pickle_checkpoint_needs_explicit_permission(capsys, tiny_probed_dir, tmp_path):
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_probed_dir, legacy)
+    (legacy / PROBED_META_FILE).unlink()
+    state = load_file(str(legacy / WEIGHTS_FILE))
+    (legacy / WEIGHTS_FILE).unlink()
+    torch.save(state, legacy / "pytorch_model.bin")
+    flags = ["--task", "counting", "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP"]
+    code, _, err = run_cli(capsys, "evaluate", "--probed", legacy, *flags)
+    assert_user_error(code, err, "--allow-pickle")
+    code, out, err = run_cli(capsys, "evaluate", "--probed", legacy, *flags, "--allow-pickle", "--n", 20, "--json")
+    assert code == 0, err
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run_cli(capsys, "invert", "--bogus")
+    assert_user_error(code, err, "see --help")
+    code, _, err = run_cli(capsys, "train-probed", "addition-of-fish", "--out", "x")
+    assert_user_error(code, err, "no training recipe")

@@ -1,0 +1,71 @@
+"""Activation sites: names, parsing, and agreement with the reference forward pass."""
+
+import pytest
+import torch
+
+from inversionview.errors import UserError
+from inversionview.probed.sites import Site, all_sites, canonical_site, parse_site, run_with_sites
+
+
+def test_site_names_round_trip():
+    for site in all_sites(n_layers=2, n_heads=3):
+        assert parse_site(site.name, 2, 3) == site
+
+
+def test_unknown_site_lists_valid_names():
+    with pytest.raises(UserError) as info:
+        parse_site("blocks.0.hook_resid_middle", 2, 1)
+    assert "blocks.1.attn.hook_result.0" in str(info.value)
+    with pytest.raises(UserError):
+        parse_site("blocks.2.hook_resid_pre", 2, 1)
+    with pytest.raises(UserError):
+        parse_site("blocks.0.attn.hook_result.1", 2, 1)
+
+
+def test_resid_pre_of_later_layer_is_an_alias():
+    assert canonical_site(Site(1, "hook_resid_pre")) == Site(0, "hook_resid_post")
+    assert canonical_site(Site(0, "hook_resid_pre")) == Site(0, "hook_resid_pre")
+
+
+def test_activations_match_reference_forward(tiny_probed):
+    model = tiny_probed.model
+    ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3"])
+    acts, patterns = run_with_sites(model, tiny_probed.blocks, ids, tiny_probed.sites(), attention_layers=(0, 1),
+                                    stop_early=False)
+    with torch.no_grad():
+        reference = model(input_ids=ids, output_hidden_states=True, output_attentions=True)
+    hidden = reference.hidden_states
+    for layer in range(tiny_probed.n_layers):
+        resid_pre = acts[Site(layer, "hook_resid_pre")]
+        torch.testing.assert_close(resid_pre, hidden[layer], atol=1e-5, rtol=0)
+        mid = acts[Site(layer, "hook_resid_mid")]
+        torch.testing.assert_close(mid, resid_pre + acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
+        post = acts[Site(layer, "hook_resid_post")]
+        torch.testing.assert_close(post, mid + acts[Site(layer, "hook_mlp_out")], atol=1e-5, rtol=0)
+        heads = sum(acts[Site(layer, "attn.hook_result", h)] for h in range(tiny_probed.n_heads))
+        bias = tiny_probed.blocks[layer].attn.c_proj.bias
+        torch.testing.assert_close(heads + bias, acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
+    # The last layer's output before the final layer norm: logits from it equal the model's.
+    last = acts[Site(tiny_probed.n_layers - 1, "hook_resid_post")]
+    logits = model.lm_head(model.transformer.ln_f(last))
+    torch.testing.assert_close(logits, reference.logits, atol=1e-5, rtol=0)
+
+
+def test_stop_early_returns_same_values(tiny_probed):
+    ids, _ = tiny_probed.encode_batch(["abcab|a:2"])
+    site = Site(0, "hook_mlp_out")
+    early, _ = run_with_sites(tiny_probed.model, tiny_probed.blocks, ids, [site], stop_early=True)
+    full, _ = run_with_sites(tiny_probed.model, tiny_probed.blocks, ids, [site], stop_early=False)
+    torch.testing.assert_close(early[site], full[site])
+
+
+def test_attention_patterns_match_eager_attention(tiny_probed_dir):
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(tiny_probed_dir, attn_implementation="eager").eval()
+    ids = torch.tensor([[37, 0, 1, 2, 0, 35, 0, 36, 27, 38]])
+    patterns = run_with_sites(model, model.transformer.h, ids, [], attention_layers=(0, 1))[1]
+    with torch.no_grad():
+        reference = model(input_ids=ids, output_attentions=True).attentions
+    for layer in (0, 1):
+        torch.testing.assert_close(patterns[layer], reference[layer], atol=1e-5, rtol=0)
