@@ -41,8 +41,16 @@ def main() -> None:
     results = {}
     print(f"{'site':32s} precision  (T=1, ε={args.epsilon}, {args.queries} queries × {args.samples} samples)")
     for site in decoder_sites(probed):
-        results[site.name] = site_precision(decoder, probed, site, queries, samples_per_query=args.samples,
-                                            epsilon=args.epsilon, metric=args.metric, seed=args.seed)
+        results[site.name] = site_precision(
+            decoder,
+            probed,
+            site,
+            queries,
+            samples_per_query=args.samples,
+            epsilon=args.epsilon,
+            metric=args.metric,
+            seed=args.seed,
+        )
         print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
     print(f"{'mean':32s} {statistics.mean(results.values()):8.1%}")
     print(f"{'min':32s} {min(results.values()):8.1%}  ({min(results, key=results.get)})")

@@ -44,8 +44,9 @@ def main() -> None:
     view_times, bare_times = [], []
     for repeat in range(args.repeats + 1):  # the first round warms up and is not counted
         t0 = time.perf_counter()
-        result = invert(probed, decoder, args.input, args.position, site, samples=args.samples, seed=repeat,
-                        schedule=schedule)
+        result = invert(
+            probed, decoder, args.input, args.position, site, samples=args.samples, seed=repeat, schedule=schedule
+        )
         t1 = time.perf_counter()
         query = query_activation(probed, site, args.input, result.query.position)
         generator = torch.Generator().manual_seed(repeat)
@@ -57,8 +58,10 @@ def main() -> None:
             view_times.append(t1 - t0)
             bare_times.append(t2 - t1)
     view, bare = statistics.median(view_times), statistics.median(bare_times)
-    print(f"{args.samples}-sample verified view: median {view:.2f} s over {args.repeats} runs "
-          f"({args.samples / view:.0f} verified samples/s)")
+    print(
+        f"{args.samples}-sample verified view: median {view:.2f} s over {args.repeats} runs "
+        f"({args.samples / view:.0f} verified samples/s)"
+    )
     print(f"bare decoder generation of {args.samples}: median {bare:.2f} s")
     print(f"view / bare generation: {view / bare:.2f}x (same runs, alternated)")
 

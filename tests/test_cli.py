@@ -27,9 +27,23 @@ def assert_user_error(code, err, *needles):
 
 
 def test_invert_json(capsys, tiny_probed_dir, tiny_decoder_dir):
-    code, out, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tiny_decoder_dir,
-                             "--input", "vvzccvczvv|v:5", "--position", -2, "--site", "blocks.1.hook_resid_post",
-                             "--samples", 40, "--json")
+    code, out, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        tiny_probed_dir,
+        "--decoder",
+        tiny_decoder_dir,
+        "--input",
+        "vvzccvczvv|v:5",
+        "--position",
+        -2,
+        "--site",
+        "blocks.1.hook_resid_post",
+        "--samples",
+        40,
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert set(result) >= {"query", "settings", "samples", "share_in_preimage"}
@@ -38,8 +52,15 @@ def test_invert_json(capsys, tiny_probed_dir, tiny_decoder_dir):
     distances = [s["distance"] for s in result["samples"]]
     assert distances == sorted(distances)
     for sample in result["samples"]:
-        assert set(sample) >= {"text", "tokens", "distance", "best_position", "in_preimage", "colors",
-                               "position_distances"}
+        assert set(sample) >= {
+            "text",
+            "tokens",
+            "distance",
+            "best_position",
+            "in_preimage",
+            "colors",
+            "position_distances",
+        }
         assert len(sample["tokens"]) == len(sample["colors"]) == len(sample["position_distances"])
         assert sample["position_distances"][sample["best_position"]] == pytest.approx(sample["distance"], abs=1e-4)
         assert sample["in_preimage"] == (sample["distance"] <= 0.1)
@@ -48,9 +69,25 @@ def test_invert_json(capsys, tiny_probed_dir, tiny_decoder_dir):
 
 
 def test_invert_terminal_view(capsys, tiny_probed_dir, tiny_decoder_dir):
-    code, out, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tiny_decoder_dir,
-                             "--input", "abcabc|a:2", "--position", 0, "--site", "blocks.0.hook_resid_pre",
-                             "--samples", 30, "--temperature", 1.0, "--no-color")
+    code, out, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        tiny_probed_dir,
+        "--decoder",
+        tiny_decoder_dir,
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        0,
+        "--site",
+        "blocks.0.hook_resid_pre",
+        "--samples",
+        30,
+        "--temperature",
+        1.0,
+        "--no-color",
+    )
     assert code == 0, err
     # At BOS every input has the same activation: all samples are inside ε, at distance 0.
     assert "100.0% inside" in out and "ε = 0.1" in out
@@ -92,9 +129,24 @@ def test_decoder_for_another_model_is_refused(capsys, tiny_probed_dir, tiny_deco
 
     save_file(weights, str(other / WEIGHTS_FILE), metadata={"format": "pt"})
     (other / PROBED_META_FILE).unlink()  # a retrained model: new weights, no stale hash
-    code, _, err = run_cli(capsys, "invert", "--probed", other, "--task", "counting",
-                           "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--decoder", tiny_decoder_dir,
-                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    code, _, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        other,
+        "--task",
+        "counting",
+        "--vocab",
+        "abcdefghijklmnopqrstuvwxyz123456789|:BEP",
+        "--decoder",
+        tiny_decoder_dir,
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        1,
+        "--site",
+        "blocks.0.hook_resid_post",
+    )
     assert_user_error(code, err, "trained for another probed model")
 
 
@@ -111,17 +163,53 @@ def test_missing_and_corrupt_checkpoints(capsys, tiny_probed_dir, tiny_decoder_d
     bad_decoder = tmp_path / "decoder"
     shutil.copytree(tiny_decoder_dir, bad_decoder)
     (bad_decoder / WEIGHTS_FILE).write_bytes(b"\x00" * 100)
-    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", bad_decoder,
-                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    code, _, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        tiny_probed_dir,
+        "--decoder",
+        bad_decoder,
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        1,
+        "--site",
+        "blocks.0.hook_resid_post",
+    )
     assert_user_error(code, err, "content hash")
 
     (bad_decoder / DECODER_CONFIG_FILE).write_text("{not json")
-    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", bad_decoder,
-                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    code, _, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        tiny_probed_dir,
+        "--decoder",
+        bad_decoder,
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        1,
+        "--site",
+        "blocks.0.hook_resid_post",
+    )
     assert_user_error(code, err, "not valid JSON")
 
-    code, _, err = run_cli(capsys, "invert", "--probed", tiny_probed_dir, "--decoder", tmp_path / "none",
-                           "--input", "abcabc|a:2", "--position", 1, "--site", "blocks.0.hook_resid_post")
+    code, _, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        tiny_probed_dir,
+        "--decoder",
+        tmp_path / "none",
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        1,
+        "--site",
+        "blocks.0.hook_resid_post",
+    )
     assert_user_error(code, err, "does not exist")
 
 
@@ -131,9 +219,25 @@ def test_hugging_face_directory_needs_task_and_vocab(capsys, tiny_probed_dir, tm
     (plain / PROBED_META_FILE).unlink()
     code, _, err = run_cli(capsys, "evaluate", "--probed", plain)
     assert_user_error(code, err, "--task")
-    code, out, err = run_cli(capsys, "evaluate", "--probed", plain, "--task", "counting",
-                             "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--bos", "B", "--eos", "E",
-                             "--pad", "P", "--n", 20, "--json")
+    code, out, err = run_cli(
+        capsys,
+        "evaluate",
+        "--probed",
+        plain,
+        "--task",
+        "counting",
+        "--vocab",
+        "abcdefghijklmnopqrstuvwxyz123456789|:BEP",
+        "--bos",
+        "B",
+        "--eos",
+        "E",
+        "--pad",
+        "P",
+        "--n",
+        20,
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["n"] == 20
 

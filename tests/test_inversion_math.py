@@ -19,8 +19,9 @@ def test_normalized_euclidean_and_cosine():
     valid = torch.tensor([[True, True, False]])
     euclid = position_distances(query, acts, valid, "euclidean")
     assert euclid[0, 0] == 0 and math.isclose(float(euclid[0, 1]), 1.0) and math.isinf(euclid[0, 2])
-    cos = position_distances(query, torch.tensor([[[6.0, 8.0], [-3.0, -4.0], [4.0, -3.0]]]),
-                             torch.ones(1, 3, dtype=torch.bool), "cosine")
+    cos = position_distances(
+        query, torch.tensor([[[6.0, 8.0], [-3.0, -4.0], [4.0, -3.0]]]), torch.ones(1, 3, dtype=torch.bool), "cosine"
+    )
     torch.testing.assert_close(cos, torch.tensor([[0.0, 2.0, 1.0]]))
 
 

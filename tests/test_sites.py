@@ -30,8 +30,9 @@ def test_resid_pre_of_later_layer_is_an_alias():
 def test_activations_match_reference_forward(tiny_probed):
     model = tiny_probed.model
     ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3"])
-    acts, patterns = run_with_sites(model, tiny_probed.blocks, ids, tiny_probed.sites(), attention_layers=(0, 1),
-                                    stop_early=False)
+    acts, patterns = run_with_sites(
+        model, tiny_probed.blocks, ids, tiny_probed.sites(), attention_layers=(0, 1), stop_early=False
+    )
     with torch.no_grad():
         reference = model(input_ids=ids, output_hidden_states=True, output_attentions=True)
     hidden = reference.hidden_states

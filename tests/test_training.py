@@ -28,8 +28,18 @@ def test_probed_training_learns_and_resumes(tmp_path):
 
 
 def test_decoder_training_reduces_loss_and_reloads(tiny_probed, tmp_path):
-    config = DecoderTrainConfig(d_model=32, n_heads=2, n_layers=1, steps=80, batch_size=32, eval_every=40,
-                                eval_queries=2, eval_samples=4, warmup=5, lr=1e-2)
+    config = DecoderTrainConfig(
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        steps=80,
+        batch_size=32,
+        eval_every=40,
+        eval_queries=2,
+        eval_samples=4,
+        warmup=5,
+        lr=1e-2,
+    )
     decoder = train_decoder(tiny_probed, config, tmp_path, progress=False)
     meta = json.loads((tmp_path / "decoder.json").read_text())
     history = meta["provenance"]["history"]
@@ -50,8 +60,7 @@ def test_decoder_generation_matches_teacher_forcing(tiny_probed, tiny_decoder_di
     activation = torch.randn(3, tiny_probed.d_model)
     site = torch.tensor([0, 3, 5])
     tok = tiny_probed.task.tokenizer
-    ids = decoder.generate(activation, site, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                           temperature=0)
+    ids = decoder.generate(activation, site, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, temperature=0)
     logits = decoder(ids[:, :-1], activation, site)
     greedy = logits.masked_fill(
         torch.nn.functional.one_hot(torch.tensor([tok.pad_id, tok.bos_id]), logits.shape[-1]).sum(0).bool(),

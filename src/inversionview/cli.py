@@ -10,6 +10,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from inversionview.errors import UserError
@@ -37,8 +39,15 @@ def _probed_options() -> argparse.ArgumentParser:
 def _load_probed(args: argparse.Namespace):
     from inversionview.probed import load_probed
 
-    return load_probed(args.probed, task=args.task, vocab=args.vocab, bos=args.bos, eos=args.eos, pad=args.pad,
-                       allow_pickle=args.allow_pickle)
+    return load_probed(
+        args.probed,
+        task=args.task,
+        vocab=args.vocab,
+        bos=args.bos,
+        eos=args.eos,
+        pad=args.pad,
+        allow_pickle=args.allow_pickle,
+    )
 
 
 def _set_threads(threads: int | None) -> None:
@@ -46,6 +55,20 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def _progress_bar(description: str, unit: str) -> Iterator:
+    """A progress callback drawing a bar on stderr (silent when stderr is no terminal)."""
+    from tqdm import tqdm
+
+    with tqdm(desc=description, unit=unit, disable=not sys.stderr.isatty(), leave=False) as bar:
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield update
 
 
 def cmd_train_probed(args: argparse.Namespace) -> None:
@@ -59,7 +82,7 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from inversionview.probed.train import evaluate_probed
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise UserError("--n must be at least 1")
     probed = _load_probed(args)
     result = evaluate_probed(probed, n=args.n, seed=args.seed)
@@ -92,13 +115,85 @@ def cmd_invert(args: argparse.Namespace) -> None:
 
     probed = _load_probed(args)
     decoder = load_decoder(args.decoder, probed)
-    result = invert(probed, decoder, args.input, args.position, args.site, samples=args.samples, seed=args.seed,
-                    metric=args.metric, epsilon=args.epsilon, schedule=parse_schedule(args.schedule, args.temperature),
-                    decoder_name=args.decoder or "bundled")
+    with _progress_bar("sampling", "sample") as progress:
+        result = invert(
+            probed,
+            decoder,
+            args.input,
+            args.position,
+            args.site,
+            samples=args.samples,
+            seed=args.seed,
+            metric=args.metric,
+            epsilon=args.epsilon,
+            schedule=parse_schedule(args.schedule, args.temperature),
+            decoder_name=args.decoder or "bundled",
+            progress=progress,
+        )
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         render(result, Console(), limit=args.limit, show_colors=not args.no_color)
+
+
+def cmd_exact(args: argparse.Namespace) -> None:
+    from inversionview.exact.preimage import exact_preimage
+
+    probed = _load_probed(args)
+    with _progress_bar("probed model over the input space", "input") as progress:
+        result = exact_preimage(
+            probed,
+            args.input,
+            args.position,
+            args.site,
+            metric=args.metric,
+            epsilon=args.epsilon,
+            limit=args.limit,
+            sample_size=args.space_sample,
+            seed=args.seed,
+            progress=progress,
+        )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return
+    print(f"exact ε-preimage of {args.input!r} at position {result.position}, {result.site}")
+    print(f"{result.n_members:,} members of {result.space_size:,} inputs ({result.space}); {result.seconds:.1f} s")
+    for member in result.members:
+        print(f"  {member.distance:7.4f}  {member.text}  (best position {member.best_position})")
+
+
+def cmd_completeness(args: argparse.Namespace) -> None:
+    from inversionview.decoder.store import load_decoder
+    from inversionview.exact.completeness import completeness
+    from inversionview.inversion.schedule import parse_schedule
+
+    if args.samples < 1:
+        raise UserError("--samples must be at least 1")
+    probed = _load_probed(args)
+    decoder = load_decoder(args.decoder, probed)
+    result = completeness(
+        probed,
+        decoder,
+        args.input,
+        args.position,
+        args.site,
+        samples=args.samples,
+        seed=args.seed,
+        metric=args.metric,
+        epsilon=args.epsilon,
+        schedule=parse_schedule(args.schedule, args.temperature),
+    )
+    if args.plot:
+        from inversionview.views.plots import completeness_scatter
+
+        result.seconds["plot"] = completeness_scatter(probed, decoder, result, args.plot, max_points=args.plot_points)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return
+    recall = ", ".join(f"{k}: {v:.1%}" for k, v in result.recall.items())
+    print(f"{result.n_members:,} true members among {result.space_size:,} inputs ({result.space})")
+    print(f"precision {result.precision:.1%} of {result.samples:,} samples; recall after k samples: {recall}")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
 DEMO_INPUT = "vvzccvczvv|v:5"
@@ -121,13 +216,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
     probed = _load_probed(args)
     decoder = load_decoder(None, probed)
     accuracy = evaluate_probed(probed, n=1000).accuracy
-    console.print(f"bundled counting model: held-out accuracy {accuracy:.1%}; reading {DEMO_INPUT!r} at "
-                  f"{len(DEMO_QUERIES)} sites ({args.samples} samples each)\n")
+    console.print(
+        f"bundled counting model: held-out accuracy {accuracy:.1%}; reading {DEMO_INPUT!r} at "
+        f"{len(DEMO_QUERIES)} sites ({args.samples} samples each)\n"
+    )
     positions = probed.task.named_positions(DEMO_INPUT)
     for name, site in DEMO_QUERIES:
         result = invert(probed, decoder, DEMO_INPUT, positions[name], site, samples=args.samples, seed=args.seed)
         render(result, console, limit=args.limit)
         console.print()
+
+
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="the input whose activation to read")
+    parser.add_argument("--position", type=int, required=True, help="query position (BOS = 0; negative from the end)")
+    parser.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train_probed)
 
     p = commands.add_parser("evaluate", parents=[probed], help="score a probed model on held-out inputs")
-    p.add_argument("--n", type=int, default=2000, help="held-out inputs to score")
+    p.add_argument("--n", type=int, help="held-out inputs to score (default: all when they can be listed, else 2000)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_evaluate)
@@ -160,20 +267,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train_decoder)
 
     p = commands.add_parser("invert", parents=[probed], help="sample and verify the ε-preimage of one activation")
-    p.add_argument("--input", required=True, help="the input whose activation to read")
-    p.add_argument("--position", type=int, required=True, help="query position (BOS = 0; negative from the end)")
-    p.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
+    _query_options(p)
     p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
     p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    p.add_argument("--epsilon", type=float, default=0.1)
     p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05")
     p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
     p.add_argument("--limit", type=int, default=40, help="distinct samples to print")
     p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_invert)
+
+    p = commands.add_parser("exact", parents=[probed], help="the exact ε-preimage, by brute force over the inputs")
+    _query_options(p)
+    p.add_argument("--limit", type=int, default=20, help="members to list, nearest first")
+    p.add_argument("--space-sample", type=int, default=200_000, help="inputs to sample when the space is too large")
+    p.set_defaults(run=cmd_exact)
+
+    p = commands.add_parser("completeness", parents=[probed], help="decoder precision and recall against the exact")
+    _query_options(p)
+    p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs")
+    p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
+    p.add_argument("--plot", type=Path, help="write the completeness scatter to this PNG")
+    p.add_argument("--plot-points", type=int, default=100_000, help="inputs drawn in the scatter (members always)")
+    p.set_defaults(run=cmd_completeness)
 
     p = commands.add_parser("demo", parents=[probed], help="read the bundled counting model at three sites")
     p.add_argument("--samples", type=int, default=500)

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from inversionview.storage import CHECKPOINT_FILE, CHECKPOINT_STATE_FILE, load_tensors, read_json, save_tensors, write_json
+from inversionview.storage import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_STATE_FILE,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 
 
 def seed_everything(seed: int) -> random.Random:
     """Seed torch and return a Python RNG for data generation."""
     torch.manual_seed(seed)
     return random.Random(seed)
+
+
+def progress_interval() -> float:
+    """Seconds between progress-bar updates: lively on a terminal, sparse in a log file."""
+    return 0.5 if sys.stderr.isatty() else 30.0
 
 
 def lr_at(step: int, *, peak: float, warmup: int, total: int, floor: float = 0.1) -> float:
@@ -58,15 +71,13 @@ def save_checkpoint(
     )
 
 
-def load_checkpoint(
-    directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> Checkpoint | None:
+def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Checkpoint | None:
     """Restore a run saved by ``save_checkpoint``; None when the directory holds none."""
     if not (directory / CHECKPOINT_STATE_FILE).is_file():
         return None
     meta = read_json(directory / CHECKPOINT_STATE_FILE, "training checkpoint")
     tensors = load_tensors(directory / CHECKPOINT_FILE, "training checkpoint")
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

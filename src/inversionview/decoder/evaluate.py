@@ -18,11 +18,10 @@ def heldout_queries(probed: ProbedModel, n: int, seed: int) -> list[tuple[str, i
     (random text positions when the task names none)."""
     task = probed.task
     rng = random.Random(seed)
-    names = task.query_position_names()
     queries = []
     for i, text in enumerate(task.sample_texts(rng, n, split="heldout")):
-        if names:
-            position = task.named_positions(text)[names[i % len(names)]]
+        if positions := task.query_positions(text):
+            position = positions[i % len(positions)]
         else:
             position = rng.randrange(1, len(task.encode(text)) - 1)
         queries.append((text, position))

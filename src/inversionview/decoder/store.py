@@ -56,6 +56,8 @@ def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
     tensors = load_tensors(path / WEIGHTS_FILE, "decoder weights", meta.get("content_hash"))
     missing, unexpected = decoder.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise UserError(f"decoder weights in {path} do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"decoder weights in {path} do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     decoder.eval()
     return decoder

@@ -17,7 +17,14 @@ from inversionview.decoder.model import Decoder, DecoderConfig
 from inversionview.decoder.store import save_decoder
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
-from inversionview.training import Checkpoint, load_checkpoint, lr_at, save_checkpoint, seed_everything
+from inversionview.training import (
+    Checkpoint,
+    load_checkpoint,
+    lr_at,
+    progress_interval,
+    save_checkpoint,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +39,14 @@ class DecoderTrainConfig:
     n_condition_layers: int = 2
     steps: int = 100_000
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup: int = 500
     weight_decay: float = 0.01
     bos_share: float = 0.05
+    named_share: float = 0.5
+    """Share of queries at the task's named positions of interest (counting: query letter, ':')."""
+    queries_per_input: int = 2
+    """Training examples drawn from each probed-model forward pass (different sites and positions)."""
     seed: int = 0
     eval_every: int = 2000
     eval_queries: int = 8
@@ -44,6 +55,8 @@ class DecoderTrainConfig:
     metric: str = "euclidean"
     checkpoint_every_s: float = 180.0
     site_weight_floor: float = 0.2
+    max_seconds: float | None = None
+    """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
 
 
 def decoder_sites(probed: ProbedModel) -> list[Site]:
@@ -86,33 +99,56 @@ class ActivationStream:
     def __init__(self, probed: ProbedModel, sites: list[Site], config: DecoderTrainConfig, rng) -> None:
         self.probed, self.sites, self.config, self.rng = probed, sites, config, rng
         self.site_weights = torch.ones(len(sites))
+        self._pending: list[list[str]] = []
+
+    def _texts(self) -> list[str]:
+        """The next batch's inputs. Inputs are drawn a pool at a time and sorted by length, so that a
+        batch holds inputs of similar length and little of its compute goes to padding."""
+        per_batch = -(-self.config.batch_size // self.config.queries_per_input)
+        if not self._pending:
+            pool = sorted(self.probed.task.sample_texts(self.rng, per_batch * self.pool_batches), key=len)
+            self._pending = [pool[i : i + per_batch] for i in range(0, len(pool), per_batch)]
+            self.rng.shuffle(self._pending)
+        return self._pending.pop()
+
+    pool_batches = 16
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         probed, config = self.probed, self.config
-        texts = probed.task.sample_texts(self.rng, config.batch_size)
+        task = probed.task
+        per_input = config.queries_per_input
+        texts = self._texts()
         ids, lengths = probed.encode_batch(texts)
         acts, _ = probed.activations(ids, self.sites)
-        stacked = torch.stack([acts[s] for s in self.sites])  # (S, B, T, d)
-        batch = ids.shape[0]
+        stacked = torch.stack([acts[s] for s in self.sites])  # (S, n_texts, T, d)
+        source = torch.arange(len(texts)).repeat_interleave(per_input)[: config.batch_size]  # (B,) text of each
+        batch = source.shape[0]
         site_ids = torch.multinomial(self.site_weights, batch, replacement=True, generator=generator)
-        # Queryable positions are BOS (a small share, so the decoder learns the no-information
-        # baseline) and the text tokens 1 .. length-2.
-        text_positions = 1 + (torch.rand(batch, generator=generator) * (lengths - 2)).long()
+        # A query sits at a named position of interest, at a uniformly drawn text token (1 .. length-2),
+        # or at BOS (a small share, so the decoder learns the no-information baseline).
+        positions = 1 + (torch.rand(batch, generator=generator) * (lengths[source] - 2)).long()
+        if task.query_position_names():
+            choices = [task.query_positions(t) for t in texts]
+            pick = torch.rand(batch, generator=generator)
+            named = torch.tensor([choices[i][int(u * len(choices[i]))] for i, u in zip(source.tolist(), pick.tolist())])
+            use_named = torch.rand(batch, generator=generator) < config.named_share
+            positions = torch.where(use_named, named, positions)
         at_bos = torch.rand(batch, generator=generator) < config.bos_share
-        positions = torch.where(at_bos, torch.zeros_like(text_positions), text_positions)
-        activation = stacked[site_ids, torch.arange(batch), positions]  # (B, d)
+        positions = torch.where(at_bos, torch.zeros_like(positions), positions)
+        activation = stacked[site_ids, source, positions]  # (B, d)
+        ids = ids[source]
         return ids[:, :-1], activation, site_ids, ids[:, 1:]
 
 
-def train_decoder(
-    probed: ProbedModel, config: DecoderTrainConfig, out: Path, *, progress: bool = True
-) -> Decoder:
+def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *, progress: bool = True) -> Decoder:
     """Train (or resume) a decoder for ``probed`` into ``out``; saves the final decoder there."""
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)
     decoder = new_decoder(probed, config)
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+    )
     stream = ActivationStream(probed, sites, config, rng)
 
     resumed = load_checkpoint(out, decoder, optimizer)
@@ -130,7 +166,14 @@ def train_decoder(
     eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
     started = time.monotonic() - state["seconds"]
     last_checkpoint = time.monotonic()
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train-decoder", unit="step")
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        disable=not progress,
+        mininterval=progress_interval(),
+        desc="train-decoder",
+        unit="step",
+    )
     while step < config.steps:
         decoder.train()
         for group in optimizer.param_groups:
@@ -145,15 +188,22 @@ def train_decoder(
         step += 1
         state["samples_seen"] += inputs.shape[0]
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 
-        final = step == config.steps
+        out_of_time = config.max_seconds is not None and time.monotonic() - started >= config.max_seconds
+        final = step == config.steps or out_of_time
         if step % config.eval_every == 0 or final:
             decoder.eval()
             precision = {
                 site.name: site_precision(
-                    decoder, probed, site, eval_queries, samples_per_query=config.eval_samples,
-                    epsilon=config.epsilon, metric=config.metric, seed=step,
+                    decoder,
+                    probed,
+                    site,
+                    eval_queries,
+                    samples_per_query=config.eval_samples,
+                    epsilon=config.epsilon,
+                    metric=config.metric,
+                    seed=step,
                 )
                 for site in sites
             }
@@ -162,20 +212,42 @@ def train_decoder(
             stream.site_weights = weakness + config.site_weight_floor
             mean = sum(precision.values()) / len(precision)
             state["history"].append(
-                {"step": step, "seconds": round(time.monotonic() - started, 1), "loss": round(loss.item(), 4),
-                 "mean_precision": round(mean, 4), "precision": {k: round(v, 4) for k, v in precision.items()}}
+                {
+                    "step": step,
+                    "seconds": round(time.monotonic() - started, 1),
+                    "threads": torch.get_num_threads(),
+                    "samples_seen": state["samples_seen"],
+                    "loss": round(loss.item(), 4),
+                    "mean_precision": round(mean, 4),
+                    "precision": {k: round(v, 4) for k, v in precision.items()},
+                }
             )
-            log.info("step %d loss %.3f mean precision %.3f %s", step, loss.item(), mean,
-                     " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items()))
+            log.info(
+                "step %d loss %.3f mean precision %.3f %s",
+                step,
+                loss.item(),
+                mean,
+                " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items()),
+            )
         if final or time.monotonic() - last_checkpoint > config.checkpoint_every_s:
             state["seconds"] = time.monotonic() - started
             state["site_weights"] = stream.site_weights.tolist()
             state["config"] = asdict(config)
             save_checkpoint(out, decoder, optimizer, Checkpoint(step, state))
-            save_decoder(decoder, out, probed, {"recipe": asdict(config), "steps": step,
-                                                "seconds": round(state["seconds"], 1),
-                                                "history": state["history"]})
+            save_decoder(
+                decoder,
+                out,
+                probed,
+                {
+                    "recipe": asdict(config),
+                    "steps": step,
+                    "seconds": round(state["seconds"], 1),
+                    "history": state["history"],
+                },
+            )
             last_checkpoint = time.monotonic()
+        if final:
+            break
     bar.close()
     decoder.eval()
     return decoder

@@ -7,7 +7,9 @@ import torch
 METRICS = ("euclidean", "cosine")
 
 
-def position_distances(query: torch.Tensor, activations: torch.Tensor, valid: torch.Tensor, metric: str) -> torch.Tensor:
+def position_distances(
+    query: torch.Tensor, activations: torch.Tensor, valid: torch.Tensor, metric: str
+) -> torch.Tensor:
     """Distance of each position's activation to the query.
 
     Args:

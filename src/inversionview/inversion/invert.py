@@ -94,8 +94,9 @@ def invert(
     for temperature, noise, count in schedule.split(samples):
         for start in range(0, count, batch_size):
             n = min(batch_size, count - start)
-            ids = sample_ids(decoder, probed, site, query.expand(n, -1), temperature=temperature, noise=noise,
-                             generator=generator)
+            ids = sample_ids(
+                decoder, probed, site, query.expand(n, -1), temperature=temperature, noise=noise, generator=generator
+            )
             chunks.append((ids, temperature, noise))
             done += n
             if progress:
@@ -127,8 +128,15 @@ def invert(
             )
     results.sort(key=lambda s: s.distance)
     settings = Settings(
-        probed=probed.source, probed_hash=probed.content_hash, decoder=decoder_name, samples=samples, seed=seed,
-        metric=metric, epsilon=epsilon, schedule=schedule.name, schedule_pairs=[list(p) for p in schedule.pairs],
+        probed=probed.source,
+        probed_hash=probed.content_hash,
+        decoder=decoder_name,
+        samples=samples,
+        seed=seed,
+        metric=metric,
+        epsilon=epsilon,
+        schedule=schedule.name,
+        schedule_pairs=[list(p) for p in schedule.pairs],
     )
     return InversionResult(
         query=Query(text=text, tokens=[tokenizer.token_str(t) for t in query_ids], position=position, site=site.name),

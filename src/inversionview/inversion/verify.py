@@ -52,8 +52,13 @@ def sample_ids(
     tok = probed.task.tokenizer
     sites = torch.full((queries.shape[0],), site_index(decoder, site), dtype=torch.long)
     return decoder.generate(
-        queries, sites, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-        temperature=temperature, generator=generator,
+        queries,
+        sites,
+        bos_id=tok.bos_id,
+        eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+        temperature=temperature,
+        generator=generator,
     )
 
 

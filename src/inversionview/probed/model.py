@@ -76,7 +76,7 @@ class ProbedModel:
         return run_with_sites(self.model, self.blocks, ids, sites, attention_layers=attention_layers)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids).logits
+        return self.model(input_ids=ids, use_cache=False).logits
 
     def save(self, directory: Path, provenance: dict | None = None) -> None:
         """Write the model in the Hugging Face layout plus ``inversionview.json``."""
@@ -178,8 +178,6 @@ def load_probed(
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load probed model from {directory}: {first_line}") from None
     if model.config.vocab_size < tokenizer.vocab_size:
-        raise UserError(
-            f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}"
-        )
+        raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
     model.eval()
     return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta)

@@ -8,9 +8,9 @@ attention output, without the output bias, as in TransformerLens).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -128,24 +128,23 @@ def run_with_sites(
 
         if "hook_resid_pre" in kinds:
             site = Site(layer, "hook_resid_pre")
-            handles.append(block.register_forward_pre_hook(
-                lambda m, a, k, site=site: store(site, _first_arg(a, k)), with_kwargs=True))
+            handles.append(
+                block.register_forward_pre_hook(
+                    lambda m, a, k, site=site: store(site, _first_arg(a, k)), with_kwargs=True
+                )
+            )
         if "hook_resid_mid" in kinds:
             site = Site(layer, "hook_resid_mid")
-            handles.append(block.ln_2.register_forward_pre_hook(
-                lambda m, a, site=site: store(site, a[0])))
+            handles.append(block.ln_2.register_forward_pre_hook(lambda m, a, site=site: store(site, a[0])))
         if "hook_attn_out" in kinds:
             site = Site(layer, "hook_attn_out")
-            handles.append(block.attn.register_forward_hook(
-                lambda m, a, o, site=site: store(site, _first_output(o))))
+            handles.append(block.attn.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
         if "hook_mlp_out" in kinds:
             site = Site(layer, "hook_mlp_out")
-            handles.append(block.mlp.register_forward_hook(
-                lambda m, a, o, site=site: store(site, o)))
+            handles.append(block.mlp.register_forward_hook(lambda m, a, o, site=site: store(site, o)))
         if "hook_resid_post" in kinds:
             site = Site(layer, "hook_resid_post")
-            handles.append(block.register_forward_hook(
-                lambda m, a, o, site=site: store(site, _first_output(o))))
+            handles.append(block.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
         if heads:
             proj = block.attn.c_proj
             head_dim = block.attn.head_dim
@@ -176,7 +175,7 @@ def run_with_sites(
 
     with _hooks(handles):
         try:
-            model(input_ids=ids)
+            model(input_ids=ids, use_cache=False)
         except _StopForward:
             pass
     if last_layer >= 0 and not wanted.issubset(cache):

@@ -15,7 +15,14 @@ from tqdm import tqdm
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel, new_gpt2
 from inversionview.tasks import Task, get_task
-from inversionview.training import Checkpoint, load_checkpoint, lr_at, save_checkpoint, seed_everything
+from inversionview.training import (
+    Checkpoint,
+    load_checkpoint,
+    lr_at,
+    progress_interval,
+    save_checkpoint,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,8 @@ class ProbedTrainConfig:
     warmup: int = 300
     weight_decay: float = 0.01
     seed: int = 0
-    eval_every: int = 1000
-    eval_size: int = 2000
+    eval_every: int = 250
+    eval_size: int = 1000
     checkpoint_every_s: float = 120.0
     stop_at_accuracy: float | None = None
     full_sequence_loss: bool = True
@@ -49,7 +56,22 @@ class EvalResult:
     n: int
 
 
-RECIPES = {"counting": ProbedTrainConfig()}
+RECIPES = {
+    "counting": ProbedTrainConfig(),
+    # The paper's addition model: d_model 32, 4 heads; scored on the answer digits and their EOS.
+    "addition": ProbedTrainConfig(
+        task="addition",
+        d_model=32,
+        n_heads=4,
+        steps=30_000,
+        batch_size=256,
+        lr=3e-3,
+        warmup=500,
+        full_sequence_loss=False,
+        eval_every=1000,
+        eval_size=2000,
+    ),
+}
 
 
 def recipe_for(task: str, *, seed: int = 0, steps: int | None = None) -> ProbedTrainConfig:
@@ -80,17 +102,25 @@ def target_batch(
 
 
 @torch.no_grad()
-def evaluate_probed(probed: ProbedModel, n: int = 2000, seed: int = 1234, batch_size: int = 500) -> EvalResult:
-    """Share of held-out inputs on which every scored prediction is the argmax (greedy exact match)."""
+def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234, batch_size: int = 2000) -> EvalResult:
+    """Share of held-out inputs on which every scored prediction is the argmax (greedy exact match).
+
+    ``n=None`` scores the whole held-out split when the task can list its inputs, else 2,000
+    inputs drawn with ``seed``.
+    """
     task = probed.task
-    texts = task.sample_texts(random.Random(seed), n, split="heldout")
+    every = task.enumerate_texts() if n is None else None
+    if every is not None:
+        texts = [t for t in every if task.is_heldout(t)]
+    else:
+        texts = task.sample_texts(random.Random(seed), n or 2000, split="heldout")
     correct = 0
-    for start in range(0, n, batch_size):
+    for start in range(0, len(texts), batch_size):
         ids, labels = target_batch(task, texts[start : start + batch_size], task.tokenizer.pad_id)
         predictions = probed.logits(ids).argmax(-1)
         scored = labels != -100
         correct += int(((predictions == labels) | ~scored).all(-1).sum())
-    return EvalResult(accuracy=correct / n, n=n)
+    return EvalResult(accuracy=correct / len(texts), n=len(texts))
 
 
 def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True) -> ProbedModel:
@@ -112,14 +142,21 @@ def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True)
     pad_id = task.tokenizer.pad_id
     started = time.monotonic() - elapsed
     last_checkpoint = time.monotonic()
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train-probed", unit="step")
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        disable=not progress,
+        mininterval=progress_interval(),
+        desc="train-probed",
+        unit="step",
+    )
     accuracy = None
     while step < config.steps:
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
         ids, labels = target_batch(task, task.sample_texts(rng, config.batch_size), pad_id, config.full_sequence_loss)
-        logits = model(input_ids=ids).logits
+        logits = model(input_ids=ids, use_cache=False).logits
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -127,18 +164,25 @@ def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True)
         optimizer.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", acc=accuracy)
+        bar.set_postfix(loss=f"{loss.item():.4f}", acc=accuracy, refresh=False)
 
         final = step == config.steps
         if step % config.eval_every == 0 or final:
             model.eval()
             accuracy = evaluate_probed(probed, config.eval_size).accuracy
-            history.append({"step": step, "loss": loss.item(), "accuracy": accuracy, "seconds": time.monotonic() - started})
+            history.append(
+                {"step": step, "loss": loss.item(), "accuracy": accuracy, "seconds": time.monotonic() - started}
+            )
             log.info("step %d loss %.4f held-out accuracy %.4f", step, loss.item(), accuracy)
             if config.stop_at_accuracy is not None and accuracy >= config.stop_at_accuracy:
                 final = True
         if final or time.monotonic() - last_checkpoint > config.checkpoint_every_s:
-            state = {"seconds": time.monotonic() - started, "history": history, "rng": _rng_state_to_json(rng), "config": asdict(config)}
+            state = {
+                "seconds": time.monotonic() - started,
+                "history": history,
+                "rng": _rng_state_to_json(rng),
+                "config": asdict(config),
+            }
             save_checkpoint(out, model, optimizer, Checkpoint(step, state))
             last_checkpoint = time.monotonic()
         if final:

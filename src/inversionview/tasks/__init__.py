@@ -1,11 +1,12 @@
 """Case studies, by name."""
 
 from inversionview.errors import UserError
+from inversionview.tasks.addition import AdditionTask
 from inversionview.tasks.base import Task, pad_batch
 from inversionview.tasks.counting import CountingTask
 from inversionview.tasks.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
 
-TASKS = {"counting": CountingTask}
+TASKS = {"counting": CountingTask, "addition": AdditionTask}
 
 
 def get_task(name: str, tokenizer: Tokenizer | None = None) -> Task:

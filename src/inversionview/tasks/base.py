@@ -38,8 +38,18 @@ class Task(ABC):
         """Positions whose next-token prediction is the probed model's job."""
 
     def query_position_names(self) -> list[str]:
-        """Names of the positions that decoder precision is measured at."""
+        """Names of the positions of interest: decoder precision is measured there, and decoder
+        training puts a share of its queries there."""
         return []
+
+    def query_positions(self, text: str) -> list[int]:
+        """The positions of interest that ``text`` has (a short input may lack some)."""
+        named = self.named_positions(text)
+        return [named[n] for n in self.query_position_names() if n in named]
+
+    def enumerate_texts(self) -> list[str] | None:
+        """Every input of the task, when the input space is small enough to list; else None."""
+        return None
 
     def annotate(self, text: str) -> str | None:
         """A short task-specific note on a sample (the viewer shows it), or None."""

@@ -84,9 +84,7 @@ class CharTokenizer:
         allowed = self.text_chars
         for i, char in enumerate(text):
             if char not in allowed:
-                raise UserError(
-                    f"character {char!r} at index {i} of {text!r} is not in the vocabulary {allowed!r}"
-                )
+                raise UserError(f"character {char!r} at index {i} of {text!r} is not in the vocabulary {allowed!r}")
         return [self.vocab.index(c) for c in text]
 
     def token_str(self, token_id: int) -> str:

@@ -1,0 +1,63 @@
+"""Decoder precision against CPU-minutes of training.
+
+    python benchmarks/decoder_training_curve.py --from runs/counting-decoder   # a run's recorded curve
+    python benchmarks/decoder_training_curve.py --minutes 15 [--threads 2]     # train afresh and print
+
+Training records, at every evaluation, the wall seconds, torch threads, samples seen, loss and the
+per-site precision (T=1, ε=0.1, held-out queries at the task's named positions). CPU-minutes are
+wall minutes times threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+from inversionview.probed import load_probed
+from inversionview.storage import CHECKPOINT_STATE_FILE, DECODER_CONFIG_FILE
+
+
+def history_of(directory: Path) -> list[dict]:
+    checkpoint = directory / CHECKPOINT_STATE_FILE
+    if checkpoint.is_file():
+        return json.loads(checkpoint.read_text())["state"]["history"]
+    return json.loads((directory / DECODER_CONFIG_FILE).read_text())["provenance"]["history"]
+
+
+def print_curve(history: list[dict]) -> None:
+    print(f"{'step':>7} {'CPU-min':>8} {'samples':>10} {'loss':>6} {'mean prec':>9} {'min prec':>8}")
+    for row in history:
+        cpu_minutes = row["seconds"] * row.get("threads", 1) / 60
+        values = row["precision"].values()
+        print(
+            f"{row['step']:7d} {cpu_minutes:8.1f} {row.get('samples_seen', 0):10d} {row['loss']:6.3f} "
+            f"{row['mean_precision']:9.1%} {min(values):8.1%}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", type=Path, help="print the curve recorded in this run directory")
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall minutes to train when not --from")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--probed", default="counting")
+    parser.add_argument("--eval-every", type=int, default=1000)
+    args = parser.parse_args()
+    if args.source:
+        print_curve(history_of(args.source))
+        return
+    torch.set_num_threads(args.threads)
+    probed = load_probed(args.probed)
+    config = DecoderTrainConfig(max_seconds=args.minutes * 60, eval_every=args.eval_every)
+    with tempfile.TemporaryDirectory() as out:
+        train_decoder(probed, config, Path(out))
+        print_curve(history_of(Path(out)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""How complete and how precise a decoder is, measured against the exact ε-preimage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from inversionview.decoder.model import Decoder
+from inversionview.exact.preimage import ExactPreimage, exact_preimage
+from inversionview.exact.space import input_space
+from inversionview.inversion.distance import best_positions
+from inversionview.inversion.invert import query_activation
+from inversionview.inversion.schedule import Schedule, parse_schedule
+from inversionview.inversion.verify import sample_ids, site_index, verify_ids
+from inversionview.probed.model import ProbedModel
+
+
+@dataclass
+class Completeness:
+    n_members: int
+    space_size: int
+    space: str
+    samples: int
+    precision: float
+    """Share of decoder samples whose best position is inside ε."""
+    recall: dict[str, float]
+    """Share of the distinct true members found within the first k samples, keyed by k."""
+    seconds: dict[str, float]
+    schedule: str
+    exact: ExactPreimage = field(repr=False)
+    sample_texts: list[str] = field(repr=False, default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "n_members": self.n_members,
+            "space_size": self.space_size,
+            "space": self.space,
+            "samples": self.samples,
+            "precision": self.precision,
+            "recall": self.recall,
+            "seconds": self.seconds,
+            "schedule": self.schedule,
+        }
+
+
+def recall_checkpoints(samples: int) -> list[int]:
+    """100, 1,000, 10,000 … below ``samples``, and ``samples`` itself."""
+    points, k = [], 100
+    while k < samples:
+        points.append(k)
+        k *= 10
+    return [*points, samples]
+
+
+def completeness(
+    probed: ProbedModel,
+    decoder: Decoder,
+    text: str,
+    position: int,
+    site: str,
+    *,
+    samples: int = 10_000,
+    seed: int = 0,
+    metric: str = "euclidean",
+    epsilon: float = 0.1,
+    schedule: Schedule | None = None,
+    batch_size: int = 1000,
+) -> Completeness:
+    """Sample ``samples`` inputs and compare them with the exact preimage of the same query."""
+    exact = exact_preimage(probed, text, position, site, metric=metric, epsilon=epsilon, limit=0)
+    started = time.perf_counter()
+    schedule = schedule or parse_schedule("auto")
+    the_site = probed.site(site)
+    query = query_activation(probed, the_site, text, exact.position)
+    generator = torch.Generator().manual_seed(seed)
+    chunks, best = [], []
+    for temperature, noise, count in schedule.split(samples):
+        for start in range(0, count, batch_size):
+            n = min(batch_size, count - start)
+            ids = sample_ids(
+                decoder,
+                probed,
+                the_site,
+                query.expand(n, -1),
+                temperature=temperature,
+                noise=noise,
+                generator=generator,
+            )
+            chunks.append(ids)
+            best.append(best_positions(verify_ids(probed, the_site, ids, query, metric))[0])
+    # Interleave the schedule's pairs, as if each sample had drawn its pair at random.
+    order = torch.randperm(samples, generator=generator)
+    tokenizer = probed.task.tokenizer
+    texts_in_order = [tokenizer.decode(row) for row in torch.cat(chunks)[order].tolist()]
+    inside = torch.cat(best)[order] <= epsilon
+    sampling_seconds = time.perf_counter() - started
+
+    members = exact.member_texts(input_space(probed.task).texts)
+    recall = {}
+    found: set[str] = set()
+    done = 0
+    for k in recall_checkpoints(samples):
+        found.update(t for t in texts_in_order[done:k] if t in members)
+        done = k
+        recall[str(k)] = len(found) / len(members) if members else 1.0
+    return Completeness(
+        n_members=exact.n_members,
+        space_size=exact.space_size,
+        space=exact.space,
+        samples=samples,
+        precision=float(inside.float().mean()),
+        recall=recall,
+        seconds={"exact": exact.seconds, "decoder": round(sampling_seconds, 3)},
+        schedule=schedule.name,
+        exact=exact,
+        sample_texts=texts_in_order,
+    )
+
+
+@torch.no_grad()
+def sequence_log_probs(
+    decoder: Decoder, probed: ProbedModel, ids: torch.Tensor, query: torch.Tensor, site: str, batch_size: int = 4096
+) -> torch.Tensor:
+    """Decoder log-probability of generating each row of ``ids`` (N, T) given ``query``: (N,)."""
+    sid = site_index(decoder, probed.site(site))
+    pad = probed.task.tokenizer.pad_id
+    out = []
+    for start in range(0, ids.shape[0], batch_size):
+        chunk = ids[start : start + batch_size]
+        n = chunk.shape[0]
+        logits = decoder(chunk[:, :-1], query.expand(n, -1), torch.full((n,), sid))
+        logp = logits.log_softmax(-1).gather(-1, chunk[:, 1:, None])[..., 0]
+        out.append(logp.masked_fill(chunk[:, 1:] == pad, 0.0).sum(-1))
+    return torch.cat(out)

@@ -1,0 +1,113 @@
+"""3-digit addition: ``615+861=1476``.
+
+``a+b=c`` with a and b in 100..999 and c their sum, one token per character. Positions (BOS = 0):
+F1-F3 = 1-3, ``+`` = 4, S1-S3 = 5-7, ``=`` = 8, answer digits A1.. from 9 (A4 = 12 when the sum has
+four digits; a three-digit sum ends at A3 and EOS follows). The probed model generates the answer
+digits and the EOS after them. The 810,000 pairs are split once, by a seeded permutation, into 75 %
+train and 25 % held-out.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import cached_property
+
+import torch
+
+from inversionview.errors import UserError
+from inversionview.tasks.base import Task
+from inversionview.tasks.tokenizer import CharTokenizer
+
+VOCAB = "0123456789+=" + "BEP"
+LOW, HIGH = 100, 999
+SPLIT_SEED = 20240
+_FORMAT = re.compile(r"(\d{3})\+(\d{3})=(\d{1,4})")
+POSITION_NAMES = ("F1", "F2", "F3", "+", "S1", "S2", "S3", "=", "A1", "A2", "A3", "A4")
+
+
+class AdditionTask(Task):
+    name = "addition"
+    max_len = 1 + 12 + 1
+    heldout_share = 0.25
+
+    def __init__(self, tokenizer: CharTokenizer | None = None) -> None:
+        self.tokenizer = tokenizer or CharTokenizer(VOCAB, bos="B", eos="E", pad="P")
+
+    @cached_property
+    def _heldout_mask(self) -> torch.Tensor:
+        """(900, 900) bool: which (a, b) pairs are held out, fixed by SPLIT_SEED."""
+        n = (HIGH - LOW + 1) ** 2
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[order[: round(n * self.heldout_share)]] = True
+        return mask.view(HIGH - LOW + 1, HIGH - LOW + 1)
+
+    @staticmethod
+    def format(a: int, b: int) -> str:
+        return f"{a}+{b}={a + b}"
+
+    def sample_text(self, rng: random.Random) -> str:
+        return self.format(rng.randint(LOW, HIGH), rng.randint(LOW, HIGH))
+
+    def operands(self, text: str) -> tuple[int, int, str]:
+        match = _FORMAT.fullmatch(text)
+        if not match or not all(LOW <= int(x) <= HIGH for x in match.groups()[:2]):
+            raise UserError(f"{text!r} is not an addition input like '615+861=1476' (operands 100-999)")
+        return int(match[1]), int(match[2]), match[3]
+
+    def validate(self, text: str) -> None:
+        super().validate(text)
+        self.operands(text)
+
+    def is_heldout(self, text: str) -> bool:
+        try:
+            a, b, _ = self.operands(text)
+        except UserError:
+            return False
+        return bool(self._heldout_mask[a - LOW, b - LOW])
+
+    def named_positions(self, text: str) -> dict[str, int]:
+        n_answer = len(text) - 8
+        return {name: i + 1 for i, name in enumerate(POSITION_NAMES[: 8 + n_answer])}
+
+    def target_positions(self, text: str) -> list[int]:
+        # '=' predicts A1, each answer digit the next, the last digit predicts EOS.
+        return list(range(8, len(text) + 1))
+
+    def query_position_names(self) -> list[str]:
+        return list(POSITION_NAMES)
+
+    def annotate(self, text: str) -> str | None:
+        try:
+            a, b, c = self.operands(text)
+        except UserError:
+            return "malformed"
+        return "correct sum" if int(c) == a + b else f"wrong sum (true {a + b})"
+
+    def enumerate_texts(self) -> list[str] | None:
+        return [self.format(a, b) for a in range(LOW, HIGH + 1) for b in range(LOW, HIGH + 1)]
+
+    def enumerate_ids(self) -> torch.Tensor:
+        """Token ids of ``enumerate_texts()``, in the same order, built without a Python loop."""
+        a = torch.arange(LOW, HIGH + 1).repeat_interleave(HIGH - LOW + 1)
+        b = torch.arange(LOW, HIGH + 1).repeat(HIGH - LOW + 1)
+        total = a + b
+        digit = self.tokenizer.vocab.index  # digits' ids, looked up so any vocabulary order works
+        digit_ids = torch.tensor([digit(str(d)) for d in range(10)])
+        tok = self.tokenizer
+        ids = torch.full((len(a), self.max_len), tok.pad_id, dtype=torch.long)
+        ids[:, 0] = tok.bos_id
+        for k, power in enumerate((100, 10, 1)):
+            ids[:, 1 + k] = digit_ids[a // power % 10]
+            ids[:, 5 + k] = digit_ids[b // power % 10]
+        ids[:, 4] = digit("+")
+        ids[:, 8] = digit("=")
+        four = total >= 1000
+        for k, power in enumerate((1000, 100, 10, 1)):
+            ids[four, 9 + k] = digit_ids[total[four] // power % 10]
+        for k, power in enumerate((100, 10, 1)):
+            ids[~four, 9 + k] = digit_ids[total[~four] // power % 10]
+        ids[four, 13] = tok.eos_id
+        ids[~four, 12] = tok.eos_id
+        return ids

@@ -1,0 +1,58 @@
+"""The completeness scatter: does the decoder favour exactly the inputs near the query?"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from inversionview.decoder.model import Decoder
+from inversionview.errors import UserError
+from inversionview.exact.completeness import Completeness, sequence_log_probs
+from inversionview.exact.space import input_space
+from inversionview.inversion.invert import query_activation
+from inversionview.probed.model import ProbedModel
+
+
+def completeness_scatter(
+    probed: ProbedModel, decoder: Decoder, result: Completeness, path: Path, *, max_points: int = 100_000, seed: int = 0
+) -> float:
+    """Draw, for inputs of the space, the decoder's log-probability of generating each given the
+    query against its distance to the query, with ε marked. Every member is drawn; other inputs are
+    a seeded sample of at most ``max_points``. Returns the seconds it took."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    started = time.perf_counter()
+    if path.suffix.lower() != ".png":
+        raise UserError(f"--plot {path}: the scatter is written as PNG; name a .png file")
+    exact = result.exact
+    space = input_space(probed.task)
+    distances = exact.distances
+    members = torch.nonzero(distances <= exact.epsilon)[:, 0]
+    generator = torch.Generator().manual_seed(seed)
+    others = torch.randperm(space.size, generator=generator)[:max_points]
+    chosen = torch.unique(torch.cat([members, others]))
+    site = probed.site(exact.site)
+    query = query_activation(probed, site, exact.query_text, exact.position)
+    log_probs = sequence_log_probs(decoder, probed, space.ids[chosen], query, exact.site)
+    dist = distances[chosen]
+    inside = dist <= exact.epsilon
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    ax.scatter(dist[~inside], log_probs[~inside], s=2, alpha=0.25, color="#7f7f7f", label="outside ε", rasterized=True)
+    ax.scatter(dist[inside], log_probs[inside], s=6, alpha=0.8, color="#d62728", label=f"inside ε ({len(members):,})")
+    ax.axvline(exact.epsilon, color="#1f77b4", linestyle="--", linewidth=1.2, label=f"ε = {exact.epsilon:g}")
+    ax.set_xlabel(f"distance to the query ({exact.metric}, best position)")
+    ax.set_ylabel("decoder log p(input | query)")
+    drawn = "all inputs" if len(chosen) == space.size else f"{len(chosen):,} of {space.size:,} inputs (all members)"
+    ax.set_title(f"{exact.query_text!r} @ {exact.position}, {exact.site}\n{drawn}", fontsize=9)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return round(time.perf_counter() - started, 3)

@@ -1,0 +1,53 @@
+"""The models that ship in the package: they load, meet their bars, and drive the CLI."""
+
+import json
+
+import pytest
+
+from inversionview.cli import main
+from inversionview.decoder.evaluate import heldout_queries, site_precision
+from inversionview.decoder.store import load_decoder
+from inversionview.decoder.train import decoder_sites
+from inversionview.probed import load_probed
+from inversionview.probed.train import evaluate_probed
+
+
+@pytest.fixture(scope="module")
+def counting():
+    return load_probed("counting")
+
+
+def test_bundled_counting_model_is_accurate(counting):
+    assert counting.n_layers == 2 and counting.n_heads == 1 and counting.d_model == 64
+    assert evaluate_probed(counting, n=2000, seed=99).accuracy >= 0.99
+
+
+def test_bundled_decoder_belongs_to_the_bundled_model(counting):
+    decoder = load_decoder(None, counting)
+    assert decoder.config.sites == [s.name for s in decoder_sites(counting)]
+
+
+def test_invert_bundled_without_decoder_flag(capsys):
+    code = main(["invert", "--probed", "counting", "--input", "vvzccvczvv|v:5", "--position", "-2",
+                 "--site", "blocks.0.hook_resid_pre", "--samples", "64", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    # resid_pre of layer 0 is the token plus its position: every sample with ':' at position 13 matches.
+    for sample in result["samples"]:
+        has_colon_there = len(sample["tokens"]) > 13 and sample["tokens"][13] == ":"
+        assert sample["in_preimage"] == has_colon_there or sample["distance"] <= 0.1
+
+
+def test_demo_runs(capsys):
+    assert main(["demo", "--samples", "40", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ε = 0.1") >= 3 and "held-out accuracy" in out
+
+
+@pytest.mark.slow
+def test_bundled_decoder_precision_bar(counting):
+    decoder = load_decoder(None, counting)
+    queries = heldout_queries(counting, 20, seed=2024)
+    precision = [site_precision(decoder, counting, s, queries, samples_per_query=25) for s in decoder_sites(counting)]
+    assert sum(precision) / len(precision) >= 0.9 and min(precision) >= 0.7

@@ -1,0 +1,102 @@
+"""Exact ε-preimages and decoder completeness, on tiny real models."""
+
+import json
+
+import matplotlib.image
+import pytest
+import torch
+
+from inversionview.cli import main
+from inversionview.exact.completeness import completeness, recall_checkpoints
+from inversionview.exact.preimage import exact_preimage
+from inversionview.exact.space import input_space
+from inversionview.inversion.distance import best_positions
+from inversionview.inversion.invert import query_activation
+from inversionview.inversion.verify import verify_ids
+from inversionview.tasks import get_task
+
+
+def test_addition_space_is_every_pair():
+    space = input_space(get_task("addition"))
+    assert space.exhaustive and space.size == 900 * 900
+    assert space.texts[0] == "100+100=200" and space.texts[-1] == "999+999=1998"
+    assert len(set(space.texts)) == space.size
+
+
+def test_counting_space_is_a_stated_sample():
+    space = input_space(get_task("counting"), sample_size=3000, seed=5)
+    assert not space.exhaustive and "seeded sample" in space.description and "seed 5" in space.description
+    assert 2900 <= space.size <= 3000  # duplicates removed
+
+
+def test_token_embedding_preimage_is_exact(tiny_addition):
+    """At resid_pre of layer 0 the activation is token + position: with a tiny ε, the members are
+    exactly the inputs with the same first digit."""
+    result = exact_preimage(tiny_addition, "615+861=1476", 1, "blocks.0.hook_resid_pre", epsilon=1e-5, limit=5)
+    assert result.n_members == 100 * 900
+    assert all(m.text.startswith("6") and m.best_position == 1 for m in result.members)
+    assert result.space_size == 810_000 and result.exhaustive
+
+
+def test_exact_members_agree_with_direct_verification(tiny_addition):
+    site = "blocks.1.hook_resid_post"
+    result = exact_preimage(tiny_addition, "615+861=1476", 8, site, epsilon=0.3, limit=50)
+    space = input_space(tiny_addition.task)
+    query = query_activation(tiny_addition, tiny_addition.site(site), "615+861=1476", 8)
+    index = {t: i for i, t in enumerate(space.texts)}
+    rows = torch.tensor([index[m.text] for m in result.members])
+    best, _ = best_positions(verify_ids(tiny_addition, tiny_addition.site(site), space.ids[rows], query, "euclidean"))
+    torch.testing.assert_close(best, torch.tensor([m.distance for m in result.members]), atol=1e-4, rtol=0)
+    assert [m.distance for m in result.members] == sorted(m.distance for m in result.members)
+    assert result.n_members == int((result.distances <= 0.3).sum())
+    assert any(m.text == "615+861=1476" and m.distance == 0 for m in result.members)
+
+
+def test_recall_checkpoints():
+    assert recall_checkpoints(100) == [100]
+    assert recall_checkpoints(2500) == [100, 1000, 2500]
+    assert recall_checkpoints(10_000) == [100, 1000, 10_000]
+
+
+def test_completeness_counts_members_found(tiny_addition, tiny_addition_decoder_dir):
+    from inversionview.decoder.store import load_decoder
+
+    decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
+    result = completeness(tiny_addition, decoder, "615+861=1476", 0, "blocks.0.hook_resid_post", samples=300)
+    # Every input has the same activation at BOS: all samples that are inputs of the space are members.
+    assert result.n_members == 810_000
+    assert result.precision == 1.0
+    in_space = set(result.sample_texts) & set(input_space(tiny_addition.task).texts)
+    assert result.recall["300"] == pytest.approx(len(in_space) / 810_000)
+    assert set(result.recall) == {"100", "300"}
+
+
+def test_completeness_cli_json_and_plot(capsys, tiny_addition_dir, tiny_addition_decoder_dir, tmp_path):
+    plot = tmp_path / "scatter.png"
+    code = main(["completeness", "--probed", str(tiny_addition_dir), "--decoder", str(tiny_addition_decoder_dir),
+                 "--input", "615+861=1476", "--position", "8", "--site", "blocks.0.hook_resid_post",
+                 "--samples", "200", "--epsilon", "0.5", "--plot", str(plot), "--plot-points", "3000", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"n_members", "precision", "recall", "seconds"} <= set(result)
+    assert set(result["recall"]) == {"100", "200"}
+    image = matplotlib.image.imread(plot)
+    height, width = image.shape[:2]
+    assert (width, height) == (770, 550)
+    red = (image[..., 0] > 0.7) & (image[..., 1] < 0.35) & (image[..., 2] < 0.35)
+    grey = (abs(image[..., 0] - image[..., 1]) < 0.05) & (image[..., 0] > 0.3) & (image[..., 0] < 0.8)
+    assert red.sum() > 20 and grey.sum() > 200  # member points and non-member points were drawn
+
+
+def test_exact_cli(capsys, tiny_addition_dir):
+    code = main(["exact", "--probed", str(tiny_addition_dir), "--input", "615+861=1476", "--position", "1",
+                 "--site", "blocks.0.hook_resid_pre", "--epsilon", "0.00001", "--limit", "3", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n_members"] == 90_000 and result["space_size"] == 810_000
+    assert len(result["members"]) == 3 and result["seconds"] > 0
+    code = main(["exact", "--probed", str(tiny_addition_dir), "--input", "615+86=701", "--position", "1",
+                 "--site", "blocks.0.hook_resid_pre"])
+    assert code == 2 and "not an addition input" in capsys.readouterr().err
