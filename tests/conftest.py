@@ -59,7 +59,13 @@ def tiny_addition_dir(tmp_path_factory) -> Path:
     """A small addition model trained for a few real steps."""
     out = tmp_path_factory.mktemp("addition")
     config = ProbedTrainConfig(
-        task="addition", d_model=16, n_heads=2, steps=20, batch_size=64, eval_every=20, eval_size=100,
+        task="addition",
+        d_model=16,
+        n_heads=2,
+        steps=20,
+        batch_size=64,
+        eval_every=20,
+        eval_size=100,
         full_sequence_loss=False,
     )
     train_probed(config, out, progress=False)
@@ -74,7 +80,8 @@ def tiny_addition(tiny_addition_dir):
 @pytest.fixture(scope="session")
 def tiny_addition_decoder_dir(tiny_addition, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("addition_decoder")
-    config = DecoderTrainConfig(d_model=32, n_heads=2, n_layers=1, steps=30, batch_size=32, eval_every=30,
-                                eval_queries=2, eval_samples=4)
+    config = DecoderTrainConfig(
+        d_model=32, n_heads=2, n_layers=1, steps=30, batch_size=32, eval_every=30, eval_queries=2, eval_samples=4
+    )
     train_decoder(tiny_addition, config, out, progress=False)
     return out

@@ -28,8 +28,22 @@ def test_bundled_decoder_belongs_to_the_bundled_model(counting):
 
 
 def test_invert_bundled_without_decoder_flag(capsys):
-    code = main(["invert", "--probed", "counting", "--input", "vvzccvczvv|v:5", "--position", "-2",
-                 "--site", "blocks.0.hook_resid_pre", "--samples", "64", "--json"])
+    code = main(
+        [
+            "invert",
+            "--probed",
+            "counting",
+            "--input",
+            "vvzccvczvv|v:5",
+            "--position",
+            "-2",
+            "--site",
+            "blocks.0.hook_resid_pre",
+            "--samples",
+            "64",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -51,3 +65,10 @@ def test_bundled_decoder_precision_bar(counting):
     queries = heldout_queries(counting, 20, seed=2024)
     precision = [site_precision(decoder, counting, s, queries, samples_per_query=25) for s in decoder_sites(counting)]
     assert sum(precision) / len(precision) >= 0.9 and min(precision) >= 0.7
+
+
+def test_bundled_names():
+    from inversionview import bundled
+
+    assert {"counting", "addition"} <= set(bundled.probed_names())
+    assert bundled.decoder_dir("counting") is not None

@@ -73,9 +73,30 @@ def test_completeness_counts_members_found(tiny_addition, tiny_addition_decoder_
 
 def test_completeness_cli_json_and_plot(capsys, tiny_addition_dir, tiny_addition_decoder_dir, tmp_path):
     plot = tmp_path / "scatter.png"
-    code = main(["completeness", "--probed", str(tiny_addition_dir), "--decoder", str(tiny_addition_decoder_dir),
-                 "--input", "615+861=1476", "--position", "8", "--site", "blocks.0.hook_resid_post",
-                 "--samples", "200", "--epsilon", "0.5", "--plot", str(plot), "--plot-points", "3000", "--json"])
+    code = main(
+        [
+            "completeness",
+            "--probed",
+            str(tiny_addition_dir),
+            "--decoder",
+            str(tiny_addition_decoder_dir),
+            "--input",
+            "615+861=1476",
+            "--position",
+            "8",
+            "--site",
+            "blocks.0.hook_resid_post",
+            "--samples",
+            "200",
+            "--epsilon",
+            "0.5",
+            "--plot",
+            str(plot),
+            "--plot-points",
+            "3000",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -90,13 +111,40 @@ def test_completeness_cli_json_and_plot(capsys, tiny_addition_dir, tiny_addition
 
 
 def test_exact_cli(capsys, tiny_addition_dir):
-    code = main(["exact", "--probed", str(tiny_addition_dir), "--input", "615+861=1476", "--position", "1",
-                 "--site", "blocks.0.hook_resid_pre", "--epsilon", "0.00001", "--limit", "3", "--json"])
+    code = main(
+        [
+            "exact",
+            "--probed",
+            str(tiny_addition_dir),
+            "--input",
+            "615+861=1476",
+            "--position",
+            "1",
+            "--site",
+            "blocks.0.hook_resid_pre",
+            "--epsilon",
+            "0.00001",
+            "--limit",
+            "3",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
     assert result["n_members"] == 90_000 and result["space_size"] == 810_000
     assert len(result["members"]) == 3 and result["seconds"] > 0
-    code = main(["exact", "--probed", str(tiny_addition_dir), "--input", "615+86=701", "--position", "1",
-                 "--site", "blocks.0.hook_resid_pre"])
+    code = main(
+        [
+            "exact",
+            "--probed",
+            str(tiny_addition_dir),
+            "--input",
+            "615+86=701",
+            "--position",
+            "1",
+            "--site",
+            "blocks.0.hook_resid_pre",
+        ]
+    )
     assert code == 2 and "not an addition input" in capsys.readouterr().err

@@ -105,35 +105,59 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     print(f"saved decoder to {args.out}")
 
 
-def cmd_invert(args: argparse.Namespace) -> None:
-    from rich.console import Console
-
+def _invert_each(args: argparse.Namespace, sites: list[str]) -> list:
+    """One reading per site, with the invert options of ``args``."""
     from inversionview.decoder.store import load_decoder
     from inversionview.inversion.invert import invert
     from inversionview.inversion.schedule import parse_schedule
-    from inversionview.views.terminal import render
 
     probed = _load_probed(args)
     decoder = load_decoder(args.decoder, probed)
-    with _progress_bar("sampling", "sample") as progress:
-        result = invert(
-            probed,
-            decoder,
-            args.input,
-            args.position,
-            args.site,
-            samples=args.samples,
-            seed=args.seed,
-            metric=args.metric,
-            epsilon=args.epsilon,
-            schedule=parse_schedule(args.schedule, args.temperature),
-            decoder_name=args.decoder or "bundled",
-            progress=progress,
-        )
+    schedule = parse_schedule(args.schedule, args.temperature)
+    results = []
+    for site in sites:
+        with _progress_bar(f"sampling {site}", "sample") as progress:
+            results.append(
+                invert(
+                    probed,
+                    decoder,
+                    args.input,
+                    args.position,
+                    site,
+                    samples=args.samples,
+                    seed=args.seed,
+                    metric=args.metric,
+                    epsilon=args.epsilon,
+                    schedule=schedule,
+                    decoder_name=args.decoder or "bundled",
+                    progress=progress,
+                )
+            )
+    return results
+
+
+def cmd_invert(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from inversionview.views.terminal import render
+
+    (result,) = _invert_each(args, [args.site])
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         render(result, Console(), limit=args.limit, show_colors=not args.no_color)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from inversionview.views.html_render import document, render_result
+
+    if args.output.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"-o {args.output}: the report is an HTML file; name it .html")
+    results = _invert_each(args, args.site)
+    fragments = [render_result(r, show_colors=not args.no_color, limit=args.limit) for r in results]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(document(fragments, f"InversionView: {args.input!r} at position {args.position}"))
+    print(f"wrote {args.output} ({len(results)} site{'s' * (len(results) > 1)})")
 
 
 def cmd_exact(args: argparse.Namespace) -> None:
@@ -196,6 +220,63 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1 or localhost)."""
+    import ipaddress
+
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_view(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
+    if not is_loopback(args.host) and not args.allow_remote:
+        raise UserError(
+            f"refusing to serve on {args.host}: the page would be reachable from other machines; "
+            "add --allow-remote if you mean it"
+        )
+    if args.models_dir is not None and not args.models_dir.is_dir():
+        raise UserError(f"--models-dir {args.models_dir} is not a directory")
+    if args.probed != "counting" or args.decoder:
+        _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
+    env = dict(os.environ)
+    if args.probed != "counting" or args.decoder:
+        env["INVERSIONVIEW_PROBED"] = args.probed
+        env["INVERSIONVIEW_DECODER"] = args.decoder or ""
+    if args.models_dir is not None:
+        env["INVERSIONVIEW_MODELS_DIR"] = str(args.models_dir.resolve())
+    app = Path(__file__).parent / "views" / "app.py"
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        args.host,
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    print(f"InversionView on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    try:
+        subprocess.run(command, env=env, check=False)
+    except KeyboardInterrupt:
+        pass
+
+
 DEMO_INPUT = "vvzccvczvv|v:5"
 DEMO_QUERIES = (
     ("query letter", "blocks.0.hook_attn_out"),
@@ -227,10 +308,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         console.print()
 
 
-def _query_options(parser: argparse.ArgumentParser) -> None:
+def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) -> None:
     parser.add_argument("--input", required=True, help="the input whose activation to read")
     parser.add_argument("--position", type=int, required=True, help="query position (BOS = 0; negative from the end)")
-    parser.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
+    if many_sites:
+        parser.add_argument("--site", required=True, action="append", help="activation site; repeat for several")
+    else:
+        parser.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
     parser.add_argument("--epsilon", type=float, default=0.1)
@@ -266,15 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(run=cmd_train_decoder)
 
-    p = commands.add_parser("invert", parents=[probed], help="sample and verify the ε-preimage of one activation")
-    _query_options(p)
-    p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05")
-    p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
-    p.add_argument("--limit", type=int, default=40, help="distinct samples to print")
-    p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
-    p.set_defaults(run=cmd_invert)
+    for name, help_text in (
+        ("invert", "sample and verify the ε-preimage of one activation"),
+        ("report", "write readings at one or more sites as a self-contained HTML file"),
+    ):
+        p = commands.add_parser(name, parents=[probed], help=help_text)
+        _query_options(p, many_sites=name == "report")
+        p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
+        p.add_argument("--samples", type=int, default=1000)
+        p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05")
+        p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
+        p.add_argument("--limit", type=int, default=40 if name == "invert" else 60, help="distinct samples to show")
+        p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+        if name == "report":
+            p.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+        p.set_defaults(run=cmd_invert if name == "invert" else cmd_report)
 
     p = commands.add_parser("exact", parents=[probed], help="the exact ε-preimage, by brute force over the inputs")
     _query_options(p)
@@ -291,6 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write the completeness scatter to this PNG")
     p.add_argument("--plot-points", type=int, default=100_000, help="inputs drawn in the scatter (members always)")
     p.set_defaults(run=cmd_completeness)
+
+    p = commands.add_parser("view", parents=[probed], help="the web page, on 127.0.0.1 by default")
+    p.add_argument("--decoder", help="decoder directory for --probed (default: the bundled one)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--allow-remote", action="store_true", help="permit a --host other machines can reach")
+    p.add_argument("--models-dir", type=Path, help="folder whose sub-folders hold probed/ and decoder/")
+    p.set_defaults(run=cmd_view)
 
     p = commands.add_parser("demo", parents=[probed], help="read the bundled counting model at three sites")
     p.add_argument("--samples", type=int, default=500)

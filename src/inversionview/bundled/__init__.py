@@ -12,7 +12,7 @@ ROOT = Path(__file__).parent
 
 
 def probed_names() -> list[str]:
-    return sorted(p.parent.name for p in ROOT.glob("*/probed/config.json"))
+    return sorted(p.parent.parent.name for p in ROOT.glob("*/probed/config.json"))
 
 
 def probed_dir(name: str) -> Path | None:

@@ -1,0 +1,107 @@
+"""The race to the first 100 distinct preimage members: decoder against brute force, in one run.
+
+    python benchmarks/preimage_race.py [--input 615+861=1476 --position 8 --site blocks.1.hook_resid_post]
+
+Three searchers, each counted in probed-model evaluations (inputs run through the probed model)
+and seconds:
+- decoder: sample 100 at a time from the decoder, verify, stop at 100 distinct members;
+- random scan: run the probed model over the input space in a seeded random order, 1,000 at a time;
+- nearest-neighbour index: cache the activations of random inputs (every position), then rank the
+  cached inputs by distance to the query; its cost is the size of index it needs to hold 100 members.
+A searcher that does not reach 100 within the whole space reports how many it found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from inversionview.decoder.store import load_decoder
+from inversionview.exact.space import input_space
+from inversionview.inversion.distance import best_positions
+from inversionview.inversion.invert import query_activation
+from inversionview.inversion.verify import queryable, sample_ids, verify_ids
+from inversionview.probed import load_probed
+
+TARGET = 100
+
+
+def decoder_search(probed, decoder, site, query, epsilon, limit, seed):
+    started, generator = time.perf_counter(), torch.Generator().manual_seed(seed)
+    found, evaluations = set(), 0
+    while len(found) < TARGET and evaluations < limit:
+        ids = sample_ids(decoder, probed, site, query.expand(100, -1), temperature=1.0, generator=generator)
+        best, _ = best_positions(verify_ids(probed, site, ids, query, "euclidean"))
+        evaluations += len(ids)
+        found.update(tuple(row) for row, d in zip(ids.tolist(), best.tolist()) if d <= epsilon)
+    return len(found), evaluations, time.perf_counter() - started
+
+
+def random_scan(probed, site, query, epsilon, space, seed, chunk=1000):
+    started = time.perf_counter()
+    order = torch.randperm(space.size, generator=torch.Generator().manual_seed(seed))
+    found = evaluations = 0
+    for start in range(0, space.size, chunk):
+        ids = space.ids[order[start : start + chunk]]
+        best, _ = best_positions(verify_ids(probed, site, ids, query, "euclidean"))
+        evaluations += len(ids)
+        found += int((best <= epsilon).sum())
+        if found >= TARGET:
+            break
+    return found, evaluations, time.perf_counter() - started
+
+
+def index_search(probed, site, query, epsilon, space, seed, step=10_000):
+    """Grow a cached index of random inputs' activations until ranking it yields 100 members."""
+    started = time.perf_counter()
+    order = torch.randperm(space.size, generator=torch.Generator().manual_seed(seed + 1))
+    cache: list[torch.Tensor] = []
+    valid: list[torch.Tensor] = []
+    eos = probed.task.tokenizer.eos_id
+    found = size = 0
+    for start in range(0, space.size, step):
+        ids = space.ids[order[start : start + step]]
+        cache.append(probed.activations(ids, [site])[0][site])
+        valid.append(queryable(ids, eos))
+        size += len(ids)
+        acts, mask = torch.cat(cache), torch.cat(valid)
+        dist = ((acts - query).norm(dim=-1) / query.norm()).masked_fill(~mask, float("inf")).min(-1).values
+        found = int((dist.sort().values[:TARGET] <= epsilon).sum())
+        if found >= TARGET:
+            break
+    return found, size, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--probed", default="addition")
+    parser.add_argument("--decoder", default=None)
+    parser.add_argument("--input", default="615+861=1476")
+    parser.add_argument("--position", type=int, default=8)
+    parser.add_argument("--site", default="blocks.1.hook_resid_post")
+    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    probed = load_probed(args.probed)
+    decoder = load_decoder(args.decoder, probed)
+    site = probed.site(args.site)
+    query = query_activation(probed, site, args.input, args.position)
+    space = input_space(probed.task)
+    print(f"query {args.input!r} @ {args.position}, {site.name}, ε = {args.epsilon}; space {space.size:,} inputs")
+    rows = [
+        ("decoder", *decoder_search(probed, decoder, site, query, args.epsilon, space.size, args.seed)),
+        ("random scan", *random_scan(probed, site, query, args.epsilon, space, args.seed)),
+        ("nearest-neighbour index", *index_search(probed, site, query, args.epsilon, space, args.seed)),
+    ]
+    print(f"{'searcher':24s} {'members':>8s} {'evaluations':>12s} {'seconds':>8s}")
+    for name, found, evaluations, seconds in rows:
+        print(f"{name:24s} {found:8d} {evaluations:12,d} {seconds:8.2f}")
+    decoder_evals, scan_evals = rows[0][2], rows[1][2]
+    print(f"random scan / decoder evaluations: {scan_evals / decoder_evals:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The InversionView web page (Streamlit). Started by ``inversionview view``; every reading it shows
+is rendered by ``views/html_render.py``, the same code that writes reports.
+
+Configuration comes from the environment, set by the ``view`` command: ``INVERSIONVIEW_PROBED`` and
+``INVERSIONVIEW_DECODER`` (a model given on the command line) and ``INVERSIONVIEW_MODELS_DIR`` (a
+folder whose sub-folders each hold ``probed/`` and ``decoder/``). The page reads no other paths.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from inversionview import bundled
+from inversionview.decoder.store import load_decoder
+from inversionview.errors import UserError
+from inversionview.inversion.invert import invert
+from inversionview.inversion.result import InversionResult
+from inversionview.inversion.schedule import parse_schedule
+from inversionview.probed import load_probed
+from inversionview.probed.sites import HEAD_SITE_KIND
+from inversionview.views.html_render import CSS, render_attention, render_result
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    probed: str
+    decoder: str | None
+
+
+def model_choices() -> list[ModelChoice]:
+    """Bundled models with a decoder, the command line's model, and those in the models folder."""
+    choices = []
+    if os.environ.get("INVERSIONVIEW_PROBED"):
+        probed = os.environ["INVERSIONVIEW_PROBED"]
+        choices.append(ModelChoice(f"command line: {probed}", probed, os.environ.get("INVERSIONVIEW_DECODER") or None))
+    for name in bundled.probed_names():
+        if bundled.decoder_dir(name) is not None:
+            choices.append(ModelChoice(f"bundled: {name}", name, None))
+    folder = os.environ.get("INVERSIONVIEW_MODELS_DIR")
+    if folder and Path(folder).is_dir():
+        for sub in sorted(Path(folder).iterdir()):
+            if (sub / "probed").is_dir() and (sub / "decoder").is_dir():
+                choices.append(ModelChoice(f"models folder: {sub.name}", str(sub / "probed"), str(sub / "decoder")))
+    return choices
+
+
+@st.cache_resource(show_spinner="loading models…")
+def load_models(choice: ModelChoice):
+    probed = load_probed(choice.probed)
+    return probed, load_decoder(choice.decoder, probed)
+
+
+@st.cache_resource
+def reading_cache() -> dict:
+    """Readings by their settings, shared by every session of this server: revisiting is instant."""
+    return {}
+
+
+def reading(
+    choice: ModelChoice,
+    text: str,
+    position: int,
+    site: str,
+    samples: int,
+    seed: int,
+    metric: str,
+    epsilon: float,
+    schedule: str,
+) -> InversionResult:
+    key = (choice, text, position, site, samples, seed, metric, epsilon, schedule)
+    cache = reading_cache()
+    if key not in cache:
+        probed, decoder = load_models(choice)
+        bar = st.progress(0.0, text=f"sampling {samples} inputs at {site}…")
+        cache[key] = invert(
+            probed,
+            decoder,
+            text,
+            position,
+            site,
+            samples=samples,
+            seed=seed,
+            metric=metric,
+            epsilon=epsilon,
+            schedule=parse_schedule(schedule),
+            decoder_name=choice.decoder or "bundled",
+            progress=lambda done, total: bar.progress(done / total, text=f"sampled {done}/{total}"),
+        )
+        bar.empty()
+    return cache[key]
+
+
+def attention_html(choice: ModelChoice, text: str, position: int, site_name: str) -> str | None:
+    """For a per-head site, that head's attention from the query position over the input."""
+    probed, _ = load_models(choice)
+    site = probed.site(site_name)
+    if site.kind != HEAD_SITE_KIND:
+        return None
+    ids, _ = probed.encode_batch([text])
+    _, patterns = probed.activations(ids, [], attention_layers=(site.layer,))
+    weights = patterns[site.layer][0, site.head, position, : position + 1].tolist()
+    tokens = [probed.task.tokenizer.token_str(t) for t in ids[0, : position + 1].tolist()]
+    return render_attention(tokens, weights, position, site.name)
+
+
+def main() -> None:
+    st.set_page_config(page_title="InversionView", layout="wide")
+    st.html(f"<style>{CSS}</style>")
+    st.title("InversionView")
+    choices = model_choices()
+    if not choices:
+        st.error("No model with a decoder found: bundled models are missing and no models folder was given.")
+        return
+    with st.sidebar:
+        choice = choices[
+            [c.label for c in choices].index(st.selectbox("Probed model and decoder", [c.label for c in choices]))
+        ]
+        try:
+            probed, _ = load_models(choice)
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        task = probed.task
+        metric = st.radio(
+            "Distance",
+            ["euclidean", "cosine"],
+            horizontal=True,
+            format_func={"euclidean": "‖q−a‖/‖q‖", "cosine": "1 − cos"}.get,
+        )
+        epsilon = st.number_input("ε", min_value=0.0, max_value=2.0, value=0.1, step=0.01, format="%.3f")
+        samples = st.slider("Samples", min_value=50, max_value=2000, value=500, step=50)
+        schedule = st.text_input("Schedule", value="auto", help="'auto', or TEMPERATURE:NOISE pairs like 1:0,0.5:0")
+        seed = st.number_input("Seed", min_value=0, value=0, step=1)
+        show_colors = st.toggle("Colour tokens by probability change", value=True)
+
+    key = f"text::{choice.label}"
+    if key not in st.session_state:
+        st.session_state[key] = task.sample_texts(random.Random(0), 1, split="heldout")[0]
+    left, right = st.columns([5, 1])
+    with right:
+        st.write("")
+        if st.button("Random example"):
+            st.session_state[key] = task.sample_texts(random.Random(), 1, split="any")[0]
+    with left:
+        text = st.text_input("Input", key=key)
+    try:
+        task.validate(text)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+
+    tokens = [task.tokenizer.token_str(t) for t in task.encode(text)[:-1]]
+    named = task.named_positions(text)
+    interest = task.query_positions(text)
+    default = interest[-1] if interest else len(tokens) - 1
+    labels = [f"{i}:{tok}" for i, tok in enumerate(tokens)]
+    named_pick = st.selectbox("Named position", ["(click a token below)", *named], index=0)
+    picked = st.pills("Query position — click a token", labels, default=labels[default], key=f"pos::{text}")
+    position = named[named_pick] if named_pick in named else labels.index(picked) if picked else default
+
+    layers = sorted({s.layer for s in probed.sites()})
+    layer = st.segmented_control("Layer", layers, default=layers[-1], format_func=lambda layer: f"layer {layer}")
+    layer = layers[-1] if layer is None else layer
+    in_layer = [s.name for s in probed.sites() if s.layer == layer]
+    site = st.selectbox("Site", in_layer, index=len(in_layer) - 1)
+
+    try:
+        attention = attention_html(choice, text, position, site)
+        if attention:
+            st.html(attention)
+        result = reading(choice, text, position, site, samples, int(seed), metric, float(epsilon), schedule)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    st.html(render_result(result, show_colors=show_colors))
+
+    saved = st.session_state.setdefault("saved", [])
+    if st.button("Save view for comparison"):
+        saved.append(result)
+    if saved:
+        st.subheader(f"Saved views ({len(saved)})")
+        if st.button("Clear saved views"):
+            saved.clear()
+            st.rerun()
+        for column, view in zip(st.columns(min(3, len(saved))), saved[-3:]):
+            with column:
+                st.html(render_result(view, show_colors=show_colors, limit=25))
+
+
+main()

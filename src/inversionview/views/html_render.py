@@ -1,0 +1,131 @@
+"""HTML rendering of a reading: the one renderer that the web page and the report both use.
+
+Everything is self-contained (inline CSS, no scripts, no network): sample texts stay readable as
+text, hovering a token shows its position's distance and colour value.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from inversionview.inversion.result import InversionResult, Sample
+from inversionview.views.colors import color_rgb, text_rgb
+
+CSS = """
+.iv-view { font-family: ui-sans-serif, system-ui, sans-serif; font-size: 14px; color: #222; margin: 0 0 18px 0; }
+.iv-head { margin-bottom: 6px; }
+.iv-head .iv-site { font-weight: 600; }
+.iv-meta { color: #666; font-size: 12px; margin-bottom: 8px; }
+.iv-row { display: flex; align-items: center; gap: 8px; padding: 1px 0; }
+.iv-bar { width: 90px; height: 10px; background: #eee; border-radius: 2px; flex: none; }
+.iv-bar > div { height: 100%; background: #4a78b5; border-radius: 2px; }
+.iv-dist { width: 52px; text-align: right; font-variant-numeric: tabular-nums; flex: none; }
+.iv-tokens { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre; }
+.iv-tok { padding: 0 1px; border-radius: 2px; }
+.iv-best { outline: 2px solid #111; outline-offset: -1px; font-weight: 700; }
+.iv-query { text-decoration: underline; font-weight: 700; }
+.iv-count, .iv-note { color: #777; font-size: 12px; }
+.iv-eps { border-top: 2px dashed #d08700; margin: 4px 0; position: relative; height: 0; }
+.iv-eps span { position: absolute; right: 0; top: -9px; background: #fff; color: #d08700;
+               font-size: 11px; padding: 0 4px; }
+.iv-attn td { padding: 0 2px; font-family: ui-monospace, monospace; text-align: center; }
+"""
+
+
+def _token_spans(
+    tokens: list[str],
+    colors: list[float] | None,
+    distances: list[float] | None,
+    mark: int | None,
+    mark_class: str,
+    show_colors: bool,
+) -> str:
+    spans = []
+    for index, token in enumerate(tokens):
+        if index == 0:
+            continue  # BOS is position 0 but is not text
+        style = ""
+        value = colors[index] if colors else 0.0
+        if show_colors and colors:
+            bg = color_rgb(value)
+            style = f' style="background: rgb{bg}; color: rgb{text_rgb(bg)}"'
+        hover = [f"position {index}"]
+        if distances:
+            hover.append(f"distance {distances[index]:.4f}")
+        if colors:
+            hover.append(f"Δp {value:+.3f}")
+        classes = "iv-tok" + (f" {mark_class}" if index == mark else "")
+        spans.append(f'<span class="{classes}" title="{escape(" · ".join(hover))}"{style}>{escape(token)}</span>')
+    return "".join(spans)
+
+
+def _sample_row(sample: Sample, count: int, scale: float, show_colors: bool) -> str:
+    width = min(100.0, 100.0 * sample.distance / scale) if scale > 0 else 0.0
+    tokens = _token_spans(
+        sample.tokens, sample.colors, sample.position_distances, sample.best_position, "iv-best", show_colors
+    )
+    extra = f'<span class="iv-count">×{count}</span>' if count > 1 else ""
+    note = f'<span class="iv-note">{escape(sample.annotation)}</span>' if sample.annotation else ""
+    return (
+        f'<div class="iv-row{" iv-in" if sample.in_preimage else " iv-out"}">'
+        f'<div class="iv-bar"><div style="width: {width:.1f}%"></div></div>'
+        f'<span class="iv-dist">{sample.distance:.3f}</span>'
+        f'<span class="iv-tokens">{tokens}</span>{extra}{note}</div>'
+    )
+
+
+def _eps_line(epsilon: float) -> str:
+    return f'<div class="iv-eps" role="separator"><span>ε = {epsilon:g}</span></div>'
+
+
+def render_result(result: InversionResult, *, show_colors: bool = True, limit: int = 60) -> str:
+    """One reading as an HTML fragment: the query, then distinct samples nearest first with the ε line."""
+    q, s = result.query, result.settings
+    query_tokens = _token_spans(q.tokens, None, None, q.position, "iv-query", False)
+    note = f' <span class="iv-note">{escape(result.annotation)}</span>' if result.annotation else ""
+    rows = []
+    drawn = False
+    scale = max(2 * s.epsilon, 1e-9)
+    unique = result.unique_samples()
+    for sample, count in unique[:limit]:
+        if not drawn and not sample.in_preimage:
+            rows.append(_eps_line(s.epsilon))
+            drawn = True
+        rows.append(_sample_row(sample, count, scale, show_colors))
+    if not drawn:
+        rows.append(_eps_line(s.epsilon))
+    more = f'<div class="iv-meta">… {len(unique) - limit} more distinct samples</div>' if len(unique) > limit else ""
+    return (
+        '<div class="iv-view">'
+        f'<div class="iv-head"><span class="iv-tokens">{query_tokens}</span> · position {q.position} '
+        f'(<code>{escape(q.tokens[q.position])}</code>) · <span class="iv-site">{escape(q.site)}</span>{note}</div>'
+        f'<div class="iv-meta">{s.samples} samples ({escape(s.schedule)}), {s.metric} distance, ε = {s.epsilon:g}: '
+        f"<b>{result.share_in_preimage:.1%}</b> inside the ε-preimage · {len(unique)} distinct · "
+        f"{result.seconds:.2f} s</div>" + "".join(rows) + more + "</div>"
+    )
+
+
+def render_attention(tokens: list[str], weights: list[float], position: int, head: str) -> str:
+    """One head's attention from the query position over the input, as a row of shaded cells."""
+    cells = []
+    for index, (token, weight) in enumerate(zip(tokens, weights)):
+        bg = color_rgb(weight)
+        cells.append(
+            f'<td title="{escape(f"{token} (position {index}): weight {weight:.3f}")}" '
+            f'style="background: rgb{bg}; color: rgb{text_rgb(bg)}">{escape(token)}</td>'
+        )
+    return (
+        f'<div class="iv-view"><div class="iv-meta">{escape(head)}: attention from position {position}</div>'
+        f'<table class="iv-attn"><tr>{"".join(cells)}</tr></table></div>'
+    )
+
+
+def document(fragments: list[str], title: str) -> str:
+    """A complete, self-contained HTML page around rendered fragments."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f'<body style="margin: 24px"><h2 style="font-family: sans-serif">{escape(title)}</h2>'
+        + "\n".join(fragments)
+        + "</body></html>\n"
+    )
