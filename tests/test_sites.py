@@ -27,14 +27,18 @@ def test_resid_pre_of_later_layer_is_an_alias():
     assert canonical_site(Site(0, "hook_resid_pre")) == Site(0, "hook_resid_pre")
 
 
-def test_activations_match_reference_forward(tiny_probed):
+def test_activations_match_reference_forward(tiny_probed, tiny_probed_dir):
+    from transformers import GPT2LMHeadModel
+
     model = tiny_probed.model
     ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3"])
     acts, patterns = run_with_sites(
         model, tiny_probed.blocks, ids, tiny_probed.sites(), attention_layers=(0, 1), stop_early=False
     )
+    # The reference is the Hugging Face model exactly as it loads, untouched by our loader.
+    untouched = GPT2LMHeadModel.from_pretrained(tiny_probed_dir).eval()
     with torch.no_grad():
-        reference = model(input_ids=ids, output_hidden_states=True, output_attentions=True)
+        reference = untouched(input_ids=ids, output_hidden_states=True)
     hidden = reference.hidden_states
     for layer in range(tiny_probed.n_layers):
         resid_pre = acts[Site(layer, "hook_resid_pre")]

@@ -68,7 +68,7 @@ def exact_preimage(
     metric: str = "euclidean",
     epsilon: float = 0.1,
     limit: int = 100,
-    batch_size: int = 8192,
+    batch_size: int = 2048,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,

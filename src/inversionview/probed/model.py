@@ -92,6 +92,15 @@ class ProbedModel:
         write_json(directory / PROBED_META_FILE, self.meta)
 
 
+def use_fused_gelu(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
+    """Swap GPT-2's tanh-approximated GELU, written as six tensor operations, for torch's fused kernel
+    of the same function (equal to within 1e-6): brute-force preimages run 2x faster on a CPU."""
+    if model.config.activation_function in ("gelu_new", "gelu_pytorch_tanh"):
+        for block in model.transformer.h:
+            block.mlp.act = torch.nn.GELU(approximate="tanh")
+    return model
+
+
 def new_gpt2(task: Task, *, d_model: int, n_layers: int, n_heads: int, seed: int) -> GPT2LMHeadModel:
     """A fresh GPT-2 sized for a task's vocabulary and input length, with dropout off."""
     torch.manual_seed(seed)
@@ -108,7 +117,7 @@ def new_gpt2(task: Task, *, d_model: int, n_layers: int, n_heads: int, seed: int
         bos_token_id=task.tokenizer.bos_id,
         eos_token_id=task.tokenizer.eos_id,
     )
-    return GPT2LMHeadModel(config)
+    return use_fused_gelu(GPT2LMHeadModel(config))
 
 
 def _resolve_directory(name_or_dir: str) -> Path:
@@ -179,5 +188,5 @@ def load_probed(
         raise UserError(f"cannot load probed model from {directory}: {first_line}") from None
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
-    model.eval()
+    use_fused_gelu(model).eval()
     return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta)
