@@ -71,3 +71,15 @@ def test_decoder_generation_matches_teacher_forcing(tiny_probed, tiny_decoder_di
         # Every generated token up to EOS is the teacher-forced argmax (the last slot is forced to EOS).
         if end < ids.shape[1] - 1:
             assert torch.equal(ids[row, 1 : end + 1], greedy[row, :end])
+
+
+def test_resume_keeps_the_recipe_it_started_with(tiny_probed, tmp_path):
+    small = DecoderTrainConfig(
+        d_model=32, n_heads=2, n_layers=1, steps=10, batch_size=16, eval_every=10, eval_queries=2, eval_samples=2
+    )
+    train_decoder(tiny_probed, small, tmp_path, progress=False)
+    # Another shape on the command line cannot break the run: only the step count is taken.
+    wider = DecoderTrainConfig(d_model=64, n_heads=4, n_layers=2, steps=20)
+    decoder = train_decoder(tiny_probed, wider, tmp_path, progress=False)
+    assert decoder.config.d_model == 32 and decoder.config.n_layers == 1
+    assert json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())["step"] == 20

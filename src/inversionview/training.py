@@ -71,6 +71,16 @@ def save_checkpoint(
     )
 
 
+def saved_config(directory: Path) -> dict | None:
+    """The training config a checkpoint in ``directory`` was made with, or None without one.
+
+    A resumed run takes its shape from here, so a resume can never build a different model than
+    the one whose weights it loads."""
+    if not (directory / CHECKPOINT_STATE_FILE).is_file():
+        return None
+    return read_json(directory / CHECKPOINT_STATE_FILE, "training checkpoint")["state"].get("config")
+
+
 def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Checkpoint | None:
     """Restore a run saved by ``save_checkpoint``; None when the directory holds none."""
     if not (directory / CHECKPOINT_STATE_FILE).is_file():

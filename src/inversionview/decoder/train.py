@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from inversionview.training import (
     lr_at,
     progress_interval,
     save_checkpoint,
+    saved_config,
     seed_everything,
 )
 
@@ -141,7 +142,13 @@ class ActivationStream:
 
 
 def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *, progress: bool = True) -> Decoder:
-    """Train (or resume) a decoder for ``probed`` into ``out``; saves the final decoder there."""
+    """Train (or resume) a decoder for ``probed`` into ``out``; saves the final decoder there.
+
+    A resumed run keeps the recipe it was started with; only ``steps`` and ``max_seconds`` come
+    from ``config``, so a run can be extended.
+    """
+    if (saved := saved_config(out)) is not None:
+        config = replace(DecoderTrainConfig(**saved), steps=config.steps, max_seconds=config.max_seconds)
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)

@@ -21,6 +21,7 @@ from inversionview.training import (
     lr_at,
     progress_interval,
     save_checkpoint,
+    saved_config,
     seed_everything,
 )
 
@@ -124,7 +125,12 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
 
 
 def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True) -> ProbedModel:
-    """Train (or resume) a probed model into ``out`` and save the final model there."""
+    """Train (or resume) a probed model into ``out`` and save the final model there.
+
+    A resumed run keeps the recipe it was started with; only ``steps`` comes from ``config``.
+    """
+    if (saved := saved_config(out)) is not None:
+        config = replace(ProbedTrainConfig(**saved), steps=config.steps)
     task = get_task(config.task)
     rng = seed_everything(config.seed)
     model = new_gpt2(task, d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, seed=config.seed)
