@@ -11,9 +11,9 @@ from inversionview.decoder.model import Decoder
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions
-from inversionview.inversion.invert import query_activation
+from inversionview.inversion.invert import draw_samples, resolve_query
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.inversion.verify import sample_ids, site_index, verify_ids
+from inversionview.inversion.verify import site_index, verify_ids
 from inversionview.probed.model import ProbedModel
 
 
@@ -71,25 +71,13 @@ def completeness(
     """Sample ``samples`` inputs and compare them with the exact preimage of the same query."""
     exact = exact_preimage(probed, text, position, site, metric=metric, epsilon=epsilon, limit=0)
     started = time.perf_counter()
-    schedule = schedule or parse_schedule("auto")
-    the_site = probed.site(site)
-    query = query_activation(probed, the_site, text, exact.position)
+    query = resolve_query(probed, text, position, site, metric)
     generator = torch.Generator().manual_seed(seed)
     chunks, best = [], []
-    for temperature, noise, count in schedule.split(samples):
-        for start in range(0, count, batch_size):
-            n = min(batch_size, count - start)
-            ids = sample_ids(
-                decoder,
-                probed,
-                the_site,
-                query.expand(n, -1),
-                temperature=temperature,
-                noise=noise,
-                generator=generator,
-            )
-            chunks.append(ids)
-            best.append(best_positions(verify_ids(probed, the_site, ids, query, metric))[0])
+    schedule = schedule or parse_schedule("auto")
+    for ids, _, _ in draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size):
+        chunks.append(ids)
+        best.append(best_positions(verify_ids(probed, query.site, ids, query.activation, metric))[0])
     # Interleave the schedule's pairs, as if each sample had drawn its pair at random.
     order = torch.randperm(samples, generator=generator)
     tokenizer = probed.task.tokenizer

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inversionview.errors import UserError
 from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, input_space
-from inversionview.inversion.distance import METRICS, best_positions
-from inversionview.inversion.invert import query_activation, resolve_position
+from inversionview.inversion.distance import best_positions
+from inversionview.inversion.invert import resolve_query
 from inversionview.inversion.verify import verify_ids
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
@@ -75,14 +74,9 @@ def exact_preimage(
 ) -> ExactPreimage:
     """Every input of the task's space (or its seeded sample) whose best position lies within ε."""
     started = time.perf_counter()
-    task = probed.task
-    task.validate(text)
-    site = probed.site(site) if isinstance(site, str) else site
-    if metric not in METRICS:
-        raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
-    position = resolve_position(position, len(task.encode(text)) - 1)
-    query = query_activation(probed, site, text, position)
-    space = input_space(task, sample_size=sample_size, seed=seed)
+    resolved = resolve_query(probed, text, position, site, metric)
+    site, position, query = resolved.site, resolved.position, resolved.activation
+    space = input_space(probed.task, sample_size=sample_size, seed=seed)
 
     best = torch.empty(space.size)
     best_at = torch.empty(space.size, dtype=torch.long)

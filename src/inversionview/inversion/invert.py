@@ -4,7 +4,8 @@ keep each sample's best position, and colour its tokens."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -39,6 +40,57 @@ def query_activation(probed: ProbedModel, site: Site, text: str, position: int) 
     return probed.activations(ids, [site])[0][site][0, position]
 
 
+@dataclass(frozen=True)
+class ResolvedQuery:
+    """A checked query: its site, its position among the queryable ones, and its activation (d,)."""
+
+    site: Site
+    position: int
+    activation: torch.Tensor
+    n_positions: int
+
+
+def resolve_query(probed: ProbedModel, text: str, position: int, site: str | Site, metric: str) -> ResolvedQuery:
+    """Validate a query (input, position, site, metric) and read its activation.
+
+    Every command that reads an activation starts here, so each mistake gets the same message.
+    """
+    probed.task.validate(text)
+    site = probed.site(site) if isinstance(site, str) else site
+    if metric not in METRICS:
+        raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
+    n_positions = len(probed.task.encode(text)) - 1  # BOS and the text tokens
+    position = resolve_position(position, n_positions)
+    return ResolvedQuery(site, position, query_activation(probed, site, text, position), n_positions)
+
+
+def draw_samples(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    samples: int,
+    schedule: Schedule,
+    generator: torch.Generator,
+    *,
+    batch_size: int = 500,
+    progress: Progress | None = None,
+) -> Iterator[tuple[torch.Tensor, float, float]]:
+    """Decoder samples for a query in batches: (ids (n, max_len), temperature, noise), the schedule's
+    pairs in turn."""
+    done = 0
+    for temperature, noise, count in schedule.split(samples):
+        for start in range(0, count, batch_size):
+            n = min(batch_size, count - start)
+            activations = query.activation.expand(n, -1)
+            ids = sample_ids(
+                decoder, probed, query.site, activations, temperature=temperature, noise=noise, generator=generator
+            )
+            done += n
+            if progress:
+                progress(done, samples)
+            yield ids, temperature, noise
+
+
 @torch.no_grad()
 def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
     """Decoder probability of each token of ``ids`` (N, T) given its prefix and one activation: (N, T),
@@ -70,37 +122,22 @@ def invert(
     Returns every sample with its distance to the query (its best position's), sorted nearest first.
     """
     started = time.perf_counter()
-    task = probed.task
-    task.validate(text)
-    site = probed.site(site) if isinstance(site, str) else site
-    if metric not in METRICS:
-        raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
     if samples < 1:
         raise UserError("--samples must be at least 1")
     if epsilon < 0:
         raise UserError("--epsilon must not be negative")
+    resolved = resolve_query(probed, text, position, site, metric)
+    site, position, query = resolved.site, resolved.position, resolved.activation
     schedule = schedule or parse_schedule("auto")
+    task = probed.task
     tokenizer = task.tokenizer
     query_ids = task.encode(text)[:-1]  # BOS and the text tokens: the queryable positions
-    position = resolve_position(position, len(query_ids))
-
-    query = query_activation(probed, site, text, position)
     baseline = query_activation(probed, site, text, 0)  # BOS sees nothing: no information
     sid = site_index(decoder, site)
     generator = torch.Generator().manual_seed(seed)
-
-    chunks: list[tuple[torch.Tensor, float, float]] = []
-    done = 0
-    for temperature, noise, count in schedule.split(samples):
-        for start in range(0, count, batch_size):
-            n = min(batch_size, count - start)
-            ids = sample_ids(
-                decoder, probed, site, query.expand(n, -1), temperature=temperature, noise=noise, generator=generator
-            )
-            chunks.append((ids, temperature, noise))
-            done += n
-            if progress:
-                progress(done, samples)
+    chunks = list(
+        draw_samples(decoder, probed, resolved, samples, schedule, generator, batch_size=batch_size, progress=progress)
+    )
 
     results: list[Sample] = []
     for ids, temperature, noise in chunks:
