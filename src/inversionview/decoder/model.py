@@ -174,8 +174,8 @@ class Decoder(nn.Module):
             for block, cache in zip(self.blocks, caches):
                 x = block(x, condition, cache)
             logits = self.head(self.ln_f(x[:, -1])).float()
-            logits[:, pad_id] = float("-inf")
-            logits[:, bos_id] = float("-inf")
+            for never in {pad_id, bos_id} - {eos_id}:  # BOS and PAD are never generated, unless one is EOS
+                logits[:, never] = float("-inf")
             if pos == self.config.max_len - 2:  # the last slot can only end the sequence
                 token = torch.full((batch,), eos_id, device=ids.device)
             elif temperature == 0:

@@ -137,8 +137,10 @@ class ActivationStream:
         at_bos = torch.rand(batch, generator=generator) < config.bos_share
         positions = torch.where(at_bos, torch.zeros_like(positions), positions)
         activation = stacked[site_ids, source, positions]  # (B, d)
-        ids = ids[source]
-        return ids[:, :-1], activation, site_ids, ids[:, 1:]
+        ids, lengths = ids[source], lengths[source]
+        # Targets end with EOS; what follows is padding (-100: not scored), whatever its id.
+        targets = ids[:, 1:].masked_fill(torch.arange(ids.shape[1] - 1)[None, :] >= (lengths - 1)[:, None], -100)
+        return ids[:, :-1], activation, site_ids, targets
 
 
 def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *, progress: bool = True) -> Decoder:
@@ -169,7 +171,6 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
         step, state = 0, {"seconds": 0.0, "history": [], "samples_seen": 0}
         decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
 
-    pad_id = probed.task.tokenizer.pad_id
     eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
     started = time.monotonic() - state["seconds"]
     last_checkpoint = time.monotonic()
@@ -187,7 +188,7 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
             group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
         inputs, activation, site_ids, targets = stream.batch(generator)
         logits = decoder(inputs, activation, site_ids)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad_id)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)

@@ -16,10 +16,12 @@ def site_index(decoder: Decoder, site: Site) -> int:
 
 
 def sequence_lengths(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """Length of each row up to and including its first EOS (the whole row if none), (N,)."""
-    is_eos = ids == eos_id
-    first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
-    return first + 1
+    """Length of each row up to and including its first EOS after BOS (the whole row if none), (N,).
+
+    Position 0 is never read as EOS: some tokenizers (GPT-2's) use one token for both."""
+    is_eos = ids[:, 1:] == eos_id
+    first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(ids[:, 0], ids.shape[1] - 2))
+    return first + 2
 
 
 def queryable(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
