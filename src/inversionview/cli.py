@@ -97,6 +97,12 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     probed = _load_probed(args)
+    if args.corpus is not None:
+        from inversionview.tasks.text import load_corpus
+
+        if probed.task.name != "text":
+            raise UserError(f"--corpus is for free-text models; {args.probed} reads {probed.task.name} inputs")
+        probed.task.use_corpus(load_corpus(args.corpus, probed.task.tokenizer, probed.task.max_len))
     config = DecoderTrainConfig(seed=args.seed)
     for key in ("steps", "batch_size", "d_model", "n_layers"):
         if getattr(args, key) is not None:
@@ -346,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--d-model", type=int)
     p.add_argument("--n-layers", type=int)
+    p.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(run=cmd_train_decoder)

@@ -27,7 +27,9 @@ from inversionview.storage import (
     read_json,
     write_json,
 )
-from inversionview.tasks import CharTokenizer, Task, get_task, pad_batch, tokenizer_from_dict
+from inversionview.tasks import CharTokenizer, HFTokenizer, Task, TextTask, get_task, pad_batch, tokenizer_from_dict
+from inversionview.tasks.text import DEFAULT_MAX_LEN
+from inversionview.tasks.tokenizer import has_hf_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +152,27 @@ def load_probed(
     meta_path = directory / PROBED_META_FILE
     meta = read_json(meta_path, "probed model metadata") if meta_path.is_file() else {}
 
+    config_path = directory / HF_CONFIG_FILE
+    config_data = read_json(config_path, "probed model config")
     if vocab is not None:
         tokenizer = CharTokenizer(vocab, bos or "B", eos or "E", pad or "P")
     elif "tokenizer" in meta:
         tokenizer = tokenizer_from_dict(meta["tokenizer"])
+    elif has_hf_tokenizer(directory):
+        tokenizer = HFTokenizer(directory)
+        task = task or "text"
     else:
-        raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task and --vocab (with --bos/--eos/--pad)")
+        raise UserError(
+            f"{directory} has no {PROBED_META_FILE} and no tokenizer: pass --task and --vocab (with --bos/--eos/--pad)"
+        )
     task_name = task or meta.get("task")
     if task_name is None:
         raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task")
-    the_task = get_task(task_name, tokenizer)
+    if task_name == "text":
+        the_task = TextTask(tokenizer, max_len=min(DEFAULT_MAX_LEN, config_data.get("n_positions", DEFAULT_MAX_LEN)))
+    else:
+        the_task = get_task(task_name, tokenizer)
 
-    config_path = directory / HF_CONFIG_FILE
-    config_data = read_json(config_path, "probed model config")
     if config_data.get("model_type") != "gpt2":
         raise UserError(f"{config_path}: model_type {config_data.get('model_type')!r} is not supported (gpt2 is)")
     weights = directory / WEIGHTS_FILE

@@ -7,6 +7,7 @@ a user may query are BOS and the text tokens (EOS only marks the end).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from inversionview.errors import UserError
@@ -104,8 +105,62 @@ class CharTokenizer:
         return {"kind": "char", "vocab": self.vocab, "bos": self.bos, "eos": self.eos, "pad": self.pad}
 
 
+HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer from a local directory (byte-level BPE and the like).
+
+    GPT-2's tokenizer has one special token for BOS, EOS and PAD; the library allows that.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.directory = str(directory)
+        try:
+            self._tok = AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load the tokenizer in {self.directory}: {first}") from None
+        eos = self._tok.eos_token_id
+        if eos is None:
+            raise UserError(f"the tokenizer in {self.directory} has no EOS token")
+        self.eos_id = eos
+        self.bos_id = self._tok.bos_token_id if self._tok.bos_token_id is not None else eos
+        self.pad_id = self._tok.pad_token_id if self._tok.pad_token_id is not None else eos
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tok)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False)
+
+    def token_str(self, token_id: int) -> str:
+        """The token's text, with spaces, newlines and tabs made visible."""
+        if token_id == self.bos_id and token_id == self.eos_id:
+            return "<|endoftext|>" if token_id == self._tok.eos_token_id else "<BOS>"
+        text = self._tok.decode([token_id])
+        return "".join(VISIBLE.get(c, c) for c in text) or f"<{token_id}>"
+
+    def decode(self, ids: list[int]) -> str:
+        special = {self.bos_id, self.eos_id, self.pad_id}
+        return self._tok.decode([i for i in ids if i not in special])
+
+    def to_dict(self) -> dict:
+        return {"kind": "hf", "directory": self.directory}
+
+
+def has_hf_tokenizer(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in HF_TOKENIZER_FILES)
+
+
 def tokenizer_from_dict(data: dict) -> Tokenizer:
     """Rebuild a tokenizer saved with ``to_dict``."""
     if data.get("kind") == "char":
         return CharTokenizer(data["vocab"], data["bos"], data["eos"], data["pad"])
+    if data.get("kind") == "hf":
+        return HFTokenizer(data["directory"])
     raise UserError(f"unknown tokenizer kind {data.get('kind')!r}")

@@ -1,0 +1,111 @@
+"""Free text: inputs are chunks of a corpus, read by a model's own tokenizer.
+
+Decoder training draws its inputs from a corpus file (``train-decoder --corpus FILE``): plain text,
+one input per line, or JSON Lines with a ``"text"`` field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+from inversionview.errors import UserError
+from inversionview.tasks.base import Task
+from inversionview.tasks.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LEN = 64
+
+
+class TextTask(Task):
+    """Any text; the probed model's job is the next token everywhere."""
+
+    name = "text"
+
+    def __init__(self, tokenizer: Tokenizer, max_len: int = DEFAULT_MAX_LEN, corpus: list[str] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.max_len = max_len
+        self.use_corpus(corpus or [])
+
+    def use_corpus(self, corpus: list[str]) -> None:
+        """Draw inputs from ``corpus`` from now on, split once into train and held-out lines."""
+        self.corpus = corpus
+        self._split = {"train": [t for t in corpus if not self.is_heldout(t)], "any": corpus}
+        self._split["heldout"] = [t for t in corpus if self.is_heldout(t)]
+
+    def sample_text(self, rng: random.Random) -> str:
+        return self.sample_texts(rng, 1, split="any")[0]
+
+    def sample_texts(self, rng: random.Random, n: int, split: str = "train") -> list[str]:
+        if not self.corpus:
+            raise UserError("free-text inputs come from a corpus: pass --corpus FILE")
+        pool = self._split[split]
+        if not pool:
+            raise UserError(f"the corpus has no {split} lines (1 line in 10 is held out): give it more lines")
+        return [pool[rng.randrange(len(pool))] for _ in range(n)]
+
+    def named_positions(self, text: str) -> dict[str, int]:
+        return {}
+
+    def target_positions(self, text: str) -> list[int]:
+        return list(range(len(self.tokenizer.encode(text)) + 1))
+
+
+def load_corpus(path: Path, tokenizer: Tokenizer, max_len: int) -> list[str]:
+    """Inputs from a text or JSON Lines file, each at most ``max_len - 2`` tokens (BOS and EOS added).
+
+    A longer line is split at word boundaries into chunks that fit, and the log says how many were.
+    """
+    if not path.is_file():
+        raise UserError(f"corpus {path} does not exist")
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"corpus {path} is not UTF-8 (byte {exc.start} cannot be decoded)") from None
+    lines = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+                line = record["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f'corpus {path}, line {number}: expected a JSON object with a "text" field') from None
+            if not isinstance(line, str) or not line.strip():
+                continue
+        lines.append(line)
+    if not lines:
+        raise UserError(f"corpus {path} holds no text")
+    limit = max_len - 2
+    texts, split = [], 0
+    for line in lines:
+        if len(tokenizer.encode(line)) <= limit:
+            texts.append(line)
+            continue
+        split += 1
+        texts.extend(_chunks(line, tokenizer, limit))
+    if split:
+        log.warning("corpus %s: %d line(s) longer than %d tokens were split into chunks", path, split, limit)
+    if not texts:
+        raise UserError(f"corpus {path}: no line fits in {limit} tokens, even split at spaces")
+    return texts
+
+
+def _chunks(line: str, tokenizer: Tokenizer, limit: int) -> list[str]:
+    """Split at spaces into pieces of at most ``limit`` tokens; a single word too long is dropped."""
+    pieces, current = [], ""
+    for word in line.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if len(tokenizer.encode(candidate)) <= limit:
+            current = candidate
+            continue
+        if current:
+            pieces.append(current)
+        current = word if len(tokenizer.encode(word)) <= limit else ""
+    if current:
+        pieces.append(current)
+    return pieces

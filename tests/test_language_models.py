@@ -1,0 +1,170 @@
+"""Free-text models: a tiny GPT-2 with its own byte-level BPE tokenizer, built here (no hub)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from inversionview.cli import main
+from inversionview.errors import UserError
+from inversionview.probed import load_probed
+from inversionview.probed.sites import Site
+from inversionview.tasks.text import load_corpus
+
+SENTENCES = [
+    "Then, Mary and John went to the store. John gave a drink to Mary.",
+    "The cat sat on the mat and looked at the dog.",
+    "When Alice and Bob went to the park, Bob gave a ball to Alice.",
+    "A quick brown fox jumps over the lazy dog.",
+    "After the meeting, Sarah and Tom went home. Tom gave a book to Sarah.",
+] * 4
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_dir(tmp_path_factory):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny_lm")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(SENTENCES, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    names = ["Mary", "John", "Alice", "Bob", "Sarah", "Tom"]
+    lines = [f"{a} and {b} went to the store. {b} gave a drink to {a}." for a in names for b in names if a != b]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(lines * 2) + "\n")
+    return path
+
+
+def test_local_gpt2_directory_loads_with_its_tokenizer(tiny_lm_dir):
+    from transformers import GPT2LMHeadModel
+
+    probed = load_probed(str(tiny_lm_dir))
+    assert probed.task.name == "text"
+    tok = probed.task.tokenizer
+    assert tok.bos_id == tok.eos_id == tok.pad_id  # GPT-2 style: one special token
+    ids = probed.task.encode("John gave a drink to Mary.")
+    shown = [tok.token_str(t) for t in ids]
+    assert shown[0] == "<|endoftext|>" and any(s.startswith("␣") for s in shown)
+    batch, _ = probed.encode_batch(["John gave a drink to Mary."])
+    acts, _ = probed.activations(batch, [Site(0, "hook_resid_pre"), Site(1, "hook_resid_post")])
+    reference = GPT2LMHeadModel.from_pretrained(tiny_lm_dir).eval()
+    with torch.no_grad():
+        hidden = reference(input_ids=batch, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(acts[Site(0, "hook_resid_pre")], hidden[0], atol=1e-5, rtol=0)
+    final = reference.lm_head(reference.transformer.ln_f(acts[Site(1, "hook_resid_post")]))
+    torch.testing.assert_close(final, reference(input_ids=batch).logits, atol=1e-5, rtol=0)
+
+
+def test_corpus_lines_longer_than_the_context_are_split(tiny_lm_dir, tmp_path, caplog):
+    tok = load_probed(str(tiny_lm_dir)).task.tokenizer
+    long_line = " ".join(SENTENCES[:5] * 4)
+    path = tmp_path / "long.txt"
+    path.write_text(long_line + "\nshort line\n")
+    texts = load_corpus(path, tok, max_len=24)
+    assert len(texts) > 3 and "short line" in texts
+    assert all(len(tok.encode(t)) <= 22 for t in texts)
+    assert "split into chunks" in caplog.text
+
+
+def test_bad_corpora_get_clear_messages(tiny_lm_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"fine line\n\xff\xfe broken\n")
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"text": "ok"}\n{"txt": 3}\n')
+    for path, needle in (
+        (empty, "holds no text"),
+        (binary, "not UTF-8"),
+        (bad_json, "line 2"),
+        (tmp_path / "missing.txt", "does not exist"),
+    ):
+        code = main(
+            [
+                "train-decoder",
+                "--probed",
+                str(tiny_lm_dir),
+                "--corpus",
+                str(path),
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "dec"),
+            ]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(UserError, match="holds no text"):
+        load_corpus(empty, load_probed(str(tiny_lm_dir)).task.tokenizer, 32)
+
+
+def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_path, capsys):
+    decoder_dir = tmp_path / "decoder"
+    assert (
+        main(
+            [
+                "train-decoder",
+                "--probed",
+                str(tiny_lm_dir),
+                "--corpus",
+                str(corpus_file),
+                "--steps",
+                "12",
+                "--batch-size",
+                "16",
+                "--d-model",
+                "32",
+                "--n-layers",
+                "1",
+                "--out",
+                str(decoder_dir),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    code = main(
+        [
+            "invert",
+            "--probed",
+            str(tiny_lm_dir),
+            "--decoder",
+            str(decoder_dir),
+            "--input",
+            "Then, Mary and John went to the store. John gave a drink to",
+            "--position",
+            "-1",
+            "--site",
+            "blocks.1.hook_resid_post",
+            "--samples",
+            "20",
+            "--json",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["query"]["tokens"][-1] == "␣to" and len(result["samples"]) == 20
+    assert all(s["tokens"][0] == "<|endoftext|>" for s in result["samples"])
