@@ -61,3 +61,28 @@ def test_validate_rejects_non_counting_text():
     task = get_task("counting")
     with pytest.raises(UserError, match="not a counting input"):
         task.validate("abcabc")
+
+
+def test_ioi_sentences_and_positions():
+    from inversionview.tasks.ioi import IOITask
+
+    task = get_task("ioi")
+    assert isinstance(task, IOITask)
+    query = "Then, Mary and John went to the store. John gave a drink to"
+    ids = task.encode(query)
+    words = [task.tokenizer.token_str(i) for i in ids]
+    positions = task.named_positions(query)
+    assert words[positions["IO"]] == "Mary" and words[positions["S1"]] == "John" == words[positions["S2"]]
+    assert words[positions["S1+1"]] == "went" and words[positions["END"]] == "to"
+    assert task.target_positions(query) == [] and task.target_positions(query + " Mary") == [positions["END"]]
+    assert task.tokenizer.decode(ids) == query
+    orders = set()
+    for text in task.sample_texts(random.Random(3), 200):
+        named = task.named_positions(text)
+        orders.add("ABBA" if named["IO"] < named["S1"] else "BABA")
+        assert text.endswith(task.tokenizer.token_str(task.encode(text)[named["IO"]]))
+    assert orders == {"ABBA", "BABA"}
+    with pytest.raises(UserError, match="not an IOI sentence"):
+        task.validate("Then, Mary and Mary went to the store. Mary gave a drink to")
+    with pytest.raises(UserError, match="not in the vocabulary"):
+        task.validate("Then, Zork and John went to the store. John gave a drink to")

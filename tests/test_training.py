@@ -83,3 +83,24 @@ def test_resume_keeps_the_recipe_it_started_with(tiny_probed, tmp_path):
     decoder = train_decoder(tiny_probed, wider, tmp_path, progress=False)
     assert decoder.config.d_model == 32 and decoder.config.n_layers == 1
     assert json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())["step"] == 20
+
+
+def test_ioi_model_is_judged_by_logit_difference(tmp_path):
+    """A few real steps on IOI; the metric compares the IO and subject logits at END."""
+    from inversionview.probed.train import evaluate_probed
+
+    config = ProbedTrainConfig(task="ioi", d_model=32, n_heads=2, steps=20, batch_size=32, eval_every=20, eval_size=50)
+    probed = train_probed(config, tmp_path, progress=False)
+    result = evaluate_probed(probed, n=200)
+    assert result.n == 200 and 0.0 <= result.accuracy <= 1.0
+    # Judge by hand for a handful: IO logit above the subject logit at END.
+    task = probed.task
+    texts = task.sample_texts(__import__("random").Random(1234), 5, split="heldout")
+    ids, _ = probed.encode_batch(texts)
+    logits = probed.logits(ids)
+    expected = []
+    for row, text in enumerate(texts):
+        named = task.named_positions(text)
+        io, s = ids[row, named["IO"]], ids[row, named["S2"]]
+        expected.append(bool(logits[row, named["END"], io] > logits[row, named["END"], s]))
+    assert task.judge(texts, ids, logits, None).tolist() == expected

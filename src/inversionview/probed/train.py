@@ -60,6 +60,8 @@ class EvalResult:
 RECIPES = {
     "counting": ProbedTrainConfig(),
     # The paper's addition model: d_model 32, 4 heads; scored on the answer digits and their EOS.
+    # A small word-level IOI model: 2 layers, d_model 64, 4 heads, trained on whole sentences.
+    "ioi": ProbedTrainConfig(task="ioi", d_model=64, n_heads=4, steps=3_000, batch_size=128, lr=3e-3, eval_every=250),
     "addition": ProbedTrainConfig(
         task="addition",
         d_model=32,
@@ -104,7 +106,8 @@ def target_batch(
 
 @torch.no_grad()
 def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234, batch_size: int = 2000) -> EvalResult:
-    """Share of held-out inputs on which every scored prediction is the argmax (greedy exact match).
+    """Share of held-out inputs the probed model gets right, as its task judges (by default greedy
+    exact match of every scored token).
 
     ``n=None`` scores the whole held-out split when the task can list its inputs, else 2,000
     inputs drawn with ``seed``.
@@ -117,10 +120,9 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
         texts = task.sample_texts(random.Random(seed), n or 2000, split="heldout")
     correct = 0
     for start in range(0, len(texts), batch_size):
-        ids, labels = target_batch(task, texts[start : start + batch_size], task.tokenizer.pad_id)
-        predictions = probed.logits(ids).argmax(-1)
-        scored = labels != -100
-        correct += int(((predictions == labels) | ~scored).all(-1).sum())
+        chunk = texts[start : start + batch_size]
+        ids, labels = target_batch(task, chunk, task.tokenizer.pad_id)
+        correct += int(task.judge(chunk, ids, probed.logits(ids), labels).sum())
     return EvalResult(accuracy=correct / len(texts), n=len(texts))
 
 

@@ -4,10 +4,11 @@ from inversionview.errors import UserError
 from inversionview.tasks.addition import AdditionTask
 from inversionview.tasks.base import Task, pad_batch
 from inversionview.tasks.counting import CountingTask
+from inversionview.tasks.ioi import IOITask
 from inversionview.tasks.text import TextTask
 from inversionview.tasks.tokenizer import CharTokenizer, HFTokenizer, Tokenizer, tokenizer_from_dict
 
-TASKS = {"counting": CountingTask, "addition": AdditionTask, "text": TextTask}
+TASKS = {"counting": CountingTask, "addition": AdditionTask, "ioi": IOITask, "text": TextTask}
 
 
 def get_task(name: str, tokenizer: Tokenizer | None = None) -> Task:

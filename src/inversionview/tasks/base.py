@@ -61,6 +61,12 @@ class Task(ABC):
         if len(ids) + 2 > self.max_len:
             raise UserError(f"input has {len(ids)} tokens; this task allows at most {self.max_len - 2}")
 
+    def judge(self, texts: list[str], ids: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: which inputs the probed model gets right. By default, every scored next token
+        (label != -100) is the argmax: greedy exact match."""
+        scored = labels != -100
+        return ((logits.argmax(-1) == labels) | ~scored).all(-1)
+
     def is_heldout(self, text: str) -> bool:
         """Whether ``text`` belongs to the held-out split (a fixed hash of the text)."""
         return zlib.crc32(text.encode()) % 1000 < self.heldout_share * 1000

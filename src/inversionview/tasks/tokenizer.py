@@ -6,6 +6,7 @@ a user may query are BOS and the text tokens (EOS only marks the end).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -105,6 +106,60 @@ class CharTokenizer:
         return {"kind": "char", "vocab": self.vocab, "bos": self.bos, "eos": self.eos, "pad": self.pad}
 
 
+class WordTokenizer:
+    """One token per word or punctuation mark, from a fixed word list (id = index)."""
+
+    _TOKEN = re.compile(r"\w+|[^\w\s]")
+
+    def __init__(self, words: list[str], bos: str, eos: str, pad: str) -> None:
+        if len(set(words)) != len(words):
+            raise UserError("word vocabulary repeats a word")
+        self.words = list(words)
+        self._index = {w: i for i, w in enumerate(self.words)}
+        self.bos_id, self.eos_id, self.pad_id = self._index[bos], self._index[eos], self._index[pad]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        return cls._TOKEN.findall(text)
+
+    @staticmethod
+    def join(words: list[str]) -> str:
+        """Words back to text: no space before punctuation."""
+        return "".join(w if not out or not w[0].isalnum() else f" {w}" for out, w in enumerate(words)).strip()
+
+    def id_of(self, word: str) -> int:
+        return self._index[word]
+
+    def encode(self, text: str) -> list[int]:
+        special = {self.words[i] for i in (self.bos_id, self.eos_id, self.pad_id)}
+        ids = []
+        for word in self.split(text):
+            if word not in self._index or word in special:
+                raise UserError(f"word {word!r} is not in the vocabulary of this model")
+            ids.append(self._index[word])
+        return ids
+
+    def token_str(self, token_id: int) -> str:
+        return self.words[token_id]
+
+    def decode(self, ids: list[int]) -> str:
+        special = {self.bos_id, self.eos_id, self.pad_id}
+        return self.join([self.words[i] for i in ids if i not in special])
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "word",
+            "words": self.words,
+            "bos": self.words[self.bos_id],
+            "eos": self.words[self.eos_id],
+            "pad": self.words[self.pad_id],
+        }
+
+
 HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
 
@@ -161,6 +216,8 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
     """Rebuild a tokenizer saved with ``to_dict``."""
     if data.get("kind") == "char":
         return CharTokenizer(data["vocab"], data["bos"], data["eos"], data["pad"])
+    if data.get("kind") == "word":
+        return WordTokenizer(data["words"], data["bos"], data["eos"], data["pad"])
     if data.get("kind") == "hf":
         return HFTokenizer(data["directory"])
     raise UserError(f"unknown tokenizer kind {data.get('kind')!r}")
