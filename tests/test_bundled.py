@@ -72,3 +72,8 @@ def test_bundled_names():
 
     assert {"counting", "addition"} <= set(bundled.probed_names())
     assert bundled.decoder_dir("counting") is not None
+
+
+def test_bundled_addition_and_ioi_models_meet_their_bars():
+    assert evaluate_probed(load_probed("addition"), n=3000).accuracy >= 0.98
+    assert evaluate_probed(load_probed("ioi"), n=2000).accuracy >= 0.95
