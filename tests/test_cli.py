@@ -261,3 +261,34 @@ def test_usage_errors_are_one_line(capsys):
     assert_user_error(code, err, "see --help")
     code, _, err = run_cli(capsys, "train-probed", "addition-of-fish", "--out", "x")
     assert_user_error(code, err, "no training recipe")
+
+
+def test_model_defaults_for_metric_and_epsilon(capsys, tiny_probed_dir, tiny_decoder_dir, tmp_path):
+    """A model may ask for cosine distance and ε = 0.25 (as large language models do); flags still win."""
+    cosine = tmp_path / "cosine"
+    shutil.copytree(tiny_probed_dir, cosine)
+    meta = json.loads((cosine / PROBED_META_FILE).read_text())
+    meta["defaults"] = {"metric": "cosine", "epsilon": 0.25}
+    (cosine / PROBED_META_FILE).write_text(json.dumps(meta))
+    query = [
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        "3",
+        "--site",
+        "blocks.0.hook_resid_post",
+        "--samples",
+        "8",
+        "--json",
+        "--probed",
+        cosine,
+        "--decoder",
+        tiny_decoder_dir,
+    ]
+    code, out, err = run_cli(capsys, "invert", *query)
+    assert code == 0, err
+    settings = json.loads(out)["settings"]
+    assert settings["metric"] == "cosine" and settings["epsilon"] == 0.25
+    code, out, _ = run_cli(capsys, "invert", *query, "--metric", "euclidean", "--epsilon", "0.05")
+    settings = json.loads(out)["settings"]
+    assert settings["metric"] == "euclidean" and settings["epsilon"] == 0.05

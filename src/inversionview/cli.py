@@ -37,9 +37,10 @@ def _probed_options() -> argparse.ArgumentParser:
 
 
 def _load_probed(args: argparse.Namespace):
+    """Load the probed model; a query's unset --metric/--epsilon take the model's defaults."""
     from inversionview.probed import load_probed
 
-    return load_probed(
+    probed = load_probed(
         args.probed,
         task=args.task,
         vocab=args.vocab,
@@ -48,6 +49,10 @@ def _load_probed(args: argparse.Namespace):
         pad=args.pad,
         allow_pickle=args.allow_pickle,
     )
+    if hasattr(args, "metric"):
+        args.metric = args.metric or probed.default_metric
+        args.epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
+    return probed
 
 
 def _set_threads(threads: int | None) -> None:
@@ -322,8 +327,8 @@ def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) ->
     else:
         parser.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--metric", choices=["euclidean", "cosine"], help="default: the model's (euclidean)")
+    parser.add_argument("--epsilon", type=float, help="default: the model's (0.1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -52,8 +52,9 @@ class DecoderTrainConfig:
     eval_every: int = 2000
     eval_queries: int = 8
     eval_samples: int = 16
-    epsilon: float = 0.1
-    metric: str = "euclidean"
+    epsilon: float | None = None
+    metric: str | None = None
+    """Precision is measured with these; None takes the probed model's defaults."""
     checkpoint_every_s: float = 180.0
     site_weight_floor: float = 0.2
     max_seconds: float | None = None
@@ -209,8 +210,8 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
                     site,
                     eval_queries,
                     samples_per_query=config.eval_samples,
-                    epsilon=config.epsilon,
-                    metric=config.metric,
+                    epsilon=probed.default_epsilon if config.epsilon is None else config.epsilon,
+                    metric=config.metric or probed.default_metric,
                     seed=step,
                 )
                 for site in sites

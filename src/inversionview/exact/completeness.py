@@ -63,13 +63,14 @@ def completeness(
     *,
     samples: int = 10_000,
     seed: int = 0,
-    metric: str = "euclidean",
-    epsilon: float = 0.1,
+    metric: str | None = None,
+    epsilon: float | None = None,
     schedule: Schedule | None = None,
     batch_size: int = 1000,
 ) -> Completeness:
     """Sample ``samples`` inputs and compare them with the exact preimage of the same query."""
     exact = exact_preimage(probed, text, position, site, metric=metric, epsilon=epsilon, limit=0)
+    metric, epsilon = exact.metric, exact.epsilon
     started = time.perf_counter()
     query = resolve_query(probed, text, position, site, metric)
     generator = torch.Generator().manual_seed(seed)

@@ -64,16 +64,19 @@ def exact_preimage(
     position: int,
     site: str | Site,
     *,
-    metric: str = "euclidean",
-    epsilon: float = 0.1,
+    metric: str | None = None,
+    epsilon: float | None = None,
     limit: int = 100,
     batch_size: int = 2048,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExactPreimage:
-    """Every input of the task's space (or its seeded sample) whose best position lies within ε."""
+    """Every input of the task's space (or its seeded sample) whose best position lies within ε
+    (``metric`` and ``epsilon`` default to the probed model's)."""
     started = time.perf_counter()
+    metric = metric or probed.default_metric
+    epsilon = probed.default_epsilon if epsilon is None else epsilon
     resolved = resolve_query(probed, text, position, site, metric)
     site, position, query = resolved.site, resolved.position, resolved.activation
     space = input_space(probed.task, sample_size=sample_size, seed=seed)

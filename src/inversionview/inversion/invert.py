@@ -110,8 +110,8 @@ def invert(
     *,
     samples: int = 1000,
     seed: int = 0,
-    metric: str = "euclidean",
-    epsilon: float = 0.1,
+    metric: str | None = None,
+    epsilon: float | None = None,
     schedule: Schedule | None = None,
     batch_size: int = 500,
     decoder_name: str = "bundled",
@@ -120,8 +120,11 @@ def invert(
     """Sample ``samples`` inputs whose activation at ``site`` should match ``text``'s at ``position``.
 
     Returns every sample with its distance to the query (its best position's), sorted nearest first.
+    ``metric`` and ``epsilon`` default to the probed model's (euclidean and 0.1 unless it says).
     """
     started = time.perf_counter()
+    metric = metric or probed.default_metric
+    epsilon = probed.default_epsilon if epsilon is None else epsilon
     if samples < 1:
         raise UserError("--samples must be at least 1")
     if epsilon < 0:

@@ -45,6 +45,16 @@ class ProbedModel:
     meta: dict = field(default_factory=dict)
 
     @property
+    def default_metric(self) -> str:
+        """The distance this model's readings use unless told otherwise (``inversionview.json``:
+        ``"defaults": {"metric": "cosine", "epsilon": 0.25}`` suits large language models)."""
+        return self.meta.get("defaults", {}).get("metric", "euclidean")
+
+    @property
+    def default_epsilon(self) -> float:
+        return float(self.meta.get("defaults", {}).get("epsilon", 0.1))
+
+    @property
     def n_layers(self) -> int:
         return self.model.config.n_layer
 
@@ -86,6 +96,7 @@ class ProbedModel:
         self.model.save_pretrained(directory, safe_serialization=True)
         self.content_hash = file_hash(directory / WEIGHTS_FILE)
         self.meta = {
+            **({"defaults": self.meta["defaults"]} if "defaults" in self.meta else {}),
             "task": self.task.name,
             "tokenizer": self.task.tokenizer.to_dict(),
             "content_hash": self.content_hash,

@@ -127,13 +127,17 @@ def main() -> None:
             st.error(str(exc))
             return
         task = probed.task
+        metrics = ["euclidean", "cosine"]
         metric = st.radio(
             "Distance",
-            ["euclidean", "cosine"],
+            metrics,
+            index=metrics.index(probed.default_metric),
             horizontal=True,
             format_func={"euclidean": "‖q−a‖/‖q‖", "cosine": "1 − cos"}.get,
         )
-        epsilon = st.number_input("ε", min_value=0.0, max_value=2.0, value=0.1, step=0.01, format="%.3f")
+        epsilon = st.number_input(
+            "ε", min_value=0.0, max_value=2.0, value=probed.default_epsilon, step=0.01, format="%.3f"
+        )
         samples = st.slider("Samples", min_value=50, max_value=2000, value=500, step=50)
         schedule = st.text_input("Schedule", value="auto", help="'auto', or TEMPERATURE:NOISE pairs like 1:0,0.5:0")
         seed = st.number_input("Seed", min_value=0, value=0, step=1)
