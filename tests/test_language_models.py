@@ -168,3 +168,72 @@ def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_pa
     result = json.loads(out)
     assert result["query"]["tokens"][-1] == "␣to" and len(result["samples"]) == 20
     assert all(s["tokens"][0] == "<|endoftext|>" for s in result["samples"])
+
+
+def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path, capsys):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from inversionview.decoder.pretrained import pretrained_decoder
+    from inversionview.decoder.train import decoder_sites
+
+    probed = load_probed(str(tiny_lm_dir))
+    lm_dir = tmp_path / "lm"
+    torch.manual_seed(1)
+    # Wider than the probed model (48 against 32), same vocabulary.
+    lm = GPT2LMHeadModel(
+        GPT2Config(vocab_size=probed.task.tokenizer.vocab_size, n_positions=64, n_embd=48, n_layer=2, n_head=4)
+    )
+    lm.eval().save_pretrained(lm_dir)
+    decoder = pretrained_decoder(lm_dir, probed, [s.name for s in decoder_sites(probed)])
+    assert decoder.config.d_model == 48 and decoder.config.d_activation == 32
+    torch.testing.assert_close(decoder.token_embedding.weight, lm.transformer.wte.weight)
+    torch.testing.assert_close(decoder.blocks[1].attn.qkv.weight, lm.transformer.h[1].attn.c_attn.weight.T)
+    torch.testing.assert_close(decoder.blocks[0].mlp[2].weight, lm.transformer.h[0].mlp.c_proj.weight.T)
+    torch.testing.assert_close(decoder.head.weight, lm.lm_head.weight)
+    # The MLP of a decoder block is now GPT-2's: same output for the same input.
+    x = torch.randn(2, 5, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(decoder.blocks[0].mlp(x), lm.transformer.h[0].mlp(x), atol=1e-5, rtol=0)
+
+    out = tmp_path / "decoder"
+    assert (
+        main(
+            [
+                "train-decoder",
+                "--probed",
+                str(tiny_lm_dir),
+                "--corpus",
+                str(corpus_file),
+                "--init-from",
+                str(lm_dir),
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "decoder.json").read_text())["config"]["d_model"] == 48
+
+    other = tmp_path / "other_vocab"
+    GPT2LMHeadModel(GPT2Config(vocab_size=500, n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(other)
+    capsys.readouterr()
+    code = main(
+        [
+            "train-decoder",
+            "--probed",
+            str(tiny_lm_dir),
+            "--corpus",
+            str(corpus_file),
+            "--init-from",
+            str(other),
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "bad"),
+        ]
+    )
+    assert code == 2 and "share one vocabulary" in capsys.readouterr().err

@@ -26,6 +26,8 @@ class DecoderConfig:
     n_layers: int = 2
     n_heads: int = 4
     n_condition_layers: int = 2
+    gelu_approximate: str = "none"
+    """"tanh" for decoders that start from GPT-2 weights, whose GELU is the tanh approximation."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +110,9 @@ class Block(nn.Module):
         self.attn = SelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.d_model)
         self.mlp = nn.Sequential(
-            nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(), nn.Linear(4 * config.d_model, config.d_model)
+            nn.Linear(config.d_model, 4 * config.d_model),
+            nn.GELU(approximate=config.gelu_approximate),
+            nn.Linear(4 * config.d_model, config.d_model),
         )
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor, cache: list | None = None) -> torch.Tensor:

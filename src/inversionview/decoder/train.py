@@ -57,6 +57,8 @@ class DecoderTrainConfig:
     """Precision is measured with these; None takes the probed model's defaults."""
     checkpoint_every_s: float = 180.0
     site_weight_floor: float = 0.2
+    init_from: str | None = None
+    """A local Hugging Face GPT-2 directory whose weights the decoder starts from (same vocabulary)."""
     max_seconds: float | None = None
     """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
 
@@ -71,8 +73,13 @@ def decoder_sites(probed: ProbedModel) -> list[Site]:
 
 
 def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
-    """A fresh decoder whose token and position embeddings start from the probed model's."""
+    """A fresh decoder: from a pretrained LM (``init_from``), or new with the token and position
+    embeddings of the probed model."""
     sites = decoder_sites(probed)
+    if config.init_from is not None:
+        from inversionview.decoder.pretrained import pretrained_decoder
+
+        return pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
     decoder = Decoder(
         DecoderConfig(
             vocab_size=probed.task.tokenizer.vocab_size,
