@@ -104,3 +104,37 @@ def test_ioi_model_is_judged_by_logit_difference(tmp_path):
         io, s = ids[row, named["IO"]], ids[row, named["S2"]]
         expected.append(bool(logits[row, named["END"], io] > logits[row, named["END"], s]))
     assert task.judge(texts, ids, logits, None).tolist() == expected
+
+
+def test_query_positions_follow_the_chosen_mode(tiny_probed):
+    import random
+
+    import pytest
+
+    from inversionview.decoder.train import ActivationStream, parse_position_mode
+    from inversionview.errors import UserError
+    from inversionview.probed.sites import Site
+
+    sites = decoder_sites(tiny_probed)
+    site = Site(0, "hook_resid_pre")  # token + position: reveals exactly which position was read
+    config = DecoderTrainConfig(batch_size=8, queries_per_input=1, bos_share=0.0, positions="last")
+    stream = ActivationStream(tiny_probed, sites, config, random.Random(0))
+    stream.site_weights = torch.tensor([1.0 if s == site else 0.0 for s in sites])
+    inputs, activation, _, _ = stream.batch(torch.Generator().manual_seed(0))
+    acts, _ = tiny_probed.activations(inputs, [site])
+    tok = tiny_probed.task.tokenizer
+    last = torch.tensor([len(tok.encode(tok.decode(row))) for row in inputs.tolist()])  # BOS = 0
+    torch.testing.assert_close(activation, acts[site][torch.arange(8), last])
+
+    config.positions = "attention:1.0"
+    stream.config = config
+    inputs, activation, _, _ = stream.batch(torch.Generator().manual_seed(0))
+    acts, patterns = tiny_probed.activations(inputs, [site], attention_layers=(1,))
+    for row in range(8):
+        matches = (acts[site][row] - activation[row]).norm(dim=-1) < 1e-6
+        position = int(matches.nonzero()[0])
+        away = patterns[1][row, 0, 1:, 0] < 0.5
+        assert position >= 1 and (bool(patterns[1][row, 0, position, 0] < 0.5) or not away.any())
+    for bad in ("attention:9.0", "attention:x", "everywhere"):
+        with pytest.raises(UserError, match="--positions"):
+            parse_position_mode(bad, tiny_probed)

@@ -109,7 +109,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
             raise UserError(f"--corpus is for free-text models; {args.probed} reads {probed.task.name} inputs")
         probed.task.use_corpus(load_corpus(args.corpus, probed.task.tokenizer, probed.task.max_len))
     config = DecoderTrainConfig(seed=args.seed)
-    for key in ("steps", "batch_size", "d_model", "n_layers", "init_from"):
+    for key in ("steps", "batch_size", "d_model", "n_layers", "init_from", "positions"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     train_decoder(probed, config, args.out)
@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--d-model", type=int)
     p.add_argument("--n-layers", type=int)
+    p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
     p.add_argument("--init-from", help="local Hugging Face GPT-2 directory to start the decoder from")
     p.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
     p.add_argument("--seed", type=int, default=0)

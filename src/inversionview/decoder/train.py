@@ -15,6 +15,7 @@ from tqdm import tqdm
 from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.model import Decoder, DecoderConfig
 from inversionview.decoder.store import save_decoder
+from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
 from inversionview.training import (
@@ -44,8 +45,13 @@ class DecoderTrainConfig:
     warmup: int = 500
     weight_decay: float = 0.01
     bos_share: float = 0.05
+    positions: str = "mixed"
+    """Where queries sit: "mixed" (a `named_share` at the task's positions of interest, the rest
+    uniform over text tokens), "random" (uniform), "last" (the last text token), "named" (only the
+    positions of interest), or "attention:L.H" (tokens where head H of layer L attends away from BOS,
+    as in factual-recall studies). A `bos_share` always sits at BOS."""
     named_share: float = 0.5
-    """Share of queries at the task's named positions of interest (counting: query letter, ':')."""
+    """With "mixed": share of queries at the task's named positions of interest (counting: query letter, ':')."""
     queries_per_input: int = 2
     """Training examples drawn from each probed-model forward pass (different sites and positions)."""
     seed: int = 0
@@ -102,6 +108,21 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
     return decoder
 
 
+def parse_position_mode(mode: str, probed: ProbedModel) -> tuple[str, tuple[int, int] | None]:
+    """("mixed" | "random" | "last" | "named" | "attention", (layer, head) for "attention:L.H")."""
+    if mode in ("mixed", "random", "last", "named"):
+        return mode, None
+    layer_head = mode.removeprefix("attention:").split(".")
+    if mode.startswith("attention:") and len(layer_head) == 2 and all(p.isdigit() for p in layer_head):
+        layer, head = int(layer_head[0]), int(layer_head[1])
+        if layer < probed.n_layers and head < probed.n_heads:
+            return "attention", (layer, head)
+    raise UserError(
+        f"--positions {mode!r}: use mixed, random, last, named or attention:LAYER.HEAD "
+        f"(layers 0-{probed.n_layers - 1}, heads 0-{probed.n_heads - 1})"
+    )
+
+
 class ActivationStream:
     """Endless training batches: (decoder input ids, activation, site id, target ids)."""
 
@@ -128,20 +149,31 @@ class ActivationStream:
         per_input = config.queries_per_input
         texts = self._texts()
         ids, lengths = probed.encode_batch(texts)
-        acts, _ = probed.activations(ids, self.sites)
+        mode, head = parse_position_mode(config.positions, probed)
+        acts, patterns = probed.activations(ids, self.sites, attention_layers=(head[0],) if head else ())
         stacked = torch.stack([acts[s] for s in self.sites])  # (S, n_texts, T, d)
         source = torch.arange(len(texts)).repeat_interleave(per_input)[: config.batch_size]  # (B,) text of each
         batch = source.shape[0]
         site_ids = torch.multinomial(self.site_weights, batch, replacement=True, generator=generator)
-        # A query sits at a named position of interest, at a uniformly drawn text token (1 .. length-2),
-        # or at BOS (a small share, so the decoder learns the no-information baseline).
+        # Text tokens are positions 1 .. length-2 (BOS first, EOS last).
         positions = 1 + (torch.rand(batch, generator=generator) * (lengths[source] - 2)).long()
-        if task.query_position_names():
+        if mode == "last":
+            positions = lengths[source] - 2
+        elif mode in ("named", "mixed") and task.query_position_names():
             choices = [task.query_positions(t) for t in texts]
             pick = torch.rand(batch, generator=generator)
             named = torch.tensor([choices[i][int(u * len(choices[i]))] for i, u in zip(source.tolist(), pick.tolist())])
-            use_named = torch.rand(batch, generator=generator) < config.named_share
+            use_named = torch.rand(batch, generator=generator) < (1.0 if mode == "named" else config.named_share)
             positions = torch.where(use_named, named, positions)
+        elif mode == "attention":
+            # Weight on BOS below one half: the head reads something from the input there.
+            to_bos = patterns[head[0]][:, head[1], :, 0]  # (n_texts, T)
+            text_token = torch.arange(ids.shape[1])[None, :].ge(1) & torch.arange(ids.shape[1])[None, :].lt(
+                (lengths - 1)[:, None]
+            )
+            away = (to_bos < 0.5) & text_token
+            scores = torch.rand(batch, ids.shape[1], generator=generator).masked_fill(~away[source], -1.0)
+            positions = torch.where(away[source].any(-1), scores.argmax(-1), positions)
         at_bos = torch.rand(batch, generator=generator) < config.bos_share
         positions = torch.where(at_bos, torch.zeros_like(positions), positions)
         activation = stacked[site_ids, source, positions]  # (B, d)
@@ -159,6 +191,7 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
     """
     if (saved := saved_config(out)) is not None:
         config = replace(DecoderTrainConfig(**saved), steps=config.steps, max_seconds=config.max_seconds)
+    parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)
