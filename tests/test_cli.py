@@ -292,3 +292,31 @@ def test_model_defaults_for_metric_and_epsilon(capsys, tiny_probed_dir, tiny_dec
     code, out, _ = run_cli(capsys, "invert", *query, "--metric", "euclidean", "--epsilon", "0.05")
     settings = json.loads(out)["settings"]
     assert settings["metric"] == "euclidean" and settings["epsilon"] == 0.05
+
+
+def test_probed_model_in_bfloat16(capsys, tiny_probed_dir, tiny_decoder_dir):
+    from inversionview.probed import load_probed
+
+    probed = load_probed(str(tiny_probed_dir), dtype="bfloat16")
+    assert next(probed.model.parameters()).dtype == torch.bfloat16
+    code, out, err = run_cli(
+        capsys,
+        "invert",
+        "--probed",
+        tiny_probed_dir,
+        "--decoder",
+        tiny_decoder_dir,
+        "--dtype",
+        "bfloat16",
+        "--input",
+        "abcabc|a:2",
+        "--position",
+        "0",
+        "--site",
+        "blocks.1.hook_resid_post",
+        "--samples",
+        "10",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["share_in_preimage"] == 1.0  # at BOS every input matches, in any dtype

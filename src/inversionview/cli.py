@@ -33,6 +33,7 @@ def _probed_options() -> argparse.ArgumentParser:
     group.add_argument("--eos", help="vocabulary character that stands for EOS")
     group.add_argument("--pad", help="vocabulary character that stands for PAD")
     group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
+    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
     return parent
 
 
@@ -48,6 +49,7 @@ def _load_probed(args: argparse.Namespace):
         eos=args.eos,
         pad=args.pad,
         allow_pickle=args.allow_pickle,
+        dtype=args.dtype,
     )
     if hasattr(args, "metric"):
         args.metric = args.metric or probed.default_metric

@@ -176,7 +176,7 @@ class ActivationStream:
             positions = torch.where(away[source].any(-1), scores.argmax(-1), positions)
         at_bos = torch.rand(batch, generator=generator) < config.bos_share
         positions = torch.where(at_bos, torch.zeros_like(positions), positions)
-        activation = stacked[site_ids, source, positions]  # (B, d)
+        activation = stacked[site_ids, source, positions].float()  # (B, d), float32 whatever the model's dtype
         ids, lengths = ids[source], lengths[source]
         # Targets end with EOS; what follows is padding (-100: not scored), whatever its id.
         targets = ids[:, 1:].masked_fill(torch.arange(ids.shape[1] - 1)[None, :] >= (lengths - 1)[:, None], -100)

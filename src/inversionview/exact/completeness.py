@@ -119,7 +119,7 @@ def sequence_log_probs(
     for start in range(0, ids.shape[0], batch_size):
         chunk = ids[start : start + batch_size]
         n = chunk.shape[0]
-        logits = decoder(chunk[:, :-1], query.expand(n, -1), torch.full((n,), sid))
+        logits = decoder(chunk[:, :-1], query.float().expand(n, -1), torch.full((n,), sid))
         logp = logits.log_softmax(-1).gather(-1, chunk[:, 1:, None])[..., 0]
         after_end = torch.arange(chunk.shape[1] - 1)[None, :] >= (sequence_lengths(chunk, eos) - 1)[:, None]
         out.append(logp.masked_fill(after_end, 0.0).sum(-1))

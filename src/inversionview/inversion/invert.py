@@ -96,7 +96,7 @@ def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.T
     """Decoder probability of each token of ``ids`` (N, T) given its prefix and one activation: (N, T),
     0 at position 0 (BOS, which is given, not generated)."""
     batch = ids.shape[0]
-    logits = decoder(ids[:, :-1], activation.expand(batch, -1), torch.full((batch,), site_id))
+    logits = decoder(ids[:, :-1], activation.float().expand(batch, -1), torch.full((batch,), site_id))
     probs = logits.softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
     return torch.cat([torch.zeros(batch, 1), probs], dim=1)
 

@@ -47,6 +47,7 @@ def sample_ids(
     ``noise`` perturbs each query by a random direction of norm ``noise * ‖q‖`` before decoding,
     which spreads samples over inputs the decoder finds less likely.
     """
+    queries = queries.float()  # the probed model may run in bfloat16; the decoder reads float32
     if noise > 0:
         direction = torch.randn(queries.shape, generator=generator)
         direction = direction / direction.norm(dim=-1, keepdim=True)

@@ -33,6 +33,8 @@ from inversionview.tasks.tokenizer import has_hf_tokenizer
 
 log = logging.getLogger(__name__)
 
+DTYPES = ("float32", "bfloat16", "float16")
+
 
 @dataclass
 class ProbedModel:
@@ -153,12 +155,17 @@ def load_probed(
     eos: str | None = None,
     pad: str | None = None,
     allow_pickle: bool = False,
+    dtype: str | None = None,
 ) -> ProbedModel:
     """Load a bundled probed model by name, or a local Hugging Face GPT-2 directory.
 
     ``task``/``vocab``/``bos``/``eos``/``pad`` describe a model that has no ``inversionview.json``
     (and override one that has). ``allow_pickle`` permits ``pytorch_model.bin``, which is unpickled.
+    ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large model in less memory; distances are still
+    computed in float32.
     """
+    if dtype not in (None, *DTYPES):
+        raise UserError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     directory = _resolve_directory(name_or_dir)
     meta_path = directory / PROBED_META_FILE
     meta = read_json(meta_path, "probed model metadata") if meta_path.is_file() else {}
@@ -202,7 +209,11 @@ def load_probed(
 
     try:
         model = GPT2LMHeadModel.from_pretrained(
-            directory, local_files_only=True, use_safetensors=use_safetensors, config=GPT2Config(**config_data)
+            directory,
+            local_files_only=True,
+            use_safetensors=use_safetensors,
+            config=GPT2Config(**config_data),
+            dtype=getattr(torch, dtype or "float32"),
         )
     except (OSError, ValueError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
