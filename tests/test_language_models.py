@@ -237,3 +237,49 @@ def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path,
         ]
     )
     assert code == 2 and "share one vocabulary" in capsys.readouterr().err
+
+
+def test_llama_family_sites_match_the_reference_forward(tiny_lm_dir, tmp_path):
+    """Sites mean the same in another architecture: a tiny Llama built here, with the same tokenizer."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from inversionview.probed.sites import all_sites
+
+    llama_dir = tmp_path / "llama"
+    llama_dir.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
+        if (tiny_lm_dir / name).exists():
+            shutil.copy(tiny_lm_dir / name, llama_dir / name)
+    torch.manual_seed(0)
+    vocab = load_probed(str(tiny_lm_dir)).task.tokenizer.vocab_size
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    reference = LlamaForCausalLM(config).eval()
+    reference.save_pretrained(llama_dir)
+
+    probed = load_probed(str(llama_dir))
+    assert probed.n_layers == 2 and probed.n_heads == 4 and not probed.reads_attention
+    ids, _ = probed.encode_batch(["John gave a drink to Mary.", "The cat sat on the mat."])
+    acts, _ = probed.activations(ids, all_sites(2, 4))
+    with torch.no_grad():
+        out = reference(input_ids=ids, output_hidden_states=True)
+    for layer in range(2):
+        pre, mid = acts[Site(layer, "hook_resid_pre")], acts[Site(layer, "hook_resid_mid")]
+        torch.testing.assert_close(pre, out.hidden_states[layer], atol=1e-5, rtol=0)
+        torch.testing.assert_close(mid, pre + acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
+        post = acts[Site(layer, "hook_resid_post")]
+        torch.testing.assert_close(post, mid + acts[Site(layer, "hook_mlp_out")], atol=1e-5, rtol=0)
+        heads = sum(acts[Site(layer, "attn.hook_result", h)] for h in range(4))
+        torch.testing.assert_close(heads, acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        logits = reference.lm_head(reference.model.norm(acts[Site(1, "hook_resid_post")]))
+    torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from inversionview.errors import UserError
+from inversionview.probed.layouts import LAYOUTS
 from inversionview.probed.sites import Site, all_sites, canonical_site, parse_site, run_with_sites
 
 
@@ -33,7 +34,7 @@ def test_activations_match_reference_forward(tiny_probed, tiny_probed_dir):
     model = tiny_probed.model
     ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3"])
     acts, patterns = run_with_sites(
-        model, tiny_probed.blocks, ids, tiny_probed.sites(), attention_layers=(0, 1), stop_early=False
+        model, tiny_probed.layout, ids, tiny_probed.sites(), attention_layers=(0, 1), stop_early=False
     )
     # The reference is the Hugging Face model exactly as it loads, untouched by our loader.
     untouched = GPT2LMHeadModel.from_pretrained(tiny_probed_dir).eval()
@@ -59,8 +60,8 @@ def test_activations_match_reference_forward(tiny_probed, tiny_probed_dir):
 def test_stop_early_returns_same_values(tiny_probed):
     ids, _ = tiny_probed.encode_batch(["abcab|a:2"])
     site = Site(0, "hook_mlp_out")
-    early, _ = run_with_sites(tiny_probed.model, tiny_probed.blocks, ids, [site], stop_early=True)
-    full, _ = run_with_sites(tiny_probed.model, tiny_probed.blocks, ids, [site], stop_early=False)
+    early, _ = run_with_sites(tiny_probed.model, tiny_probed.layout, ids, [site], stop_early=True)
+    full, _ = run_with_sites(tiny_probed.model, tiny_probed.layout, ids, [site], stop_early=False)
     torch.testing.assert_close(early[site], full[site])
 
 
@@ -69,7 +70,7 @@ def test_attention_patterns_match_eager_attention(tiny_probed_dir):
 
     model = GPT2LMHeadModel.from_pretrained(tiny_probed_dir, attn_implementation="eager").eval()
     ids = torch.tensor([[37, 0, 1, 2, 0, 35, 0, 36, 27, 38]])
-    patterns = run_with_sites(model, model.transformer.h, ids, [], attention_layers=(0, 1))[1]
+    patterns = run_with_sites(model, LAYOUTS["gpt2"], ids, [], attention_layers=(0, 1))[1]
     with torch.no_grad():
         reference = model(input_ids=ids, output_attentions=True).attentions
     for layer in (0, 1):

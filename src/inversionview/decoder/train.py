@@ -101,10 +101,11 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
     # The probed model already knows which tokens and positions are alike; start from that.
     width = min(config.d_model, probed.d_model)
     with torch.no_grad():
-        wte = probed.model.transformer.wte.weight
-        wpe = probed.model.transformer.wpe.weight
-        decoder.token_embedding.weight[: wte.shape[0], :width] = wte[:, :width]
-        decoder.position_embedding.weight[:, :width] = wpe[: decoder.config.max_len, :width]
+        wte = probed.model.get_input_embeddings().weight.float()
+        decoder.token_embedding.weight[: wte.shape[0], :width] = wte[: decoder.config.vocab_size, :width]
+        wpe = getattr(getattr(probed.model, "transformer", None), "wpe", None)  # learned positions (GPT-2)
+        if wpe is not None:
+            decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width]
     return decoder
 
 

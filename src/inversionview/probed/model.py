@@ -1,4 +1,4 @@
-"""The probed model: a Hugging Face GPT-2-family causal LM plus the task that feeds it.
+"""The probed model: a Hugging Face causal LM (GPT-2, Llama, Mistral, Qwen2) plus the task that feeds it.
 
 One way to load a model: ``load_probed`` takes a bundled name or a local directory in the Hugging
 Face layout (``config.json`` + ``model.safetensors``, or ``pytorch_model.bin`` with ``allow_pickle``).
@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from inversionview import bundled
 from inversionview.errors import UserError
+from inversionview.probed.layouts import Layout, layout_for, submodule
 from inversionview.probed.sites import Site, all_sites, parse_site, run_with_sites
 from inversionview.storage import (
     HF_CONFIG_FILE,
@@ -58,19 +59,28 @@ class ProbedModel:
 
     @property
     def n_layers(self) -> int:
-        return self.model.config.n_layer
+        return self.model.config.num_hidden_layers
 
     @property
     def n_heads(self) -> int:
-        return self.model.config.n_head
+        return self.model.config.num_attention_heads
 
     @property
     def d_model(self) -> int:
-        return self.model.config.n_embd
+        return self.model.config.hidden_size
+
+    @property
+    def layout(self) -> Layout:
+        return layout_for(self.model.config.model_type)
 
     @property
     def blocks(self) -> torch.nn.ModuleList:
-        return self.model.transformer.h
+        return submodule(self.model, self.layout.blocks)
+
+    @property
+    def reads_attention(self) -> bool:
+        """Whether attention patterns can be read from this model (GPT-2 layouts)."""
+        return self.layout.qkv is not None
 
     def sites(self) -> list[Site]:
         return all_sites(self.n_layers, self.n_heads)
@@ -87,7 +97,7 @@ class ProbedModel:
         self, ids: torch.Tensor, sites: list[Site], attention_layers: tuple[int, ...] = ()
     ) -> tuple[dict[Site, torch.Tensor], dict[int, torch.Tensor]]:
         """Activations ``(B, T, d_model)`` at ``sites`` (and attention patterns) for token ids."""
-        return run_with_sites(self.model, self.blocks, ids, sites, attention_layers=attention_layers)
+        return run_with_sites(self.model, self.layout, ids, sites, attention_layers=attention_layers)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids, use_cache=False).logits
@@ -110,7 +120,7 @@ class ProbedModel:
 def use_fused_gelu(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
     """Swap GPT-2's tanh-approximated GELU, written as six tensor operations, for torch's fused kernel
     of the same function (equal to within 1e-6): brute-force preimages run 2x faster on a CPU."""
-    if model.config.activation_function in ("gelu_new", "gelu_pytorch_tanh"):
+    if model.config.model_type == "gpt2" and model.config.activation_function in ("gelu_new", "gelu_pytorch_tanh"):
         for block in model.transformer.h:
             block.mlp.act = torch.nn.GELU(approximate="tanh")
     return model
@@ -172,6 +182,7 @@ def load_probed(
 
     config_path = directory / HF_CONFIG_FILE
     config_data = read_json(config_path, "probed model config")
+    layout_for(str(config_data.get("model_type")))  # an unsupported family fails here, with the list
     if vocab is not None:
         tokenizer = CharTokenizer(vocab, bos or "B", eos or "E", pad or "P")
     elif "tokenizer" in meta:
@@ -187,12 +198,11 @@ def load_probed(
     if task_name is None:
         raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task")
     if task_name == "text":
-        the_task = TextTask(tokenizer, max_len=min(DEFAULT_MAX_LEN, config_data.get("n_positions", DEFAULT_MAX_LEN)))
+        context = config_data.get("n_positions", config_data.get("max_position_embeddings", DEFAULT_MAX_LEN))
+        the_task = TextTask(tokenizer, max_len=min(DEFAULT_MAX_LEN, context))
     else:
         the_task = get_task(task_name, tokenizer)
 
-    if config_data.get("model_type") != "gpt2":
-        raise UserError(f"{config_path}: model_type {config_data.get('model_type')!r} is not supported (gpt2 is)")
     weights = directory / WEIGHTS_FILE
     if weights.is_file():
         content_hash = file_hash(weights)
@@ -208,11 +218,10 @@ def load_probed(
         raise UserError(f"{directory} has no {WEIGHTS_FILE} (nor {HF_PICKLE_FILE})")
 
     try:
-        model = GPT2LMHeadModel.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             directory,
             local_files_only=True,
             use_safetensors=use_safetensors,
-            config=GPT2Config(**config_data),
             dtype=getattr(torch, dtype or "float32"),
         )
     except (OSError, ValueError, RuntimeError) as exc:

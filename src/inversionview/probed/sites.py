@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from inversionview.errors import UserError
+from inversionview.probed.layouts import Layout, submodule
 
 LAYER_SITE_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
 HEAD_SITE_KIND = "attn.hook_result"
@@ -86,7 +87,7 @@ def _hooks(handles: list) -> Iterator[None]:
 
 
 def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
+    return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
 
 
 def _first_output(output) -> torch.Tensor:
@@ -95,7 +96,7 @@ def _first_output(output) -> torch.Tensor:
 
 def run_with_sites(
     model: nn.Module,
-    blocks: nn.ModuleList,
+    layout: Layout,
     ids: torch.Tensor,
     sites: list[Site],
     *,
@@ -107,6 +108,9 @@ def run_with_sites(
     ``attention_layers`` also returns those layers' attention patterns, (B, H, T, T). With
     ``stop_early`` the forward pass ends after the last layer that holds a requested site.
     """
+    if attention_layers and layout.qkv is None:
+        raise UserError("attention patterns are read from GPT-2 models only")
+    blocks = submodule(model, layout.blocks)
     cache: dict[Site, torch.Tensor] = {}
     patterns: dict[int, torch.Tensor] = {}
     handles = []
@@ -117,14 +121,15 @@ def run_with_sites(
         if stop_early and wanted.issubset(cache) and len(patterns) == len(attention_layers):
             raise _StopForward
 
+    def store(site: Site, value: torch.Tensor) -> None:
+        cache[site] = value
+        done_check()
+
     for layer in sorted({s.layer for s in sites} | set(attention_layers)):
         block = blocks[layer]
         kinds = {s.kind for s in sites if s.layer == layer}
         heads = sorted(s.head for s in sites if s.layer == layer and s.head is not None)
-
-        def store(site: Site, value: torch.Tensor) -> None:
-            cache[site] = value
-            done_check()
+        attn = submodule(block, layout.attn)
 
         if "hook_resid_pre" in kinds:
             site = Site(layer, "hook_resid_pre")
@@ -135,31 +140,37 @@ def run_with_sites(
             )
         if "hook_resid_mid" in kinds:
             site = Site(layer, "hook_resid_mid")
-            handles.append(block.ln_2.register_forward_pre_hook(lambda m, a, site=site: store(site, a[0])))
+            handles.append(
+                submodule(block, layout.mid_norm).register_forward_pre_hook(
+                    lambda m, a, k, site=site: store(site, _first_arg(a, k)), with_kwargs=True
+                )
+            )
         if "hook_attn_out" in kinds:
             site = Site(layer, "hook_attn_out")
-            handles.append(block.attn.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
+            handles.append(attn.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
         if "hook_mlp_out" in kinds:
             site = Site(layer, "hook_mlp_out")
-            handles.append(block.mlp.register_forward_hook(lambda m, a, o, site=site: store(site, o)))
+            handles.append(
+                submodule(block, layout.mlp).register_forward_hook(
+                    lambda m, a, o, site=site: store(site, _first_output(o))
+                )
+            )
         if "hook_resid_post" in kinds:
             site = Site(layer, "hook_resid_post")
             handles.append(block.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
         if heads:
-            proj = block.attn.c_proj
-            head_dim = block.attn.head_dim
+            head_dim = attn.head_dim
 
             def read_heads(module, args, layer=layer, heads=heads, head_dim=head_dim):
-                z = args[0]  # (B, T, H * d_head), heads merged before the output projection
-                w_o = module.weight  # GPT-2's Conv1D stores (in, out)
+                z = args[0]  # (B, T, H * d_head), heads side by side before the output projection
+                w_o = module.weight if layout.out_proj_stores_in_out else module.weight.T  # (in, out)
                 for h in heads:
                     part = slice(h * head_dim, (h + 1) * head_dim)
                     cache[Site(layer, HEAD_SITE_KIND, h)] = z[..., part] @ w_o[part, :]
                 done_check()
 
-            handles.append(proj.register_forward_pre_hook(read_heads))
+            handles.append(submodule(block, layout.out_proj).register_forward_pre_hook(read_heads))
         if layer in attention_layers:
-            attn = block.attn
 
             def read_pattern(module, args, output, layer=layer, attn=attn):
                 q, k, _ = output.split(attn.split_size, dim=2)
@@ -171,7 +182,7 @@ def run_with_sites(
                 patterns[layer] = scores.masked_fill(~causal, float("-inf")).softmax(-1)
                 done_check()
 
-            handles.append(attn.c_attn.register_forward_hook(read_pattern))
+            handles.append(submodule(block, layout.qkv).register_forward_hook(read_pattern))
 
     with _hooks(handles):
         try:

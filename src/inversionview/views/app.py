@@ -100,7 +100,7 @@ def attention_html(choice: ModelChoice, text: str, position: int, site_name: str
     """For a per-head site, that head's attention from the query position over the input."""
     probed, _ = load_models(choice)
     site = probed.site(site_name)
-    if site.kind != HEAD_SITE_KIND:
+    if site.kind != HEAD_SITE_KIND or not probed.reads_attention:
         return None
     ids, _ = probed.encode_batch([text])
     _, patterns = probed.activations(ids, [], attention_layers=(site.layer,))

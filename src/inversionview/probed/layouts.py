@@ -1,0 +1,66 @@
+"""Where activation sites live in each family of Hugging Face causal LMs.
+
+A site name means the same in every family (TransformerLens's names); a layout says which module's
+input or output holds it. Families with a parallel residual (GPT-NeoX, GPT-J) have no resid_mid and
+are not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from inversionview.errors import UserError
+
+
+@dataclass(frozen=True)
+class Layout:
+    blocks: str
+    """Path to the ModuleList of transformer blocks."""
+    mid_norm: str
+    """Module, inside a block, whose input is the residual stream between attention and MLP."""
+    attn: str
+    mlp: str
+    out_proj: str
+    """The attention's output projection, whose input is every head's output side by side."""
+    out_proj_stores_in_out: bool
+    """GPT-2's Conv1D keeps its weight as (in, out); nn.Linear as (out, in)."""
+    qkv: str | None = None
+    """A fused query-key-value projection, from which attention patterns are computed (GPT-2)."""
+
+
+_LLAMA_LIKE = Layout(
+    blocks="model.layers",
+    mid_norm="post_attention_layernorm",
+    attn="self_attn",
+    mlp="mlp",
+    out_proj="self_attn.o_proj",
+    out_proj_stores_in_out=False,
+)
+LAYOUTS = {
+    "gpt2": Layout(
+        blocks="transformer.h",
+        mid_norm="ln_2",
+        attn="attn",
+        mlp="mlp",
+        out_proj="attn.c_proj",
+        out_proj_stores_in_out=True,
+        qkv="attn.c_attn",
+    ),
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+}
+
+
+def layout_for(model_type: str) -> Layout:
+    if model_type not in LAYOUTS:
+        raise UserError(f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(LAYOUTS))}")
+    return LAYOUTS[model_type]
+
+
+def submodule(root: nn.Module, path: str) -> nn.Module:
+    for name in path.split("."):
+        root = getattr(root, name)
+    return root
