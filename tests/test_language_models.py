@@ -283,3 +283,21 @@ def test_llama_family_sites_match_the_reference_forward(tiny_lm_dir, tmp_path):
     with torch.no_grad():
         logits = reference.lm_head(reference.model.norm(acts[Site(1, "hook_resid_post")]))
     torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)
+
+
+def test_model_by_hub_name_from_the_local_cache(tiny_lm_dir, tmp_path, monkeypatch, capsys):
+    """A hub name resolves through the local Hugging Face cache (no network here)."""
+    import shutil
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--tiny-gpt2" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_lm_dir, snapshot)
+    (cache / "models--tiny-gpt2" / "refs").mkdir()
+    (cache / "models--tiny-gpt2" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    probed = load_probed("tiny-gpt2")
+    assert probed.task.name == "text" and probed.n_layers == 2
+    assert main(["evaluate", "--probed", "not-in-the-cache"]) == 2
+    assert "nor a model on the Hugging Face hub" in capsys.readouterr().err

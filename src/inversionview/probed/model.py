@@ -145,15 +145,32 @@ def new_gpt2(task: Task, *, d_model: int, n_layers: int, n_heads: int, seed: int
     return use_fused_gelu(GPT2LMHeadModel(config))
 
 
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
 def _resolve_directory(name_or_dir: str) -> Path:
+    """A bundled name, a local directory, or a Hugging Face hub name (``gpt2``, ``gpt2-medium``…),
+    fetched to or read from the local Hugging Face cache (safetensors only)."""
     path = bundled.probed_dir(name_or_dir)
     if path is not None:
         return path
     path = Path(name_or_dir)
-    if not path.is_dir():
-        known = ", ".join(bundled.probed_names()) or "none"
-        raise UserError(f"no probed model {name_or_dir!r}: not a bundled name ({known}) nor a directory")
-    return path
+    if path.is_dir():
+        return path
+    known = ", ".join(bundled.probed_names()) or "none"
+    looks_like_hub_name = name_or_dir and not name_or_dir.startswith((".", "/", "~")) and name_or_dir.count("/") <= 1
+    if looks_like_hub_name:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(name_or_dir, allow_patterns=HUB_FILES))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            pass
+    raise UserError(
+        f"no probed model {name_or_dir!r}: not a bundled name ({known}), a directory, "
+        "nor a model on the Hugging Face hub or in its local cache"
+    )
 
 
 def load_probed(
