@@ -71,13 +71,28 @@ def verify_ids(
 ) -> torch.Tensor:
     """Distance of every position of every sample to its query: (N, T), inf where not queryable.
 
-    ``queries`` is (d,) for one query or (N, d) for one per sample.
+    ``queries`` is (d,) for one query or (N, d) for one per sample. A batch that runs out of memory
+    (a large model) is retried in halves, down to one input at a time.
     """
     eos_id = probed.task.tokenizer.eos_id
     out = []
-    for start in range(0, ids.shape[0], batch_size):
+    start = 0
+    while start < ids.shape[0]:
         chunk = ids[start : start + batch_size]
-        acts = probed.activations(chunk, [site])[0][site]
-        query = queries if queries.dim() == 1 else queries[start : start + batch_size]
+        try:
+            acts = probed.activations(chunk, [site])[0][site]
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if batch_size == 1 or not is_out_of_memory(exc):
+                raise
+            batch_size //= 2
+            continue
+        query = queries if queries.dim() == 1 else queries[start : start + len(chunk)]
         out.append(position_distances(query, acts, queryable(chunk, eos_id), metric))
+        start += len(chunk)
     return torch.cat(out)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError that says so."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
