@@ -1,7 +1,8 @@
 """Decoder precision against CPU-minutes of training.
 
     python benchmarks/decoder_training_curve.py --from runs/counting-decoder   # a run's recorded curve
-    python benchmarks/decoder_training_curve.py --minutes 15 [--threads 2]     # train afresh and print
+    python benchmarks/decoder_training_curve.py --minutes 15 [--threads 1]     # train afresh and print
+    python benchmarks/decoder_training_curve.py --minutes 15 --d-model 64 --n-layers 4 --lr 3e-3   # a variant
 
 Training records, at every evaluation, the wall seconds, torch threads, samples seen, loss and the
 per-site precision (T=1, ε=0.1, held-out queries at the task's named positions). CPU-minutes are
@@ -44,9 +45,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", type=Path, help="print the curve recorded in this run directory")
     parser.add_argument("--minutes", type=float, default=15.0, help="wall minutes to train when not --from")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--probed", default="counting")
     parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--d-model", type=int, help="decoder width (default: the shipped recipe's)")
+    parser.add_argument("--n-layers", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--batch-size", type=int)
     args = parser.parse_args()
     if args.source:
         print_curve(history_of(args.source))
@@ -54,6 +59,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     probed = load_probed(args.probed)
     config = DecoderTrainConfig(max_seconds=args.minutes * 60, eval_every=args.eval_every)
+    for key in ("d_model", "n_layers", "lr", "batch_size"):
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+    print(f"recipe: d_model {config.d_model}, {config.n_layers} layers, lr {config.lr}, batch {config.batch_size}")
     with tempfile.TemporaryDirectory() as out:
         train_decoder(probed, config, Path(out))
         print_curve(history_of(Path(out)))
