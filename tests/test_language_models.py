@@ -301,3 +301,81 @@ def test_model_by_hub_name_from_the_local_cache(tiny_lm_dir, tmp_path, monkeypat
     assert probed.task.name == "text" and probed.n_layers == 2
     assert main(["evaluate", "--probed", "not-in-the-cache"]) == 2
     assert "nor a model on the Hugging Face hub" in capsys.readouterr().err
+
+
+def test_hugging_face_dataset_as_a_data_source(tiny_lm_dir, tmp_path, monkeypatch, capsys):
+    """--dataset reads rows through the datasets package (stood in for here: there is no hub)."""
+    import sys
+    import types
+
+    names = ["Mary", "John", "Alice", "Bob", "Sarah", "Tom"]
+    rows = [{"text": f"{a} and {b} went to the park. {b} gave a ball to {a}."} for a in names for b in names if a != b]
+    asked = {}
+
+    def load_dataset(name, split):
+        asked.update(name=name, split=split)
+        if name != "toy/ioi":
+            raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub or cannot be accessed.")
+        return rows + [{"text": ""}, {"text": None}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    out = tmp_path / "decoder"
+    assert (
+        main(
+            [
+                "train-decoder",
+                "--probed",
+                str(tiny_lm_dir),
+                "--dataset",
+                "toy/ioi:validation",
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--d-model",
+                "32",
+                "--n-layers",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert asked == {"name": "toy/ioi", "split": "validation"} and (out / "decoder.json").is_file()
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "train-decoder",
+                "--probed",
+                str(tiny_lm_dir),
+                "--dataset",
+                "nobody/nothing",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "cannot load it (Dataset 'nobody/nothing' doesn't exist" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    assert (
+        main(
+            [
+                "train-decoder",
+                "--probed",
+                str(tiny_lm_dir),
+                "--dataset",
+                "toy/ioi",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
+    assert "pip install datasets" in capsys.readouterr().err

@@ -104,12 +104,20 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     probed = _load_probed(args)
-    if args.corpus is not None:
-        from inversionview.tasks.text import load_corpus
+    if args.corpus is not None or args.dataset is not None:
+        from inversionview.tasks.text import load_corpus, load_dataset_texts
 
         if probed.task.name != "text":
-            raise UserError(f"--corpus is for free-text models; {args.probed} reads {probed.task.name} inputs")
-        probed.task.use_corpus(load_corpus(args.corpus, probed.task.tokenizer, probed.task.max_len))
+            raise UserError(
+                f"--corpus/--dataset are for free-text models; {args.probed} reads {probed.task.name} inputs"
+            )
+        tok, max_len = probed.task.tokenizer, probed.task.max_len
+        texts = (
+            load_corpus(args.corpus, tok, max_len)
+            if args.corpus is not None
+            else load_dataset_texts(args.dataset, tok, max_len, args.dataset_field)
+        )
+        probed.task.use_corpus(texts)
     config = DecoderTrainConfig(seed=args.seed)
     for key in ("steps", "batch_size", "d_model", "n_layers", "init_from", "positions"):
         if getattr(args, key) is not None:
@@ -361,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-layers", type=int)
     p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
     p.add_argument("--init-from", help="local Hugging Face GPT-2 directory to start the decoder from")
-    p.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
+    data.add_argument("--dataset", help="Hugging Face dataset NAME or NAME:SPLIT for free-text models")
+    p.add_argument("--dataset-field", default="text", help="the dataset's text column")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(run=cmd_train_decoder)

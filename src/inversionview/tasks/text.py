@@ -54,6 +54,25 @@ class TextTask(Task):
         return list(range(len(self.tokenizer.encode(text)) + 1))
 
 
+def load_dataset_texts(spec: str, tokenizer: Tokenizer, max_len: int, field: str = "text") -> list[str]:
+    """Inputs from a Hugging Face dataset, ``NAME`` or ``NAME:SPLIT`` (default split: train), chunked
+    like a corpus file. Needs the ``datasets`` package and the hub or a local dataset cache."""
+    name, _, split = spec.partition(":")
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("--dataset needs the datasets package: pip install datasets") from None
+    try:
+        rows = datasets.load_dataset(name, split=split or "train")
+    except Exception as exc:  # the library raises many kinds; the user needs the first line of any
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--dataset {spec}: cannot load it ({first})") from None
+    texts = [row[field] for row in rows if isinstance(row.get(field), str) and row[field].strip()]
+    if not texts:
+        raise UserError(f"--dataset {spec}: no text in field {field!r}")
+    return _fit(texts, tokenizer, max_len, f"dataset {spec}")
+
+
 def load_corpus(path: Path, tokenizer: Tokenizer, max_len: int) -> list[str]:
     """Inputs from a text or JSON Lines file, each at most ``max_len - 2`` tokens (BOS and EOS added).
 
@@ -80,6 +99,11 @@ def load_corpus(path: Path, tokenizer: Tokenizer, max_len: int) -> list[str]:
         lines.append(line)
     if not lines:
         raise UserError(f"corpus {path} holds no text")
+    return _fit(lines, tokenizer, max_len, f"corpus {path}")
+
+
+def _fit(lines: list[str], tokenizer: Tokenizer, max_len: int, source: str) -> list[str]:
+    """Lines as inputs of at most ``max_len - 2`` tokens: longer ones split at spaces."""
     limit = max_len - 2
     texts, split = [], 0
     for line in lines:
@@ -89,9 +113,9 @@ def load_corpus(path: Path, tokenizer: Tokenizer, max_len: int) -> list[str]:
         split += 1
         texts.extend(_chunks(line, tokenizer, limit))
     if split:
-        log.warning("corpus %s: %d line(s) longer than %d tokens were split into chunks", path, split, limit)
+        log.warning("%s: %d line(s) longer than %d tokens were split into chunks", source, split, limit)
     if not texts:
-        raise UserError(f"corpus {path}: no line fits in {limit} tokens, even split at spaces")
+        raise UserError(f"{source}: no line fits in {limit} tokens, even split at spaces")
     return texts
 
 
