@@ -39,7 +39,7 @@ def model_choices() -> list[ModelChoice]:
     if os.environ.get("INVERSIONVIEW_PROBED"):
         probed = os.environ["INVERSIONVIEW_PROBED"]
         choices.append(ModelChoice(f"command line: {probed}", probed, os.environ.get("INVERSIONVIEW_DECODER") or None))
-    for name in bundled.probed_names():
+    for name in sorted(bundled.probed_names(), key=lambda n: (n != "counting", n)):  # the first case study first
         if bundled.decoder_dir(name) is not None:
             choices.append(ModelChoice(f"bundled: {name}", name, None))
     folder = os.environ.get("INVERSIONVIEW_MODELS_DIR")
