@@ -138,3 +138,16 @@ def test_query_positions_follow_the_chosen_mode(tiny_probed):
     for bad in ("attention:9.0", "attention:x", "everywhere"):
         with pytest.raises(UserError, match="--positions"):
             parse_position_mode(bad, tiny_probed)
+
+
+def test_resume_refuses_another_probed_model(tiny_probed, tiny_addition, tmp_path):
+    import pytest
+
+    from inversionview.errors import UserError
+
+    config = DecoderTrainConfig(
+        d_model=16, n_heads=2, n_layers=1, steps=2, batch_size=8, eval_every=2, eval_queries=2, eval_samples=2
+    )
+    train_decoder(tiny_probed, config, tmp_path, progress=False)
+    with pytest.raises(UserError, match="another probed model"):
+        train_decoder(tiny_addition, config, tmp_path, progress=False)

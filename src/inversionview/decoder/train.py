@@ -16,6 +16,7 @@ from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.model import Decoder, DecoderConfig
 from inversionview.decoder.store import save_decoder
 from inversionview.errors import UserError
+from inversionview.storage import DECODER_CONFIG_FILE, read_json
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
 from inversionview.training import (
@@ -192,6 +193,11 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
     """
     if (saved := saved_config(out)) is not None:
         config = replace(DecoderTrainConfig(**saved), steps=config.steps, max_seconds=config.max_seconds)
+        trained_for = read_json(out / DECODER_CONFIG_FILE, "decoder config").get("probed_hash")
+        if trained_for != probed.content_hash:
+            raise UserError(
+                f"{out} holds a run for another probed model; resume it with that model or pick a new --out"
+            )
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
