@@ -16,9 +16,9 @@ from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.model import Decoder, DecoderConfig
 from inversionview.decoder.store import save_decoder
 from inversionview.errors import UserError
-from inversionview.storage import DECODER_CONFIG_FILE, read_json
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
+from inversionview.storage import DECODER_CONFIG_FILE, read_json
 from inversionview.training import (
     Checkpoint,
     load_checkpoint,
