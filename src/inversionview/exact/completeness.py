@@ -13,7 +13,7 @@ from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions
 from inversionview.inversion.invert import draw_samples, resolve_query
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.inversion.verify import sequence_lengths, site_index, verify_ids
+from inversionview.inversion.verify import sequence_lengths, site_index, token_log_probs, verify_ids
 from inversionview.probed.model import ProbedModel
 
 
@@ -118,9 +118,7 @@ def sequence_log_probs(
     out = []
     for start in range(0, ids.shape[0], batch_size):
         chunk = ids[start : start + batch_size]
-        n = chunk.shape[0]
-        logits = decoder(chunk[:, :-1], query.float().expand(n, -1), torch.full((n,), sid))
-        logp = logits.log_softmax(-1).gather(-1, chunk[:, 1:, None])[..., 0]
+        logp = token_log_probs(decoder, chunk, query, sid)
         after_end = torch.arange(chunk.shape[1] - 1)[None, :] >= (sequence_lengths(chunk, eos) - 1)[:, None]
         out.append(logp.masked_fill(after_end, 0.0).sum(-1))
     return torch.cat(out)

@@ -14,7 +14,7 @@ from inversionview.errors import UserError
 from inversionview.inversion.distance import METRICS, best_positions
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.inversion.verify import sample_ids, sequence_lengths, site_index, verify_ids
+from inversionview.inversion.verify import sample_ids, sequence_lengths, site_index, token_log_probs, verify_ids
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 
@@ -91,14 +91,11 @@ def draw_samples(
             yield ids, temperature, noise
 
 
-@torch.no_grad()
 def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
     """Decoder probability of each token of ``ids`` (N, T) given its prefix and one activation: (N, T),
     0 at position 0 (BOS, which is given, not generated)."""
-    batch = ids.shape[0]
-    logits = decoder(ids[:, :-1], activation.float().expand(batch, -1), torch.full((batch,), site_id))
-    probs = logits.softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
-    return torch.cat([torch.zeros(batch, 1), probs], dim=1)
+    probs = token_log_probs(decoder, ids, activation, site_id).exp()
+    return torch.cat([torch.zeros(ids.shape[0], 1), probs], dim=1)
 
 
 def invert(

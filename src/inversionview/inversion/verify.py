@@ -66,6 +66,15 @@ def sample_ids(
 
 
 @torch.no_grad()
+def token_log_probs(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
+    """Teacher-forced decoder log-probability of each token after BOS given its prefix and one
+    activation (d,): (N, T - 1)."""
+    batch = ids.shape[0]
+    logits = decoder(ids[:, :-1], activation.float().expand(batch, -1), torch.full((batch,), site_id))
+    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+
+
+@torch.no_grad()
 def verify_ids(
     probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
 ) -> torch.Tensor:
