@@ -70,7 +70,7 @@ def test_ioi_sentences_and_positions():
     assert isinstance(task, IOITask)
     query = "Then, Mary and John went to the store. John gave a drink to"
     ids = task.encode(query)
-    words = [task.tokenizer.token_str(i) for i in ids]
+    words = [task.tokenizer.token_str(i).strip() for i in ids]
     positions = task.named_positions(query)
     assert words[positions["IO"]] == "Mary" and words[positions["S1"]] == "John" == words[positions["S2"]]
     assert words[positions["S1+1"]] == "went" and words[positions["END"]] == "to"
@@ -80,7 +80,7 @@ def test_ioi_sentences_and_positions():
     for text in task.sample_texts(random.Random(3), 200):
         named = task.named_positions(text)
         orders.add("ABBA" if named["IO"] < named["S1"] else "BABA")
-        assert text.endswith(task.tokenizer.token_str(task.encode(text)[named["IO"]]))
+        assert text.endswith(task.tokenizer.token_str(task.encode(text)[named["IO"]]).strip())
     assert orders == {"ABBA", "BABA"}
     with pytest.raises(UserError, match="not an IOI sentence"):
         task.validate("Then, Mary and Mary went to the store. Mary gave a drink to")

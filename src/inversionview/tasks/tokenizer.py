@@ -144,7 +144,10 @@ class WordTokenizer:
         return ids
 
     def token_str(self, token_id: int) -> str:
-        return self.words[token_id]
+        """The word as shown in a row of tokens: a space before words, none before punctuation."""
+        word = self.words[token_id]
+        special = token_id in (self.bos_id, self.eos_id, self.pad_id)
+        return f" {word}" if word[0].isalnum() and not special else word
 
     def decode(self, ids: list[int]) -> str:
         special = {self.bos_id, self.eos_id, self.pad_id}
