@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from inversionview.decoder.model import Decoder, DecoderConfig
-from inversionview.errors import UserError
+from inversionview.errors import UserError, first_line
 from inversionview.probed.model import ProbedModel
 
 
@@ -26,8 +26,7 @@ def pretrained_decoder(lm_directory: str | Path, probed: ProbedModel, sites: lis
     try:
         lm = GPT2LMHeadModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--init-from {path}: cannot load a GPT-2 model ({first})") from None
+        raise UserError(f"--init-from {path}: cannot load a GPT-2 model ({first_line(exc)})") from None
     cfg = lm.config
     vocab = probed.task.tokenizer.vocab_size
     if cfg.vocab_size != vocab:

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from inversionview import bundled
-from inversionview.errors import UserError
+from inversionview.errors import UserError, first_line
 from inversionview.probed.layouts import Layout, layout_for, submodule
 from inversionview.probed.sites import Site, all_sites, parse_site, run_with_sites
 from inversionview.storage import (
@@ -242,8 +242,7 @@ def load_probed(
             dtype=getattr(torch, dtype or "float32"),
         )
     except (OSError, ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load probed model from {directory}: {first_line}") from None
+        raise UserError(f"cannot load probed model from {directory}: {first_line(exc)}") from None
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
     use_fused_gelu(model).eval()

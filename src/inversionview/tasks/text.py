@@ -11,7 +11,7 @@ import logging
 import random
 from pathlib import Path
 
-from inversionview.errors import UserError
+from inversionview.errors import UserError, first_line
 from inversionview.tasks.base import Task
 from inversionview.tasks.tokenizer import Tokenizer
 
@@ -65,8 +65,7 @@ def load_dataset_texts(spec: str, tokenizer: Tokenizer, max_len: int, field: str
     try:
         rows = datasets.load_dataset(name, split=split or "train")
     except Exception as exc:  # the library raises many kinds; the user needs the first line of any
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--dataset {spec}: cannot load it ({first})") from None
+        raise UserError(f"--dataset {spec}: cannot load it ({first_line(exc)})") from None
     texts = [row[field] for row in rows if isinstance(row.get(field), str) and row[field].strip()]
     if not texts:
         raise UserError(f"--dataset {spec}: no text in field {field!r}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from inversionview.errors import UserError
+from inversionview.errors import UserError, first_line
 
 
 class Tokenizer(Protocol):
@@ -180,8 +180,7 @@ class HFTokenizer:
         try:
             self._tok = AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"cannot load the tokenizer in {self.directory}: {first}") from None
+            raise UserError(f"cannot load the tokenizer in {self.directory}: {first_line(exc)}") from None
         eos = self._tok.eos_token_id
         if eos is None:
             raise UserError(f"the tokenizer in {self.directory} has no EOS token")
