@@ -10,6 +10,7 @@ import torch
 from inversionview.cli import main
 from inversionview.errors import UserError
 from inversionview.probed import load_probed
+from inversionview.probed.layouts import submodule
 from inversionview.probed.sites import Site
 from inversionview.tasks.text import load_corpus
 
@@ -239,34 +240,48 @@ def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path,
     assert code == 2 and "share one vocabulary" in capsys.readouterr().err
 
 
-def test_llama_family_sites_match_the_reference_forward(tiny_lm_dir, tmp_path):
-    """Sites mean the same in another architecture: a tiny Llama built here, with the same tokenizer."""
+# One tiny configuration per supported family besides GPT-2: (config class, its size arguments).
+_FAMILIES = {
+    "llama": ("LlamaConfig", {"num_key_value_heads": 2}),
+    "qwen3": ("Qwen3Config", {"num_key_value_heads": 2, "head_dim": 8}),
+    "gemma": ("GemmaConfig", {"num_key_value_heads": 1, "head_dim": 8}),
+    "phi3": ("Phi3Config", {"pad_token_id": 0}),
+    "olmo": ("OlmoConfig", {}),
+    "starcoder2": ("Starcoder2Config", {}),
+    "gpt_neo": ("GPTNeoConfig", {"attention_types": [[["global", "local"], 1]], "num_layers": 2, "window_size": 4}),
+}
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_other_families_sites_match_the_reference_forward(family, tiny_lm_dir, tmp_path):
+    """Sites mean the same in every listed architecture: a tiny model of each, built here, same tokenizer."""
     import shutil
 
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import transformers
 
     from inversionview.probed.sites import all_sites
 
-    llama_dir = tmp_path / "llama"
-    llama_dir.mkdir()
+    model_dir = tmp_path / family
+    model_dir.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
         if (tiny_lm_dir / name).exists():
-            shutil.copy(tiny_lm_dir / name, llama_dir / name)
+            shutil.copy(tiny_lm_dir / name, model_dir / name)
     torch.manual_seed(0)
     vocab = load_probed(str(tiny_lm_dir)).task.tokenizer.vocab_size
-    config = LlamaConfig(
+    config_class, extra = _FAMILIES[family]
+    config = getattr(transformers, config_class)(
         vocab_size=vocab,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=64,
+        **extra,
     )
-    reference = LlamaForCausalLM(config).eval()
-    reference.save_pretrained(llama_dir)
+    reference = transformers.AutoModelForCausalLM.from_config(config).eval()
+    reference.save_pretrained(model_dir)
 
-    probed = load_probed(str(llama_dir))
+    probed = load_probed(str(model_dir))
     assert probed.n_layers == 2 and probed.n_heads == 4 and not probed.reads_attention
     ids, _ = probed.encode_batch(["John gave a drink to Mary.", "The cat sat on the mat."])
     acts, _ = probed.activations(ids, all_sites(2, 4))
@@ -279,9 +294,15 @@ def test_llama_family_sites_match_the_reference_forward(tiny_lm_dir, tmp_path):
         post = acts[Site(layer, "hook_resid_post")]
         torch.testing.assert_close(post, mid + acts[Site(layer, "hook_mlp_out")], atol=1e-5, rtol=0)
         heads = sum(acts[Site(layer, "attn.hook_result", h)] for h in range(4))
+        attn_bias = getattr(submodule(probed.blocks[layer], probed.layout.out_proj), "bias", None)
+        if attn_bias is not None:  # as in TransformerLens, a head's result leaves out the shared bias
+            heads = heads + attn_bias
         torch.testing.assert_close(heads, acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
+    # The last block's output, through the model's own final norm and unembedding, gives its logits.
+    body = reference.get_decoder()
+    final_norm = body.norm if hasattr(body, "norm") else body.ln_f
     with torch.no_grad():
-        logits = reference.lm_head(reference.model.norm(acts[Site(1, "hook_resid_post")]))
+        logits = reference.get_output_embeddings()(final_norm(acts[Site(1, "hook_resid_post")]))
     torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)
 
 

@@ -1,8 +1,9 @@
 """Where activation sites live in each family of Hugging Face causal LMs.
 
 A site name means the same in every family (TransformerLens's names); a layout says which module's
-input or output holds it. Families with a parallel residual (GPT-NeoX, GPT-J) have no resid_mid and
-are not listed.
+input or output holds it. Families with a parallel residual (GPT-NeoX, GPT-J) have no resid_mid, and
+families that normalise a sublayer's output before adding it (Gemma 2 and 3, OLMo 2) write something
+other than hook_attn_out into the residual; neither kind is listed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ _LLAMA_LIKE = Layout(
     out_proj_stores_in_out=False,
 )
 LAYOUTS = {
+    "gpt_neo": Layout(
+        blocks="transformer.h",
+        mid_norm="ln_2",
+        attn="attn",
+        mlp="mlp",
+        out_proj="attn.attention.out_proj",
+        out_proj_stores_in_out=False,
+    ),
     "gpt2": Layout(
         blocks="transformer.h",
         mid_norm="ln_2",
@@ -48,9 +57,7 @@ LAYOUTS = {
         out_proj_stores_in_out=True,
         qkv="attn.c_attn",
     ),
-    "llama": _LLAMA_LIKE,
-    "mistral": _LLAMA_LIKE,
-    "qwen2": _LLAMA_LIKE,
+    **dict.fromkeys(("gemma", "llama", "mistral", "olmo", "phi3", "qwen2", "qwen3", "starcoder2"), _LLAMA_LIKE),
 }
 
 

@@ -1,4 +1,4 @@
-"""The probed model: a Hugging Face causal LM (GPT-2, Llama, Mistral, Qwen2) plus the task that feeds it.
+"""The probed model: a Hugging Face causal LM (GPT-2, GPT-Neo, a Llama-shaped family) and its task.
 
 One way to load a model: ``load_probed`` takes a bundled name or a local directory in the Hugging
 Face layout (``config.json`` + ``model.safetensors``, or ``pytorch_model.bin`` with ``allow_pickle``).

@@ -159,11 +159,11 @@ def run_with_sites(
             site = Site(layer, "hook_resid_post")
             handles.append(block.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
         if heads:
-            head_dim = attn.head_dim
 
-            def read_heads(module, args, layer=layer, heads=heads, head_dim=head_dim):
+            def read_heads(module, args, layer=layer, heads=heads):
                 z = args[0]  # (B, T, H * d_head), heads side by side before the output projection
                 w_o = module.weight if layout.out_proj_stores_in_out else module.weight.T  # (in, out)
+                head_dim = w_o.shape[0] // model.config.num_attention_heads
                 for h in heads:
                     part = slice(h * head_dim, (h + 1) * head_dim)
                     cache[Site(layer, HEAD_SITE_KIND, h)] = z[..., part] @ w_o[part, :]
