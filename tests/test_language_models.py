@@ -249,6 +249,9 @@ _FAMILIES = {
     "olmo": ("OlmoConfig", {}),
     "starcoder2": ("Starcoder2Config", {}),
     "gpt_neo": ("GPTNeoConfig", {"attention_types": [[["global", "local"], 1]], "num_layers": 2, "window_size": 4}),
+    "gptj": ("GPTJConfig", {"rotary_dim": 4}),
+    "gpt_neox": ("GPTNeoXConfig", {"use_parallel_residual": True}),
+    "gpt_neox sequential": ("GPTNeoXConfig", {"use_parallel_residual": False}),
 }
 
 
@@ -259,9 +262,7 @@ def test_other_families_sites_match_the_reference_forward(family, tiny_lm_dir, t
 
     import transformers
 
-    from inversionview.probed.sites import all_sites
-
-    model_dir = tmp_path / family
+    model_dir = tmp_path / family.replace(" ", "-")
     model_dir.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
         if (tiny_lm_dir / name).exists():
@@ -269,6 +270,7 @@ def test_other_families_sites_match_the_reference_forward(family, tiny_lm_dir, t
     torch.manual_seed(0)
     vocab = load_probed(str(tiny_lm_dir)).task.tokenizer.vocab_size
     config_class, extra = _FAMILIES[family]
+    # Each family names its sizes its own way; the attribute maps of its config translate these.
     config = getattr(transformers, config_class)(
         vocab_size=vocab,
         hidden_size=32,
@@ -284,13 +286,22 @@ def test_other_families_sites_match_the_reference_forward(family, tiny_lm_dir, t
     probed = load_probed(str(model_dir))
     assert probed.n_layers == 2 and probed.n_heads == 4 and not probed.reads_attention
     ids, _ = probed.encode_batch(["John gave a drink to Mary.", "The cat sat on the mat."])
-    acts, _ = probed.activations(ids, all_sites(2, 4))
+    parallel = family in ("gptj", "gpt_neox")
+    assert (Site(0, "hook_resid_mid") in probed.sites()) is not parallel
+    if parallel:
+        with pytest.raises(
+            UserError, match="unknown site 'blocks.0.hook_resid_mid'; valid sites: blocks.0.hook_resid_pre"
+        ):
+            probed.site("blocks.0.hook_resid_mid")
+    acts, _ = probed.activations(ids, probed.sites())
     with torch.no_grad():
         out = reference(input_ids=ids, output_hidden_states=True)
     for layer in range(2):
-        pre, mid = acts[Site(layer, "hook_resid_pre")], acts[Site(layer, "hook_resid_mid")]
+        pre = acts[Site(layer, "hook_resid_pre")]
         torch.testing.assert_close(pre, out.hidden_states[layer], atol=1e-5, rtol=0)
-        torch.testing.assert_close(mid, pre + acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
+        mid = pre + acts[Site(layer, "hook_attn_out")]  # with a parallel residual, attn and MLP both add to pre
+        if not parallel:
+            torch.testing.assert_close(acts[Site(layer, "hook_resid_mid")], mid, atol=1e-5, rtol=0)
         post = acts[Site(layer, "hook_resid_post")]
         torch.testing.assert_close(post, mid + acts[Site(layer, "hook_mlp_out")], atol=1e-5, rtol=0)
         heads = sum(acts[Site(layer, "attn.hook_result", h)] for h in range(4))
@@ -300,7 +311,7 @@ def test_other_families_sites_match_the_reference_forward(family, tiny_lm_dir, t
         torch.testing.assert_close(heads, acts[Site(layer, "hook_attn_out")], atol=1e-5, rtol=0)
     # The last block's output, through the model's own final norm and unembedding, gives its logits.
     body = reference.get_decoder()
-    final_norm = body.norm if hasattr(body, "norm") else body.ln_f
+    final_norm = next(getattr(body, name) for name in ("norm", "ln_f", "final_layer_norm") if hasattr(body, name))
     with torch.no_grad():
         logits = reference.get_output_embeddings()(final_norm(acts[Site(1, "hook_resid_post")]))
     torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)

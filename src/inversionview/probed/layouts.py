@@ -1,14 +1,15 @@
 """Where activation sites live in each family of Hugging Face causal LMs.
 
 A site name means the same in every family (TransformerLens's names); a layout says which module's
-input or output holds it. Families with a parallel residual (GPT-NeoX, GPT-J) have no resid_mid, and
-families that normalise a sublayer's output before adding it (Gemma 2 and 3, OLMo 2) write something
-other than hook_attn_out into the residual; neither kind is listed.
+input or output holds it. In a block with a parallel residual (GPT-J; GPT-NeoX and Pythia unless
+configured otherwise) attention and MLP read the same input, so there is no resid_mid. Families that
+normalise a sublayer's output before adding it (Gemma 2 and 3, OLMo 2) write something other than
+hook_attn_out into the residual and are not listed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -19,8 +20,9 @@ from inversionview.errors import UserError
 class Layout:
     blocks: str
     """Path to the ModuleList of transformer blocks."""
-    mid_norm: str
-    """Module, inside a block, whose input is the residual stream between attention and MLP."""
+    mid_norm: str | None
+    """Module, inside a block, whose input is the residual stream between attention and MLP; None in
+    a block with a parallel residual, which has no such stream."""
     attn: str
     mlp: str
     out_proj: str
@@ -48,6 +50,22 @@ LAYOUTS = {
         out_proj="attn.attention.out_proj",
         out_proj_stores_in_out=False,
     ),
+    "gptj": Layout(
+        blocks="transformer.h",
+        mid_norm=None,
+        attn="attn",
+        mlp="mlp",
+        out_proj="attn.out_proj",
+        out_proj_stores_in_out=False,
+    ),
+    "gpt_neox": Layout(
+        blocks="gpt_neox.layers",
+        mid_norm="post_attention_layernorm",
+        attn="attention",
+        mlp="mlp",
+        out_proj="attention.dense",
+        out_proj_stores_in_out=False,
+    ),
     "gpt2": Layout(
         blocks="transformer.h",
         mid_norm="ln_2",
@@ -61,10 +79,12 @@ LAYOUTS = {
 }
 
 
-def layout_for(model_type: str) -> Layout:
+def layout_for(model_type: str, *, parallel_residual: bool = False) -> Layout:
+    """The layout of a family; ``parallel_residual`` as a GPT-NeoX config's ``use_parallel_residual``."""
     if model_type not in LAYOUTS:
         raise UserError(f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(LAYOUTS))}")
-    return LAYOUTS[model_type]
+    layout = LAYOUTS[model_type]
+    return replace(layout, mid_norm=None) if parallel_residual else layout
 
 
 def submodule(root: nn.Module, path: str) -> nn.Module:

@@ -1,4 +1,4 @@
-"""The probed model: a Hugging Face causal LM (GPT-2, GPT-Neo, a Llama-shaped family) and its task.
+"""The probed model: a Hugging Face causal LM (GPT-2, GPT-Neo(X), GPT-J, Llama-shaped) and its task.
 
 One way to load a model: ``load_probed`` takes a bundled name or a local directory in the Hugging
 Face layout (``config.json`` + ``model.safetensors``, or ``pytorch_model.bin`` with ``allow_pickle``).
@@ -71,7 +71,8 @@ class ProbedModel:
 
     @property
     def layout(self) -> Layout:
-        return layout_for(self.model.config.model_type)
+        config = self.model.config
+        return layout_for(config.model_type, parallel_residual=getattr(config, "use_parallel_residual", False))
 
     @property
     def blocks(self) -> torch.nn.ModuleList:
@@ -83,10 +84,10 @@ class ProbedModel:
         return self.layout.qkv is not None
 
     def sites(self) -> list[Site]:
-        return all_sites(self.n_layers, self.n_heads)
+        return all_sites(self.n_layers, self.n_heads, resid_mid=self.layout.mid_norm is not None)
 
     def site(self, name: str) -> Site:
-        return parse_site(name, self.n_layers, self.n_heads)
+        return parse_site(name, self.n_layers, self.n_heads, resid_mid=self.layout.mid_norm is not None)
 
     def encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``(B, T)`` (``BOS + text + EOS``, right-padded) and lengths ``(B,)``."""

@@ -42,27 +42,29 @@ class Site:
         return self.name
 
 
-def all_sites(n_layers: int, n_heads: int) -> list[Site]:
-    """Every site of a model, layer by layer, in forward order."""
+def all_sites(n_layers: int, n_heads: int, *, resid_mid: bool = True) -> list[Site]:
+    """Every site of a model, layer by layer, in forward order (no resid_mid in a parallel block)."""
     sites = []
     for layer in range(n_layers):
         for kind in LAYER_SITE_KINDS:
+            if kind == "hook_resid_mid" and not resid_mid:
+                continue
             sites.append(Site(layer, kind))
             if kind == "hook_attn_out":
                 sites.extend(Site(layer, HEAD_SITE_KIND, h) for h in range(n_heads))
     return sites
 
 
-def parse_site(name: str, n_layers: int, n_heads: int) -> Site:
+def parse_site(name: str, n_layers: int, n_heads: int, *, resid_mid: bool = True) -> Site:
     """Parse a site name strictly; an unknown name fails with the list of valid ones."""
+    valid = all_sites(n_layers, n_heads, resid_mid=resid_mid)
     site = None
     if match := _SITE_RE.fullmatch(name):
         site = Site(int(match[1]), match[2])
     elif match := _HEAD_RE.fullmatch(name):
         site = Site(int(match[1]), HEAD_SITE_KIND, int(match[2]))
-    if site is None or site.layer >= n_layers or (site.head is not None and site.head >= n_heads):
-        valid = ", ".join(s.name for s in all_sites(n_layers, n_heads))
-        raise UserError(f"unknown site {name!r}; valid sites: {valid}")
+    if site not in valid:
+        raise UserError(f"unknown site {name!r}; valid sites: {', '.join(s.name for s in valid)}")
     return site
 
 
@@ -139,6 +141,8 @@ def run_with_sites(
                 )
             )
         if "hook_resid_mid" in kinds:
+            if layout.mid_norm is None:
+                raise UserError("a block with a parallel residual has no hook_resid_mid")
             site = Site(layer, "hook_resid_mid")
             handles.append(
                 submodule(block, layout.mid_norm).register_forward_pre_hook(
