@@ -20,6 +20,7 @@ import torch
 from inversionview.decoder.store import load_decoder
 from inversionview.decoder.train import decoder_sites
 from inversionview.exact.completeness import completeness
+from inversionview.exact.preimage import exact_preimages
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 
@@ -42,31 +43,35 @@ def main() -> None:
     rng = random.Random(args.seed)
     sites = decoder_sites(probed)
     texts = probed.task.sample_texts(rng, args.queries, split="heldout")
+    queries = []
+    for i, text in enumerate(texts):
+        positions = probed.task.query_positions(text)
+        queries.append((text, positions[rng.randrange(len(positions))], sites[i % len(sites)].name))
+    exacts = exact_preimages(probed, queries, limit=0)  # one pass over the space serves every query
+    print(f"exact preimages of {len(queries)} queries: {exacts[0].seconds:.1f} s in one pass")
     per_site = defaultdict(list)
     mid_recall = []
     key = str(args.samples)
     print(f"{'input':14s} {'pos':>3s} {'site':28s} {'members':>8s} {'prec':>6s} {'r@100':>6s} {'r@1k':>6s} {'r@N':>6s}")
-    for i, text in enumerate(texts):
-        site = sites[i % len(sites)]
-        positions = probed.task.query_positions(text)
-        position = positions[rng.randrange(len(positions))]
+    for i, ((text, position, site), exact) in enumerate(zip(queries, exacts, strict=True)):
         result = completeness(
             probed,
             decoder,
             text,
             position,
-            site.name,
+            site,
             samples=args.samples,
             seed=args.seed + i,
             schedule=parse_schedule(args.schedule),
+            exact=exact,
         )
         recall = result.recall
         print(
-            f"{text:14s} {position:3d} {site.name:28s} {result.n_members:8d} {result.precision:6.1%} "
+            f"{text:14s} {position:3d} {site:28s} {result.n_members:8d} {result.precision:6.1%} "
             f"{recall.get('100', 0):6.1%} {recall.get('1000', 0):6.1%} {recall[key]:6.1%}",
             flush=True,
         )
-        per_site[site.name].append(result.precision)
+        per_site[site].append(result.precision)
         if 2 <= result.n_members <= 5000:
             mid_recall.append(recall[key])
     print("\nper-site precision (mean over its queries):")

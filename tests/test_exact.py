@@ -8,7 +8,7 @@ import torch
 
 from inversionview.cli import main
 from inversionview.exact.completeness import completeness, recall_checkpoints
-from inversionview.exact.preimage import exact_preimage
+from inversionview.exact.preimage import exact_preimage, exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions
 from inversionview.inversion.invert import query_activation
@@ -39,17 +39,22 @@ def test_token_embedding_preimage_is_exact(tiny_addition):
 
 
 def test_exact_members_agree_with_direct_verification(tiny_addition):
-    site = "blocks.1.hook_resid_post"
-    result = exact_preimage(tiny_addition, "615+861=1476", 8, site, epsilon=0.3, limit=50)
+    """Two queries at different sites from one pass over the space: each one's members and distances
+    are those that verifying the members one query at a time gives."""
+    queries = [("615+861=1476", 8, "blocks.1.hook_resid_post"), ("472+389=861", 3, "blocks.0.hook_attn_out")]
+    results = exact_preimages(tiny_addition, queries, epsilon=0.3, limit=50)
     space = input_space(tiny_addition.task)
-    query = query_activation(tiny_addition, tiny_addition.site(site), "615+861=1476", 8)
     index = {t: i for i, t in enumerate(space.texts)}
-    rows = torch.tensor([index[m.text] for m in result.members])
-    best, _ = best_positions(verify_ids(tiny_addition, tiny_addition.site(site), space.ids[rows], query, "euclidean"))
-    torch.testing.assert_close(best, torch.tensor([m.distance for m in result.members]), atol=1e-4, rtol=0)
-    assert [m.distance for m in result.members] == sorted(m.distance for m in result.members)
-    assert result.n_members == int((result.distances <= 0.3).sum())
-    assert any(m.text == "615+861=1476" and m.distance == 0 for m in result.members)
+    for (text, position, site), result in zip(queries, results, strict=True):
+        assert result.query_text == text and result.site == site and result.members
+        parsed = tiny_addition.site(site)
+        query = query_activation(tiny_addition, parsed, text, position)
+        rows = torch.tensor([index[m.text] for m in result.members])
+        best, _ = best_positions(verify_ids(tiny_addition, parsed, space.ids[rows], query, "euclidean"))
+        torch.testing.assert_close(best, torch.tensor([m.distance for m in result.members]), atol=1e-4, rtol=0)
+        assert [m.distance for m in result.members] == sorted(m.distance for m in result.members)
+        assert result.n_members == int((result.distances <= 0.3).sum())
+        assert result.distances[index[text]] == 0  # the query's own input (not always among the first 50)
 
 
 def test_recall_checkpoints():

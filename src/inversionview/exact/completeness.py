@@ -67,9 +67,14 @@ def completeness(
     epsilon: float | None = None,
     schedule: Schedule | None = None,
     batch_size: int = 1000,
+    exact: ExactPreimage | None = None,
 ) -> Completeness:
-    """Sample ``samples`` inputs and compare them with the exact preimage of the same query."""
-    exact = exact_preimage(probed, text, position, site, metric=metric, epsilon=epsilon, limit=0)
+    """Sample ``samples`` inputs and compare them with the exact preimage of the same query
+    (``exact``, when already computed, e.g. by ``exact_preimages`` for many queries at once)."""
+    if exact is None:
+        exact = exact_preimage(probed, text, position, site, metric=metric, epsilon=epsilon, limit=0)
+    elif (exact.query_text, exact.site) != (text, probed.site(site).name):
+        raise ValueError(f"the exact preimage given is of {exact.query_text!r} at {exact.site}, not this query")
     metric, epsilon = exact.metric, exact.epsilon
     started = time.perf_counter()
     query = resolve_query(probed, text, position, site, metric)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, input_space
-from inversionview.inversion.distance import best_positions
+from inversionview.inversion.distance import best_positions, position_distances
 from inversionview.inversion.invert import resolve_query
-from inversionview.inversion.verify import verify_ids
+from inversionview.inversion.verify import activation_batches, queryable
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 
@@ -74,36 +74,74 @@ def exact_preimage(
 ) -> ExactPreimage:
     """Every input of the task's space (or its seeded sample) whose best position lies within ε
     (``metric`` and ``epsilon`` default to the probed model's)."""
+    (result,) = exact_preimages(
+        probed,
+        [(text, position, site)],
+        metric=metric,
+        epsilon=epsilon,
+        limit=limit,
+        batch_size=batch_size,
+        sample_size=sample_size,
+        seed=seed,
+        progress=progress,
+    )
+    return result
+
+
+def exact_preimages(
+    probed: ProbedModel,
+    queries: Sequence[tuple[str, int, str | Site]],
+    *,
+    metric: str | None = None,
+    epsilon: float | None = None,
+    limit: int = 100,
+    batch_size: int = 2048,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ExactPreimage]:
+    """The exact preimages of many queries (input, position, site) from one pass over the space:
+    the probed model runs once per input for all their sites, so twenty queries cost about what one
+    does. Each result's ``seconds`` is the whole pass's."""
     started = time.perf_counter()
     metric = metric or probed.default_metric
     epsilon = probed.default_epsilon if epsilon is None else epsilon
-    resolved = resolve_query(probed, text, position, site, metric)
-    site, position, query = resolved.site, resolved.position, resolved.activation
+    resolved = [resolve_query(probed, text, position, site, metric) for text, position, site in queries]
     space = input_space(probed.task, sample_size=sample_size, seed=seed)
+    eos_id = probed.task.tokenizer.eos_id
 
-    best = torch.empty(space.size)
-    best_at = torch.empty(space.size, dtype=torch.long)
-    for start in range(0, space.size, batch_size):
-        chunk = space.ids[start : start + batch_size]
-        best[start : start + len(chunk)], best_at[start : start + len(chunk)] = best_positions(
-            verify_ids(probed, site, chunk, query, metric, batch_size=batch_size)
-        )
+    best = torch.empty(len(resolved), space.size)
+    best_at = torch.empty(len(resolved), space.size, dtype=torch.long)
+    sites = sorted({query.site for query in resolved})
+    for start, chunk, acts in activation_batches(probed, space.ids, sites, batch_size):
+        rows = slice(start, start + len(chunk))
+        valid = queryable(chunk, eos_id)
+        for i, query in enumerate(resolved):
+            distances = position_distances(query.activation, acts[query.site], valid, metric)
+            best[i, rows], best_at[i, rows] = best_positions(distances)
         if progress:
-            progress(min(start + batch_size, space.size), space.size)
-    inside = torch.nonzero(best <= epsilon)[:, 0]
-    order = inside[best[inside].argsort()][:limit]
-    members = [Member(space.texts[i], round(float(best[i]), 5), int(best_at[i])) for i in order.tolist()]
-    return ExactPreimage(
-        query_text=text,
-        position=position,
-        site=site.name,
-        metric=metric,
-        epsilon=epsilon,
-        space_size=space.size,
-        space=space.description,
-        exhaustive=space.exhaustive,
-        n_members=len(inside),
-        members=members,
-        seconds=round(time.perf_counter() - started, 3),
-        distances=best,
-    )
+            progress(start + len(chunk), space.size)
+    seconds = round(time.perf_counter() - started, 3)
+
+    results = []
+    for (text, _, _), query, distances, at in zip(queries, resolved, best, best_at, strict=True):
+        inside = torch.nonzero(distances <= epsilon)[:, 0]
+        order = inside[distances[inside].argsort()][:limit]
+        members = [Member(space.texts[i], round(float(distances[i]), 5), int(at[i])) for i in order.tolist()]
+        results.append(
+            ExactPreimage(
+                query_text=text,
+                position=query.position,
+                site=query.site.name,
+                metric=metric,
+                epsilon=epsilon,
+                space_size=space.size,
+                space=space.description,
+                exhaustive=space.exhaustive,
+                n_members=len(inside),
+                members=members,
+                seconds=seconds,
+                distances=distances,
+            )
+        )
+    return results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from inversionview.decoder.model import Decoder
@@ -75,29 +77,38 @@ def token_log_probs(decoder: Decoder, ids: torch.Tensor, activation: torch.Tenso
 
 
 @torch.no_grad()
-def verify_ids(
-    probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
-) -> torch.Tensor:
-    """Distance of every position of every sample to its query: (N, T), inf where not queryable.
-
-    ``queries`` is (d,) for one query or (N, d) for one per sample. A batch that runs out of memory
-    (a large model) is retried in halves, down to one input at a time.
-    """
-    eos_id = probed.task.tokenizer.eos_id
-    out = []
+def activation_batches(
+    probed: ProbedModel, ids: torch.Tensor, sites: list[Site], batch_size: int = 1024
+) -> Iterator[tuple[int, torch.Tensor, dict[Site, torch.Tensor]]]:
+    """The probed model over ``ids`` (N, T) in batches: (first row, the batch's ids, its activations
+    at ``sites``). A batch that runs out of memory (a large model) is retried in halves, down to one
+    input at a time."""
     start = 0
     while start < ids.shape[0]:
         chunk = ids[start : start + batch_size]
         try:
-            acts = probed.activations(chunk, [site])[0][site]
+            acts = probed.activations(chunk, sites)[0]
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if batch_size == 1 or not is_out_of_memory(exc):
                 raise
             batch_size //= 2
             continue
-        query = queries if queries.dim() == 1 else queries[start : start + len(chunk)]
-        out.append(position_distances(query, acts, queryable(chunk, eos_id), metric))
+        yield start, chunk, acts
         start += len(chunk)
+
+
+def verify_ids(
+    probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
+) -> torch.Tensor:
+    """Distance of every position of every sample to its query: (N, T), inf where not queryable.
+
+    ``queries`` is (d,) for one query or (N, d) for one per sample.
+    """
+    eos_id = probed.task.tokenizer.eos_id
+    out = []
+    for start, chunk, acts in activation_batches(probed, ids, [site], batch_size):
+        query = queries if queries.dim() == 1 else queries[start : start + len(chunk)]
+        out.append(position_distances(query, acts[site], queryable(chunk, eos_id), metric))
     return torch.cat(out)
 
 
