@@ -1,6 +1,12 @@
 """The race to the first 100 distinct preimage members: decoder against brute force, in one run.
 
-    python benchmarks/preimage_race.py [--input 615+861=1476 --position 8 --site blocks.1.hook_resid_post]
+    python benchmarks/preimage_race.py [--queries 8]         # seeded held-out queries with small preimages
+    python benchmarks/preimage_race.py --input 615+861=1476 --position 8 --site blocks.1.hook_resid_post
+
+Without --input, queries are drawn with a fixed seed from held-out inputs, across the decoder's sites
+and the task's named positions, and kept when their exact preimage has 100 to 8,100 members (at most
+1 % of the space, so that a random scan needs about 10,000 evaluations or more); the race runs on the
+first --queries of them and prints the median ratio.
 
 Three searchers, each counted in probed-model evaluations (inputs run through the probed model)
 and seconds:
@@ -14,11 +20,14 @@ A searcher that does not reach 100 within the whole space reports how many it fo
 from __future__ import annotations
 
 import argparse
+import random
+import statistics
 import time
 
 import torch
 
 from inversionview.decoder.store import load_decoder
+from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions
 from inversionview.inversion.invert import query_activation
@@ -74,33 +83,64 @@ def index_search(probed, site, query, epsilon, space, seed, step=10_000):
     return found, size, time.perf_counter() - started
 
 
+def small_preimage_queries(probed, decoder, count, seed, epsilon, candidates=60):
+    """Held-out queries spread over sites and positions whose exact preimage has 100 to 1 % of the space."""
+    rng = random.Random(seed)
+    sites = decoder.config.sites
+    queries = []
+    for i, text in enumerate(probed.task.sample_texts(rng, candidates, split="heldout")):
+        positions = probed.task.query_positions(text)
+        queries.append((text, positions[rng.randrange(len(positions))], sites[i % len(sites)]))
+    exacts = exact_preimages(probed, queries, epsilon=epsilon, limit=0)
+    small = [q for q, e in zip(queries, exacts, strict=True) if TARGET <= e.n_members <= e.space_size // 100]
+    sizes = {q: e.n_members for q, e in zip(queries, exacts, strict=True)}
+    return [(q, sizes[q]) for q in small[:count]]
+
+
+def race(probed, decoder, space, text, position, site_name, epsilon, seed):
+    site = probed.site(site_name)
+    query = query_activation(probed, site, text, position)
+    rows = [
+        ("decoder", *decoder_search(probed, decoder, site, query, epsilon, space.size, seed)),
+        ("random scan", *random_scan(probed, site, query, epsilon, space, seed)),
+        ("nearest-neighbour index", *index_search(probed, site, query, epsilon, space, seed)),
+    ]
+    print(f"{'searcher':24s} {'members':>8s} {'evaluations':>12s} {'seconds':>8s}")
+    for name, found, evaluations, seconds in rows:
+        print(f"{name:24s} {found:8d} {evaluations:12,d} {seconds:8.2f}")
+    ratio = rows[1][2] / rows[0][2]
+    print(f"random scan / decoder evaluations: {ratio:.1f}x", flush=True)
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probed", default="addition")
     parser.add_argument("--decoder", default=None)
-    parser.add_argument("--input", default="615+861=1476")
+    parser.add_argument("--input", help="race on this one query (with --position and --site)")
     parser.add_argument("--position", type=int, default=8)
     parser.add_argument("--site", default="blocks.1.hook_resid_post")
+    parser.add_argument("--queries", type=int, default=8, help="seeded small-preimage queries, without --input")
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     probed = load_probed(args.probed)
     decoder = load_decoder(args.decoder, probed)
-    site = probed.site(args.site)
-    query = query_activation(probed, site, args.input, args.position)
     space = input_space(probed.task)
-    print(f"query {args.input!r} @ {args.position}, {site.name}, ε = {args.epsilon}; space {space.size:,} inputs")
-    rows = [
-        ("decoder", *decoder_search(probed, decoder, site, query, args.epsilon, space.size, args.seed)),
-        ("random scan", *random_scan(probed, site, query, args.epsilon, space, args.seed)),
-        ("nearest-neighbour index", *index_search(probed, site, query, args.epsilon, space, args.seed)),
-    ]
-    print(f"{'searcher':24s} {'members':>8s} {'evaluations':>12s} {'seconds':>8s}")
-    for name, found, evaluations, seconds in rows:
-        print(f"{name:24s} {found:8d} {evaluations:12,d} {seconds:8.2f}")
-    decoder_evals, scan_evals = rows[0][2], rows[1][2]
-    print(f"random scan / decoder evaluations: {scan_evals / decoder_evals:.1f}x")
+    if args.input:
+        chosen = [((args.input, args.position, args.site), None)]
+    else:
+        chosen = small_preimage_queries(probed, decoder, args.queries, args.seed, args.epsilon)
+    ratios = []
+    for (text, position, site), size in chosen:
+        members = "" if size is None else f", {size:,} members"
+        print(f"\nquery {text!r} @ {position}, {site}, ε = {args.epsilon}; space {space.size:,} inputs{members}")
+        ratios.append(race(probed, decoder, space, text, position, site, args.epsilon, args.seed))
+    if len(ratios) > 1:
+        median = statistics.median(ratios)
+        print(f"\nmedian random scan / decoder evaluations over {len(ratios)} queries: {median:.1f}x")
+        print(f"queries at 10x or more: {sum(r >= 10 for r in ratios)} of {len(ratios)}")
 
 
 if __name__ == "__main__":
