@@ -2,8 +2,9 @@
 
     python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
 
-Queries are held-out inputs at the task's named query positions (counting: the query letter and
-``:``, alternating). Prints one line per site, then the mean and the minimum.
+Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
+and ``:``; IOI: S1, S1+1, IO, S2, END). Metric and ε are the probed model's unless given.
+Prints one line per site, then the mean and the minimum.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def main() -> None:
     parser.add_argument("--decoder", default=None)
     parser.add_argument("--queries", type=int, default=40, help="held-out queries per site")
     parser.add_argument("--samples", type=int, default=50, help="T=1 samples per query")
-    parser.add_argument("--epsilon", type=float, default=0.1)
-    parser.add_argument("--metric", default="euclidean")
+    parser.add_argument("--epsilon", type=float, help="default: the probed model's (0.1 unless it says)")
+    parser.add_argument("--metric", help="default: the probed model's (euclidean unless it says)")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -36,10 +37,12 @@ def main() -> None:
 
     probed = load_probed(args.probed)
     decoder = load_decoder(args.decoder, probed)
+    metric = args.metric or probed.default_metric
+    epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
     queries = heldout_queries(probed, args.queries, seed=args.seed)
     started = time.perf_counter()
     results = {}
-    print(f"{'site':32s} precision  (T=1, ε={args.epsilon}, {args.queries} queries × {args.samples} samples)")
+    print(f"{'site':32s} precision  (T=1, {metric}, ε={epsilon}, {args.queries} queries × {args.samples} samples)")
     for site in decoder_sites(probed):
         results[site.name] = site_precision(
             decoder,
@@ -47,8 +50,8 @@ def main() -> None:
             site,
             queries,
             samples_per_query=args.samples,
-            epsilon=args.epsilon,
-            metric=args.metric,
+            epsilon=epsilon,
+            metric=metric,
             seed=args.seed,
         )
         print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
