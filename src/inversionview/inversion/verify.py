@@ -97,6 +97,7 @@ def activation_batches(
         start += len(chunk)
 
 
+@torch.no_grad()
 def verify_ids(
     probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
 ) -> torch.Tensor:
