@@ -109,6 +109,7 @@ def test_evaluate_json(capsys, tiny_probed_dir):
         (["--metric", "manhattan"], "invalid choice"),
         (["--samples", "0"], "at least 1"),
         (["--schedule", "warm"], "bad schedule"),
+        (["--device", "tpu9"], "use auto, cpu, cuda"),
     ],
 )
 def test_invert_bad_input(capsys, tiny_probed_dir, tiny_decoder_dir, args, needle):
@@ -294,6 +295,12 @@ def test_model_defaults_for_metric_and_epsilon(capsys, tiny_probed_dir, tiny_dec
     assert settings["metric"] == "euclidean" and settings["epsilon"] == 0.05
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_missing_gpu_is_one_line(capsys, tiny_probed_dir):
+    code, _, err = run_cli(capsys, "evaluate", "--probed", tiny_probed_dir, "--device", "cuda", "--n", 5)
+    assert_user_error(code, err, "--device cuda: not available here")
+
+
 def test_probed_model_in_bfloat16(capsys, tiny_probed_dir, tiny_decoder_dir):
     from inversionview.probed import load_probed
 
@@ -308,6 +315,8 @@ def test_probed_model_in_bfloat16(capsys, tiny_probed_dir, tiny_decoder_dir):
         tiny_decoder_dir,
         "--dtype",
         "bfloat16",
+        "--device",
+        "cpu",
         "--input",
         "abcabc|a:2",
         "--position",

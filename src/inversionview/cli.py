@@ -22,6 +22,9 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
+DEVICE_HELP = "where the models run: auto (the GPU when there is one), cpu, cuda or cuda:N"
+
+
 def _probed_options() -> argparse.ArgumentParser:
     """Options every command that loads a probed model takes."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -34,6 +37,7 @@ def _probed_options() -> argparse.ArgumentParser:
     group.add_argument("--pad", help="vocabulary character that stands for PAD")
     group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
+    group.add_argument("--device", default="auto", help=DEVICE_HELP)
     return parent
 
 
@@ -50,6 +54,7 @@ def _load_probed(args: argparse.Namespace):
         pad=args.pad,
         allow_pickle=args.allow_pickle,
         dtype=args.dtype,
+        device=args.device,
     )
     if hasattr(args, "metric"):
         args.metric = args.metric or probed.default_metric
@@ -82,7 +87,7 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.probed.train import recipe_for, train_probed
 
     _set_threads(args.threads)
-    probed = train_probed(recipe_for(args.task_name, seed=args.seed, steps=args.steps), args.out)
+    probed = train_probed(recipe_for(args.task_name, seed=args.seed, steps=args.steps), args.out, device=args.device)
     print(f"saved {args.out} (content hash {probed.content_hash[:12]})")
 
 
@@ -273,6 +278,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     if args.probed != "counting" or args.decoder:
         env["INVERSIONVIEW_PROBED"] = args.probed
         env["INVERSIONVIEW_DECODER"] = args.decoder or ""
+    env["INVERSIONVIEW_DEVICE"] = args.device
     if args.models_dir is not None:
         env["INVERSIONVIEW_MODELS_DIR"] = str(args.models_dir.resolve())
     app = Path(__file__).parent / "views" / "app.py"
@@ -353,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps (default: the task's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=cmd_train_probed)
 
     p = commands.add_parser("evaluate", parents=[probed], help="score a probed model on held-out inputs")

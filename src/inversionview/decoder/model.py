@@ -135,6 +135,10 @@ class Decoder(nn.Module):
             if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * config.n_layers))
 
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
     @staticmethod
     def _init(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -185,7 +189,10 @@ class Decoder(nn.Module):
             elif temperature == 0:
                 token = logits.argmax(-1)
             else:
-                token = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[:, 0]
+                probs = (logits / temperature).softmax(-1)
+                if generator is not None and generator.device != probs.device:  # a CPU generator, seeded
+                    probs = probs.to(generator.device)
+                token = torch.multinomial(probs, 1, generator=generator)[:, 0].to(ids.device)
             token = torch.where(finished, torch.full_like(token, pad_id), token)
             ids[:, pos + 1] = token
             finished |= token == eos_id

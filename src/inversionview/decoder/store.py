@@ -29,7 +29,8 @@ def save_decoder(decoder: Decoder, directory: Path, probed: ProbedModel, provena
 
 
 def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
-    """Load a decoder for ``probed``: from ``directory``, or the bundled one when None.
+    """Load a decoder for ``probed``: from ``directory``, or the bundled one when None; it lives on
+    the probed model's device.
 
     A decoder trained for other weights than ``probed``'s is refused: its samples would be
     read against the wrong model.
@@ -59,5 +60,4 @@ def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
         raise UserError(
             f"decoder weights in {path} do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    decoder.eval()
-    return decoder
+    return decoder.eval().to(probed.device)

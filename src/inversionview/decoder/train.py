@@ -102,11 +102,11 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
     # The probed model already knows which tokens and positions are alike; start from that.
     width = min(config.d_model, probed.d_model)
     with torch.no_grad():
-        wte = probed.model.get_input_embeddings().weight.float()
+        wte = probed.model.get_input_embeddings().weight.float().cpu()
         decoder.token_embedding.weight[: wte.shape[0], :width] = wte[: decoder.config.vocab_size, :width]
         wpe = getattr(getattr(probed.model, "transformer", None), "wpe", None)  # learned positions (GPT-2)
         if wpe is not None:
-            decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width]
+            decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width].cpu()
     return decoder
 
 
@@ -202,7 +202,7 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)
-    decoder = new_decoder(probed, config)
+    decoder = new_decoder(probed, config).to(probed.device)  # the optimizer's state follows it there
     optimizer = torch.optim.AdamW(
         decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
     )
@@ -234,7 +234,7 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
         decoder.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
-        inputs, activation, site_ids, targets = stream.batch(generator)
+        inputs, activation, site_ids, targets = (t.to(probed.device) for t in stream.batch(generator))
         logits = decoder(inputs, activation, site_ids)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)

@@ -55,25 +55,27 @@ def sample_ids(
         direction = direction / direction.norm(dim=-1, keepdim=True)
         queries = queries + noise * queries.norm(dim=-1, keepdim=True) * direction
     tok = probed.task.tokenizer
-    sites = torch.full((queries.shape[0],), site_index(decoder, site), dtype=torch.long)
+    sites = torch.full((queries.shape[0],), site_index(decoder, site), dtype=torch.long, device=decoder.device)
     return decoder.generate(
-        queries,
+        queries.to(decoder.device),
         sites,
         bos_id=tok.bos_id,
         eos_id=tok.eos_id,
         pad_id=tok.pad_id,
         temperature=temperature,
         generator=generator,
-    )
+    ).cpu()
 
 
 @torch.no_grad()
 def token_log_probs(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
     """Teacher-forced decoder log-probability of each token after BOS given its prefix and one
     activation (d,): (N, T - 1)."""
-    batch = ids.shape[0]
-    logits = decoder(ids[:, :-1], activation.float().expand(batch, -1), torch.full((batch,), site_id))
-    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    batch, device = ids.shape[0], decoder.device
+    ids = ids.to(device)
+    site = torch.full((batch,), site_id, device=device)
+    logits = decoder(ids[:, :-1], activation.float().to(device).expand(batch, -1), site)
+    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0].cpu()
 
 
 @torch.no_grad()

@@ -37,9 +37,30 @@ log = logging.getLogger(__name__)
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``"auto"`` (or None): the GPU when there is one, else the CPU; otherwise a torch device name."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "meta":
+        raise UserError("--device meta holds no values; use auto, cpu, cuda or cuda:N")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, NotImplementedError) as exc:  # a CPU-only build asserts
+        raise UserError(f"--device {name}: not available here ({first_line(exc)})") from None
+    return device
+
+
 @dataclass
 class ProbedModel:
-    """A causal LM whose activations we read, with its task and a hash that names its weights."""
+    """A causal LM whose activations we read, with its task and a hash that names its weights.
+
+    The model may live on a GPU; token ids go in and activations come out on the CPU, so that the
+    rest of the library handles plain CPU tensors whatever the device.
+    """
 
     model: GPT2LMHeadModel
     task: Task
@@ -52,6 +73,10 @@ class ProbedModel:
         """The distance this model's readings use unless told otherwise (``inversionview.json``:
         ``"defaults": {"metric": "cosine", "epsilon": 0.25}`` suits large language models)."""
         return self.meta.get("defaults", {}).get("metric", "euclidean")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @property
     def default_epsilon(self) -> float:
@@ -98,10 +123,13 @@ class ProbedModel:
         self, ids: torch.Tensor, sites: list[Site], attention_layers: tuple[int, ...] = ()
     ) -> tuple[dict[Site, torch.Tensor], dict[int, torch.Tensor]]:
         """Activations ``(B, T, d_model)`` at ``sites`` (and attention patterns) for token ids."""
-        return run_with_sites(self.model, self.layout, ids, sites, attention_layers=attention_layers)
+        acts, patterns = run_with_sites(
+            self.model, self.layout, ids.to(self.device), sites, attention_layers=attention_layers
+        )
+        return {s: a.cpu() for s, a in acts.items()}, {layer: p.cpu() for layer, p in patterns.items()}
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids, use_cache=False).logits
+        return self.model(input_ids=ids.to(self.device), use_cache=False).logits.cpu()
 
     def save(self, directory: Path, provenance: dict | None = None) -> None:
         """Write the model in the Hugging Face layout plus ``inversionview.json``."""
@@ -184,16 +212,18 @@ def load_probed(
     pad: str | None = None,
     allow_pickle: bool = False,
     dtype: str | None = None,
+    device: str | None = None,
 ) -> ProbedModel:
     """Load a bundled probed model by name, or a local Hugging Face GPT-2 directory.
 
     ``task``/``vocab``/``bos``/``eos``/``pad`` describe a model that has no ``inversionview.json``
     (and override one that has). ``allow_pickle`` permits ``pytorch_model.bin``, which is unpickled.
     ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large model in less memory; distances are still
-    computed in float32.
+    computed in float32. ``device`` places the model (default ``"auto"``: the GPU when there is one).
     """
     if dtype not in (None, *DTYPES):
         raise UserError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    the_device = resolve_device(device)
     directory = _resolve_directory(name_or_dir)
     meta_path = directory / PROBED_META_FILE
     meta = read_json(meta_path, "probed model metadata") if meta_path.is_file() else {}
@@ -246,5 +276,5 @@ def load_probed(
         raise UserError(f"cannot load probed model from {directory}: {first_line(exc)}") from None
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
-    use_fused_gelu(model).eval()
+    use_fused_gelu(model).eval().to(the_device)
     return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta)

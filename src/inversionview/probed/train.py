@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inversionview.errors import UserError
-from inversionview.probed.model import ProbedModel, new_gpt2
+from inversionview.probed.model import ProbedModel, new_gpt2, resolve_device
 from inversionview.tasks import Task, get_task
 from inversionview.training import (
     Checkpoint,
@@ -126,8 +126,11 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
     return EvalResult(accuracy=correct / len(texts), n=len(texts))
 
 
-def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True) -> ProbedModel:
-    """Train (or resume) a probed model into ``out`` and save the final model there.
+def train_probed(
+    config: ProbedTrainConfig, out: Path, *, progress: bool = True, device: str | None = None
+) -> ProbedModel:
+    """Train (or resume) a probed model into ``out`` (on ``device``, default ``"auto"``) and save the
+    final model there.
 
     A resumed run keeps the recipe it was started with; only ``steps`` comes from ``config``.
     """
@@ -136,6 +139,7 @@ def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True)
     task = get_task(config.task)
     rng = seed_everything(config.seed)
     model = new_gpt2(task, d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, seed=config.seed)
+    model.to(resolve_device(device))  # before the optimizer, whose state follows the weights
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     probed = ProbedModel(model, task, content_hash="", source=str(out))
 
@@ -164,8 +168,8 @@ def train_probed(config: ProbedTrainConfig, out: Path, *, progress: bool = True)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
         ids, labels = target_batch(task, task.sample_texts(rng, config.batch_size), pad_id, config.full_sequence_loss)
-        logits = model(input_ids=ids, use_cache=False).logits
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        logits = model(input_ids=ids.to(probed.device), use_cache=False).logits
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.to(probed.device).flatten(), ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

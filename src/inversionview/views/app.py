@@ -3,7 +3,8 @@ is rendered by ``views/html_render.py``, the same code that writes reports.
 
 Configuration comes from the environment, set by the ``view`` command: ``INVERSIONVIEW_PROBED`` and
 ``INVERSIONVIEW_DECODER`` (a model given on the command line) and ``INVERSIONVIEW_MODELS_DIR`` (a
-folder whose sub-folders each hold ``probed/`` and ``decoder/``). The page reads no other paths.
+folder whose sub-folders each hold ``probed/`` and ``decoder/``), and ``INVERSIONVIEW_DEVICE``. The
+page reads no other paths.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def model_choices() -> list[ModelChoice]:
 
 @st.cache_resource(show_spinner="loading models…")
 def load_models(choice: ModelChoice):
-    probed = load_probed(choice.probed)
+    probed = load_probed(choice.probed, device=os.environ.get("INVERSIONVIEW_DEVICE"))
     return probed, load_decoder(choice.decoder, probed)
 
 
