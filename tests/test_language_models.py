@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html import escape
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from inversionview.probed import load_probed
 from inversionview.probed.layouts import submodule
 from inversionview.probed.sites import Site
 from inversionview.tasks.text import load_corpus
+from tests.test_viewer import APP
 
 SENTENCES = [
     "Then, Mary and John went to the store. John gave a drink to Mary.",
@@ -121,7 +123,7 @@ def test_bad_corpora_get_clear_messages(tiny_lm_dir, tmp_path, capsys):
         load_corpus(empty, load_probed(str(tiny_lm_dir)).task.tokenizer, 32)
 
 
-def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_path, capsys):
+def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_path, capsys, monkeypatch):
     decoder_dir = tmp_path / "decoder"
     assert (
         main(
@@ -169,6 +171,24 @@ def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_pa
     result = json.loads(out)
     assert result["query"]["tokens"][-1] == "␣to" and len(result["samples"]) == 20
     assert all(s["tokens"][0] == "<|endoftext|>" for s in result["samples"])
+
+    # The web page reads the same model (as `inversionview view --probed DIR --decoder DIR` passes it).
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INVERSIONVIEW_PROBED", str(tiny_lm_dir))
+    monkeypatch.setenv("INVERSIONVIEW_DECODER", str(decoder_dir))
+    page = AppTest.from_file(str(APP), default_timeout=120)
+    page.run()
+    page.slider[0].set_value(20)
+    page.text_input(key=f"text::command line: {tiny_lm_dir}").input("John gave a drink to").run()
+    assert not page.exception and not page.error
+    html = "\n".join(element.proto.body for element in page.get("html"))
+    assert html.count('class="iv-row') >= 1 and html.count('class="iv-eps"') == 1
+    # The query's BPE pieces are shown as text, with their spaces visible.
+    tokenizer = load_probed(str(tiny_lm_dir)).task.tokenizer
+    pieces = [tokenizer.token_str(t) for t in tokenizer.encode("John gave a drink to")]
+    assert any(p.startswith("␣") for p in pieces)
+    assert all(f">{escape(p)}</span>" in html for p in pieces)
 
 
 def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path, capsys):

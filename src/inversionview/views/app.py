@@ -51,6 +51,14 @@ def model_choices() -> list[ModelChoice]:
     return choices
 
 
+def example_input(task, rng: random.Random, split: str) -> str:
+    """An input drawn from the task, or "" where there is none to draw (free text with no corpus)."""
+    try:
+        return task.sample_texts(rng, 1, split=split)[0]
+    except UserError:
+        return ""
+
+
 @st.cache_resource(show_spinner="loading models…")
 def load_models(choice: ModelChoice):
     probed = load_probed(choice.probed, device=os.environ.get("INVERSIONVIEW_DEVICE"))
@@ -146,14 +154,17 @@ def main() -> None:
 
     key = f"text::{choice.label}"
     if key not in st.session_state:
-        st.session_state[key] = task.sample_texts(random.Random(0), 1, split="heldout")[0]
+        st.session_state[key] = example_input(task, random.Random(0), "heldout")
     left, right = st.columns([5, 1])
     with right:
         st.write("")
-        if st.button("Random example"):
-            st.session_state[key] = task.sample_texts(random.Random(), 1, split="any")[0]
+        if st.button("Random example", disabled=not example_input(task, random.Random(0), "any")):
+            st.session_state[key] = example_input(task, random.Random(), "any")
     with left:
         text = st.text_input("Input", key=key)
+    if not text:
+        st.info("Type an input to read one of its activations.")
+        return
     try:
         task.validate(text)
     except UserError as exc:
