@@ -81,6 +81,31 @@ def test_loopback_check_and_refusal(capsys):
     assert "--allow-remote" in err and len(err.strip().splitlines()) == 1
 
 
+def test_page_loads_the_command_lines_model_with_its_options(tiny_probed_dir, tiny_decoder_dir, tmp_path, monkeypatch):
+    """`view --probed HF_DIR --task … --vocab …`: a model without inversionview.json reaches the page
+    with the options that load it (the environment `view` builds is the one the page reads)."""
+    import shutil
+
+    from inversionview.storage import PROBED_META_FILE
+
+    plain = tmp_path / "hf"
+    shutil.copytree(tiny_probed_dir, plain)
+    (plain / PROBED_META_FILE).unlink()
+    launched = {}
+    monkeypatch.setattr(subprocess, "run", lambda command, env, check: launched.update(env=env))
+    vocab = ["--task", "counting", "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--bos", "B", "--eos", "E"]
+    options = [*vocab, "--pad", "P", "--device", "cpu"]
+    assert main(["view", "--probed", str(plain), "--decoder", str(tiny_decoder_dir), *options]) == 0
+    for name in ("INVERSIONVIEW_PROBED", "INVERSIONVIEW_DECODER", "INVERSIONVIEW_LOAD_OPTIONS"):
+        monkeypatch.setenv(name, launched["env"][name])
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.slider[0].set_value(50)
+    at.text_input(key=f"text::command line: {plain}").input("abcab|a:2").run()
+    assert not at.exception and not at.error
+    assert html_of(at).count('class="iv-eps"') == 1
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

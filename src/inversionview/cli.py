@@ -41,21 +41,17 @@ def _probed_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _load_options(args: argparse.Namespace) -> dict:
+    """The probed-model options of the command line, as ``load_probed`` takes them."""
+    names = ("task", "vocab", "bos", "eos", "pad", "allow_pickle", "dtype", "device")
+    return {name: getattr(args, name) for name in names}
+
+
 def _load_probed(args: argparse.Namespace):
     """Load the probed model; a query's unset --metric/--epsilon take the model's defaults."""
     from inversionview.probed import load_probed
 
-    probed = load_probed(
-        args.probed,
-        task=args.task,
-        vocab=args.vocab,
-        bos=args.bos,
-        eos=args.eos,
-        pad=args.pad,
-        allow_pickle=args.allow_pickle,
-        dtype=args.dtype,
-        device=args.device,
-    )
+    probed = load_probed(args.probed, **_load_options(args))
     if hasattr(args, "metric"):
         args.metric = args.metric or probed.default_metric
         args.epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
@@ -278,7 +274,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     if args.probed != "counting" or args.decoder:
         env["INVERSIONVIEW_PROBED"] = args.probed
         env["INVERSIONVIEW_DECODER"] = args.decoder or ""
-    env["INVERSIONVIEW_DEVICE"] = args.device
+    env["INVERSIONVIEW_LOAD_OPTIONS"] = json.dumps(_load_options(args))
     if args.models_dir is not None:
         env["INVERSIONVIEW_MODELS_DIR"] = str(args.models_dir.resolve())
     app = Path(__file__).parent / "views" / "app.py"

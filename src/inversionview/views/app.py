@@ -2,13 +2,15 @@
 is rendered by ``views/html_render.py``, the same code that writes reports.
 
 Configuration comes from the environment, set by the ``view`` command: ``INVERSIONVIEW_PROBED`` and
-``INVERSIONVIEW_DECODER`` (a model given on the command line) and ``INVERSIONVIEW_MODELS_DIR`` (a
-folder whose sub-folders each hold ``probed/`` and ``decoder/``), and ``INVERSIONVIEW_DEVICE``. The
-page reads no other paths.
+``INVERSIONVIEW_DECODER`` (a model given on the command line), ``INVERSIONVIEW_LOAD_OPTIONS`` (JSON:
+the command line's probed-model options, e.g. ``--task`` and ``--vocab`` for that model, ``--device``
+for all) and ``INVERSIONVIEW_MODELS_DIR`` (a folder whose sub-folders each hold ``probed/`` and
+``decoder/``). The page reads no other paths.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -32,22 +34,27 @@ class ModelChoice:
     label: str
     probed: str
     decoder: str | None
+    options: tuple[tuple[str, object], ...] = ()
+    """``load_probed`` options, as (name, value) pairs so that the choice stays hashable."""
 
 
 def model_choices() -> list[ModelChoice]:
     """Bundled models with a decoder, the command line's model, and those in the models folder."""
     choices = []
+    options = json.loads(os.environ.get("INVERSIONVIEW_LOAD_OPTIONS") or "{}")
     if os.environ.get("INVERSIONVIEW_PROBED"):
-        probed = os.environ["INVERSIONVIEW_PROBED"]
-        choices.append(ModelChoice(f"command line: {probed}", probed, os.environ.get("INVERSIONVIEW_DECODER") or None))
+        probed, decoder = os.environ["INVERSIONVIEW_PROBED"], os.environ.get("INVERSIONVIEW_DECODER") or None
+        choices.append(ModelChoice(f"command line: {probed}", probed, decoder, tuple(sorted(options.items()))))
+    device = (("device", options["device"]),) if "device" in options else ()
     for name in sorted(bundled.probed_names(), key=lambda n: (n != "counting", n)):  # the first case study first
         if bundled.decoder_dir(name) is not None:
-            choices.append(ModelChoice(f"bundled: {name}", name, None))
+            choices.append(ModelChoice(f"bundled: {name}", name, None, device))
     folder = os.environ.get("INVERSIONVIEW_MODELS_DIR")
     if folder and Path(folder).is_dir():
         for sub in sorted(Path(folder).iterdir()):
             if (sub / "probed").is_dir() and (sub / "decoder").is_dir():
-                choices.append(ModelChoice(f"models folder: {sub.name}", str(sub / "probed"), str(sub / "decoder")))
+                label, probed, decoder = f"models folder: {sub.name}", str(sub / "probed"), str(sub / "decoder")
+                choices.append(ModelChoice(label, probed, decoder, device))
     return choices
 
 
@@ -61,7 +68,7 @@ def example_input(task, rng: random.Random, split: str) -> str:
 
 @st.cache_resource(show_spinner="loading models…")
 def load_models(choice: ModelChoice):
-    probed = load_probed(choice.probed, device=os.environ.get("INVERSIONVIEW_DEVICE"))
+    probed = load_probed(choice.probed, **dict(choice.options))
     return probed, load_decoder(choice.decoder, probed)
 
 
