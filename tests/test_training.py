@@ -151,3 +151,34 @@ def test_resume_refuses_another_probed_model(tiny_probed, tiny_addition, tmp_pat
     train_decoder(tiny_probed, config, tmp_path, progress=False)
     with pytest.raises(UserError, match="another probed model"):
         train_decoder(tiny_addition, config, tmp_path, progress=False)
+
+
+def test_sigterm_stops_training_after_a_saved_step(tiny_probed_dir, tmp_path):
+    """A run asked to stop (SIGTERM here; Ctrl-C alike) finishes its step, saves, and resumes later."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, log = tmp_path / "decoder", tmp_path / "stderr.txt"
+    small = ["--d-model", "32", "--n-layers", "1", "--batch-size", "16", "--threads", "1"]
+    command = [sys.executable, "-m", "inversionview.cli", "train-decoder", "--probed", str(tiny_probed_dir)]
+    with log.open("w") as stderr:
+        long_run = [*command, "--out", str(out), "--steps", "1000000", *small]
+        process = subprocess.Popen(long_run, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        deadline = time.monotonic() + 120
+        while "train-decoder:" not in log.read_text() and time.monotonic() < deadline:  # the loop has begun
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, log.read_text()
+    assert "stopped early on request" in stdout
+    step = json.loads((out / CHECKPOINT_STATE_FILE).read_text())["step"]
+    assert 0 < step < 1_000_000
+    history = json.loads((out / "decoder.json").read_text())["provenance"]["history"]
+    assert history[-1]["step"] == step  # the stop was evaluated and saved like a finished run
+    # The same command, told to go two steps further, resumes from there.
+    finished = subprocess.run([*command, "--out", str(out), "--steps", str(step + 2), *small], capture_output=True)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads((out / CHECKPOINT_STATE_FILE).read_text())["step"] == step + 2

@@ -81,10 +81,19 @@ def _progress_bar(description: str, unit: str) -> Iterator:
 
 def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.probed.train import recipe_for, train_probed
+    from inversionview.training import stop_requests
 
     _set_threads(args.threads)
-    probed = train_probed(recipe_for(args.task_name, seed=args.seed, steps=args.steps), args.out, device=args.device)
+    recipe = recipe_for(args.task_name, seed=args.seed, steps=args.steps)
+    with stop_requests() as stop:
+        probed = train_probed(recipe, args.out, device=args.device, stop=stop)
     print(f"saved {args.out} (content hash {probed.content_hash[:12]})")
+    _say_if_stopped(stop, args.out)
+
+
+def _say_if_stopped(stop, out: Path) -> None:
+    if stop.is_set():
+        print(f"stopped early on request; the checkpoint in {out} resumes with the same command")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -102,6 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_train_decoder(args: argparse.Namespace) -> None:
     from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+    from inversionview.training import stop_requests
 
     _set_threads(args.threads)
     probed = _load_probed(args)
@@ -123,8 +133,10 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     for key in ("steps", "batch_size", "d_model", "n_layers", "init_from", "positions"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
-    train_decoder(probed, config, args.out)
+    with stop_requests() as stop:
+        train_decoder(probed, config, args.out, stop=stop)
     print(f"saved decoder to {args.out}")
+    _say_if_stopped(stop, args.out)
 
 
 def _invert_each(args: argparse.Namespace, sites: list[str]) -> list:

@@ -2,14 +2,20 @@
 
 A checkpoint is two files written atomically: ``checkpoint.safetensors`` (model and optimizer
 tensors) and ``checkpoint.json`` (step, optimizer hyper-parameters and the loop's own state), so an
-interrupted run resumes where it stopped and never loses more than one checkpoint interval.
+interrupted run resumes where it stopped and never loses more than one checkpoint interval. A run
+asked to stop (Ctrl-C, or SIGTERM) finishes its step, saves, and ends: nothing is lost.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +30,37 @@ from inversionview.storage import (
     write_json,
 )
 
+log = logging.getLogger(__name__)
+
 
 def seed_everything(seed: int) -> random.Random:
     """Seed torch and return a Python RNG for data generation."""
     torch.manual_seed(seed)
     return random.Random(seed)
+
+
+@contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """While inside, Ctrl-C and SIGTERM set the event instead of killing the process, so that the
+    training loop can finish its step and save; a second Ctrl-C interrupts at once. Outside the main
+    thread (where signals cannot be caught) the event is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("\nstopping after this step (saving a checkpoint); Ctrl-C again to stop at once")
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def progress_interval() -> float:

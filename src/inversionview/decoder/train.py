@@ -4,6 +4,7 @@ positions, and the decoder taught to write the whole input back."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -185,8 +186,18 @@ class ActivationStream:
         return ids[:, :-1], activation, site_ids, targets
 
 
-def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *, progress: bool = True) -> Decoder:
+def train_decoder(
+    probed: ProbedModel,
+    config: DecoderTrainConfig,
+    out: Path,
+    *,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+) -> Decoder:
     """Train (or resume) a decoder for ``probed`` into ``out``; saves the final decoder there.
+
+    Setting ``stop`` (from another thread, or ``training.stop_requests`` on Ctrl-C) ends the run
+    after its current step, evaluated and saved like a finished one.
 
     A resumed run keeps the recipe it was started with; only ``steps`` and ``max_seconds`` come
     from ``config``, so a run can be extended.
@@ -247,7 +258,7 @@ def train_decoder(probed: ProbedModel, config: DecoderTrainConfig, out: Path, *,
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 
         out_of_time = config.max_seconds is not None and time.monotonic() - started >= config.max_seconds
-        final = step == config.steps or out_of_time
+        final = step == config.steps or out_of_time or (stop is not None and stop.is_set())
         if step % config.eval_every == 0 or final:
             decoder.eval()
             precision = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -127,10 +128,15 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
 
 
 def train_probed(
-    config: ProbedTrainConfig, out: Path, *, progress: bool = True, device: str | None = None
+    config: ProbedTrainConfig,
+    out: Path,
+    *,
+    progress: bool = True,
+    device: str | None = None,
+    stop: threading.Event | None = None,
 ) -> ProbedModel:
     """Train (or resume) a probed model into ``out`` (on ``device``, default ``"auto"``) and save the
-    final model there.
+    final model there. Setting ``stop`` ends the run after its current step, saved.
 
     A resumed run keeps the recipe it was started with; only ``steps`` comes from ``config``.
     """
@@ -178,7 +184,7 @@ def train_probed(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", acc=accuracy, refresh=False)
 
-        final = step == config.steps
+        final = step == config.steps or (stop is not None and stop.is_set())
         if step % config.eval_every == 0 or final:
             model.eval()
             accuracy = evaluate_probed(probed, config.eval_size).accuracy
