@@ -60,11 +60,28 @@ def test_demo_runs(capsys):
 
 
 @pytest.mark.slow
-def test_bundled_decoder_precision_bar(counting):
-    decoder = load_decoder(None, counting)
-    queries = heldout_queries(counting, 20, seed=2024)
-    precision = [site_precision(decoder, counting, s, queries, samples_per_query=25) for s in decoder_sites(counting)]
-    assert sum(precision) / len(precision) >= 0.9 and min(precision) >= 0.7
+@pytest.mark.parametrize(
+    "name, mean_bar, min_bar",
+    [("counting", 0.9, 0.7), ("addition", 0.9, 0.0), ("ioi", 0.8, 0.0)],
+)
+def test_bundled_decoder_precision_bar(name, mean_bar, min_bar):
+    """The issues' bars: mean per-site precision at T=1 on held-out queries (and counting's lowest site)."""
+    probed = load_probed(name)
+    decoder = load_decoder(None, probed)
+    queries = heldout_queries(probed, 20, seed=2024)
+    precision = [site_precision(decoder, probed, s, queries, samples_per_query=25) for s in decoder_sites(probed)]
+    assert sum(precision) / len(precision) >= mean_bar and min(precision) >= min_bar
+
+
+def test_invert_bundled_ioi_at_end(capsys):
+    sentence = "Then, Mary and John went to the store. John gave a drink to"
+    args = ["--probed", "ioi", "--input", sentence, "--position", "-1", "--site", "blocks.1.hook_resid_post"]
+    code = main(["invert", *args, "--temperature", "1", "--samples", "100", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["query"]["tokens"][-1] == " to" and result["query"]["position"] == 15
+    assert result["share_in_preimage"] >= 0.5  # the bundled decoder reads this query well
 
 
 def test_bundled_names():
