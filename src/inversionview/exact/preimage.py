@@ -58,33 +58,10 @@ class ExactPreimage:
         return {texts[i] for i in torch.nonzero(self.distances <= self.epsilon)[:, 0].tolist()}
 
 
-def exact_preimage(
-    probed: ProbedModel,
-    text: str,
-    position: int,
-    site: str | Site,
-    *,
-    metric: str | None = None,
-    epsilon: float | None = None,
-    limit: int = 100,
-    batch_size: int = 2048,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> ExactPreimage:
-    """Every input of the task's space (or its seeded sample) whose best position lies within ε
-    (``metric`` and ``epsilon`` default to the probed model's)."""
-    (result,) = exact_preimages(
-        probed,
-        [(text, position, site)],
-        metric=metric,
-        epsilon=epsilon,
-        limit=limit,
-        batch_size=batch_size,
-        sample_size=sample_size,
-        seed=seed,
-        progress=progress,
-    )
+def exact_preimage(probed: ProbedModel, text: str, position: int, site: str | Site, **options) -> ExactPreimage:
+    """Every input of the task's space (or its seeded sample) whose best position lies within ε of
+    one query; ``options`` as for ``exact_preimages``."""
+    (result,) = exact_preimages(probed, [(text, position, site)], **options)
     return result
 
 
@@ -102,7 +79,11 @@ def exact_preimages(
 ) -> list[ExactPreimage]:
     """The exact preimages of many queries (input, position, site) from one pass over the space:
     the probed model runs once per input for all their sites, so twenty queries cost about what one
-    does. Each result's ``seconds`` is the whole pass's."""
+    does. Each result's ``seconds`` is the whole pass's.
+
+    ``metric`` and ``epsilon`` default to the probed model's; ``limit`` members are listed, nearest
+    first; a space too large to enumerate is a seeded sample of ``sample_size`` inputs; ``progress``
+    is called with (inputs done, space size)."""
     started = time.perf_counter()
     metric = metric or probed.default_metric
     epsilon = probed.default_epsilon if epsilon is None else epsilon
