@@ -3,6 +3,7 @@
     python benchmarks/decoder_training_curve.py --from runs/counting-decoder   # a run's recorded curve
     python benchmarks/decoder_training_curve.py --minutes 15 [--threads 1]     # train afresh and print
     python benchmarks/decoder_training_curve.py --minutes 15 --d-model 64 --n-layers 4 --lr 3e-3   # a variant
+    python benchmarks/decoder_training_curve.py --minutes 15 --occurrences   # with occurrence numbers
 
 Training records, at every evaluation, the wall seconds, torch threads, samples seen, loss and the
 per-site precision (T=1, ε=0.1, held-out queries at the task's named positions). CPU-minutes are
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--n-layers", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--occurrences", action="store_true", help="give the decoder each token's occurrence number")
+    parser.add_argument("--keep", type=Path, help="train into this directory (kept) instead of a temporary one")
     args = parser.parse_args()
     if args.source:
         print_curve(history_of(args.source))
@@ -59,10 +62,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     probed = load_probed(args.probed)
     config = DecoderTrainConfig(max_seconds=args.minutes * 60, eval_every=args.eval_every)
+    config.occurrences = args.occurrences
     for key in ("d_model", "n_layers", "lr", "batch_size"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
-    print(f"recipe: d_model {config.d_model}, {config.n_layers} layers, lr {config.lr}, batch {config.batch_size}")
+    print(
+        f"recipe: d_model {config.d_model}, {config.n_layers} layers, lr {config.lr}, batch {config.batch_size}"
+        f"{', occurrence numbers' if config.occurrences else ''}"
+    )
+    if args.keep:
+        train_decoder(probed, config, args.keep)
+        print_curve(history_of(args.keep))
+        return
     with tempfile.TemporaryDirectory() as out:
         train_decoder(probed, config, Path(out))
         print_curve(history_of(Path(out)))

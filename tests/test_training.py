@@ -4,6 +4,7 @@ import json
 
 import torch
 
+from inversionview.decoder.model import Decoder, DecoderConfig, occurrence_numbers
 from inversionview.decoder.store import load_decoder
 from inversionview.decoder.train import DecoderTrainConfig, decoder_sites, train_decoder
 from inversionview.probed import load_probed
@@ -54,12 +55,11 @@ def test_decoder_training_reduces_loss_and_reloads(tiny_probed, tmp_path):
     assert json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())["step"] == 80
 
 
-def test_decoder_generation_matches_teacher_forcing(tiny_probed, tiny_decoder_dir):
+def assert_generation_matches_forward(decoder, tokenizer, d_activation: int) -> torch.Tensor:
     """The cached, step-by-step generation computes the same distribution as a full forward pass."""
-    decoder = load_decoder(tiny_decoder_dir, tiny_probed)
-    activation = torch.randn(3, tiny_probed.d_model)
+    activation = torch.randn(3, d_activation)
     site = torch.tensor([0, 3, 5])
-    tok = tiny_probed.task.tokenizer
+    tok = tokenizer
     ids = decoder.generate(activation, site, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, temperature=0)
     logits = decoder(ids[:, :-1], activation, site)
     greedy = logits.masked_fill(
@@ -67,10 +67,36 @@ def test_decoder_generation_matches_teacher_forcing(tiny_probed, tiny_decoder_di
         float("-inf"),
     ).argmax(-1)
     for row in range(3):
-        end = int((ids[row] == tok.eos_id).nonzero()[0]) if (ids[row] == tok.eos_id).any() else ids.shape[1] - 1
-        # Every generated token up to EOS is the teacher-forced argmax (the last slot is forced to EOS).
-        if end < ids.shape[1] - 1:
-            assert torch.equal(ids[row, 1 : end + 1], greedy[row, :end])
+        eos = (ids[row, 1:] == tok.eos_id).nonzero()
+        # Every generated token up to EOS is the teacher-forced argmax; a last slot reached without
+        # EOS is forced to EOS, so it is left out.
+        chosen = int(eos[0]) + 1 if int(eos[0]) + 1 < ids.shape[1] - 1 else ids.shape[1] - 2
+        assert chosen >= 1 and torch.equal(ids[row, 1 : chosen + 1], greedy[row, :chosen])
+    return ids
+
+
+def test_decoder_generation_matches_teacher_forcing(tiny_probed, tiny_decoder_dir):
+    decoder = load_decoder(tiny_decoder_dir, tiny_probed)
+    assert_generation_matches_forward(decoder, tiny_probed.task.tokenizer, tiny_probed.d_model)
+
+
+def test_occurrence_numbers_in_training_and_generation(tiny_probed):
+    assert occurrence_numbers(torch.tensor([[5, 6, 5, 5, 6, 7]])).tolist() == [[1, 1, 2, 3, 2, 1]]
+    torch.manual_seed(3)  # an untrained decoder writes long runs of repeated tokens: occurrences well past 1
+    config = DecoderConfig(
+        vocab_size=tiny_probed.task.tokenizer.vocab_size,
+        max_len=tiny_probed.task.max_len,
+        d_activation=tiny_probed.d_model,
+        sites=[s.name for s in decoder_sites(tiny_probed)],
+        d_model=32,
+        n_layers=2,
+        occurrences=True,
+    )
+    decoder = Decoder(config).eval()
+    with torch.no_grad():
+        decoder.occurrence_embedding.weight.mul_(50)  # make the occurrence numbers decide the tokens
+    ids = assert_generation_matches_forward(decoder, tiny_probed.task.tokenizer, tiny_probed.d_model)
+    assert occurrence_numbers(ids).max() >= 5
 
 
 def test_resume_keeps_the_recipe_it_started_with(tiny_probed, tmp_path):

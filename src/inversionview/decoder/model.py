@@ -4,6 +4,10 @@ The activation is scaled per site, joined with a learned site embedding and pass
 residual MLP stack; the resulting vector enters every self-attention layer as one extra key/value
 slot that all positions may attend to; it is also added to every input embedding, so that each
 position sees it before any attention is learned. One decoder serves every site of a probed model.
+
+Optionally each input token also carries its occurrence number (how many times that token has
+appeared so far, itself included), a generic prior that lets a small decoder write an exact number
+of copies of a token, as counting inputs need, by attending to the token's latest occurrence.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class DecoderConfig:
     n_condition_layers: int = 2
     gelu_approximate: str = "none"
     """"tanh" for decoders that start from GPT-2 weights, whose GELU is the tanh approximation."""
+    occurrences: bool = False
+    """Add an embedding of each token's occurrence number (capped at ``MAX_OCCURRENCE``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,6 +41,17 @@ class DecoderConfig:
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
         return cls(**data)
+
+
+MAX_OCCURRENCE = 32
+
+
+def occurrence_numbers(ids: torch.Tensor) -> torch.Tensor:
+    """For token ids (B, T): how many times each position's token has occurred up to and including
+    that position, capped at ``MAX_OCCURRENCE``: (B, T)."""
+    same = ids[:, :, None] == ids[:, None, :]  # (B, T, T): token t equals token j
+    earlier = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool, device=ids.device).tril()
+    return (same & earlier).sum(-1).clamp_max(MAX_OCCURRENCE)
 
 
 class ResidualMLP(nn.Module):
@@ -127,6 +144,8 @@ class Decoder(nn.Module):
         self.condition = ConditionEncoder(config)
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        if config.occurrences:
+            self.occurrence_embedding = nn.Embedding(MAX_OCCURRENCE + 1, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -153,6 +172,8 @@ class Decoder(nn.Module):
         condition = self.condition(activation, site)[:, None, :]  # (B, 1, d)
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.token_embedding(ids) + self.position_embedding(positions) + condition  # (B, T, d)
+        if self.config.occurrences:
+            x = x + self.occurrence_embedding(occurrence_numbers(ids))
         for block in self.blocks:
             x = block(x, condition)
         return self.head(self.ln_f(x))
@@ -177,8 +198,13 @@ class Decoder(nn.Module):
         ids = torch.full((batch, self.config.max_len), pad_id, dtype=torch.long, device=activation.device)
         ids[:, 0] = bos_id
         finished = torch.zeros(batch, dtype=torch.bool, device=activation.device)
+        seen = torch.zeros(batch, self.config.vocab_size, dtype=torch.long, device=activation.device)
+        rows = torch.arange(batch, device=activation.device)
         for pos in range(self.config.max_len - 1):
             x = self.token_embedding(ids[:, pos : pos + 1]) + self.position_embedding.weight[pos] + condition
+            if self.config.occurrences:
+                seen[rows, ids[:, pos]] += 1
+                x = x + self.occurrence_embedding(seen[rows, ids[:, pos]].clamp_max(MAX_OCCURRENCE))[:, None, :]
             for block, cache in zip(self.blocks, caches):
                 x = block(x, condition, cache)
             logits = self.head(self.ln_f(x[:, -1])).float()

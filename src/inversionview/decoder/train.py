@@ -41,6 +41,8 @@ class DecoderTrainConfig:
     n_layers: int = 2
     n_heads: int = 4
     n_condition_layers: int = 2
+    occurrences: bool = False
+    """Give the decoder each token's occurrence number (``decoder/model.py``)."""
     steps: int = 100_000
     batch_size: int = 128
     lr: float = 2e-3
@@ -98,6 +100,7 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
             n_layers=config.n_layers,
             n_heads=config.n_heads,
             n_condition_layers=config.n_condition_layers,
+            occurrences=config.occurrences,
         )
     )
     # The probed model already knows which tokens and positions are alike; start from that.
