@@ -165,8 +165,9 @@ def main() -> None:
     left, right = st.columns([5, 1])
     with right:
         st.write("")
-        if st.button("Random example", disabled=not example_input(task, random.Random(0), "any")):
-            st.session_state[key] = example_input(task, random.Random(), "any")
+        drawn = example_input(task, random.Random(), "any")  # "" when there is nothing to draw from
+        if st.button("Random example", disabled=not drawn):
+            st.session_state[key] = drawn
     with left:
         text = st.text_input("Input", key=key)
     if not text:
