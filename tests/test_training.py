@@ -108,7 +108,13 @@ def test_resume_keeps_the_recipe_it_started_with(tiny_probed, tmp_path):
     wider = DecoderTrainConfig(d_model=64, n_heads=4, n_layers=2, steps=20)
     decoder = train_decoder(tiny_probed, wider, tmp_path, progress=False)
     assert decoder.config.d_model == 32 and decoder.config.n_layers == 1
-    assert json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())["step"] == 20
+    saved = json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())
+    assert saved["step"] == 20 and saved["state"]["samples_seen"] == 20 * 16
+    # A batch size that is asked for does change (a run moved to a GPU takes a larger one).
+    train_decoder(tiny_probed, DecoderTrainConfig(steps=25, batch_size=24), tmp_path, progress=False)
+    saved = json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())
+    assert saved["state"]["samples_seen"] == 20 * 16 + 5 * 24
+    assert saved["state"]["config"]["batch_size"] == 24 and saved["state"]["history"][-1]["batch_size"] == 24
 
 
 def test_ioi_model_is_judged_by_logit_difference(tmp_path):

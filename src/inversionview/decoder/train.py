@@ -33,6 +33,9 @@ from inversionview.training import (
 log = logging.getLogger(__name__)
 
 
+DEFAULT_BATCH_SIZE = 128
+
+
 @dataclass
 class DecoderTrainConfig:
     """How to train a decoder. The defaults are the bundled counting decoder's recipe."""
@@ -44,7 +47,9 @@ class DecoderTrainConfig:
     occurrences: bool = False
     """Give the decoder each token's occurrence number (``decoder/model.py``)."""
     steps: int = 100_000
-    batch_size: int = 128
+    batch_size: int | None = None
+    """Training examples a step; None means 128 for a new run and, on resume, the run's own size.
+    A resumed run may change it (a GPU takes a far larger batch than a CPU core at the same speed)."""
     lr: float = 2e-3
     warmup: int = 500
     weight_decay: float = 0.01
@@ -202,16 +207,23 @@ def train_decoder(
     Setting ``stop`` (from another thread, or ``training.stop_requests`` on Ctrl-C) ends the run
     after its current step, evaluated and saved like a finished one.
 
-    A resumed run keeps the recipe it was started with; only ``steps`` and ``max_seconds`` come
-    from ``config``, so a run can be extended.
+    A resumed run keeps the recipe it was started with; only ``steps``, ``max_seconds`` and a
+    ``batch_size`` that is set come from ``config``, so a run can be extended, on another machine too.
     """
     if (saved := saved_config(out)) is not None:
-        config = replace(DecoderTrainConfig(**saved), steps=config.steps, max_seconds=config.max_seconds)
+        kept = DecoderTrainConfig(**saved)
+        config = replace(
+            kept,
+            steps=config.steps,
+            max_seconds=config.max_seconds,
+            batch_size=config.batch_size or kept.batch_size,
+        )
         trained_for = read_json(out / DECODER_CONFIG_FILE, "decoder config").get("probed_hash")
         if trained_for != probed.content_hash:
             raise UserError(
                 f"{out} holds a run for another probed model; resume it with that model or pick a new --out"
             )
+    config = replace(config, batch_size=config.batch_size or DEFAULT_BATCH_SIZE)
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -286,6 +298,8 @@ def train_decoder(
                     "step": step,
                     "seconds": round(time.monotonic() - started, 1),
                     "threads": torch.get_num_threads(),
+                    "device": probed.device.type,
+                    "batch_size": config.batch_size,
                     "samples_seen": state["samples_seen"],
                     "loss": round(loss.item(), 4),
                     "mean_precision": round(mean, 4),
