@@ -301,6 +301,23 @@ def test_missing_gpu_is_one_line(capsys, tiny_probed_dir):
     assert_user_error(code, err, "--device cuda: not available here")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_reading_matches_the_cpu_one(capsys, tiny_probed_dir, tiny_decoder_dir):
+    """Samples are drawn with a CPU generator wherever the decoder runs, so a seeded reading is the
+    same on both devices, up to float rounding in the distances."""
+    query = ["--probed", tiny_probed_dir, "--decoder", tiny_decoder_dir, "--input", "abcabc|a:2"]
+    query += ["--position", "-2", "--site", "blocks.1.hook_resid_post", "--samples", "50", "--seed", "3", "--json"]
+    readings = {}
+    for device in ("cpu", "cuda"):
+        code, out, err = run_cli(capsys, "invert", *query, "--device", device)
+        assert code == 0, err
+        readings[device] = json.loads(out)
+    cpu, gpu = readings["cpu"]["samples"], readings["cuda"]["samples"]
+    assert sorted(s["text"] for s in cpu) == sorted(s["text"] for s in gpu)
+    by_text = {s["text"]: s["distance"] for s in cpu}
+    assert all(abs(s["distance"] - by_text[s["text"]]) < 1e-4 for s in gpu)
+
+
 def test_probed_model_in_bfloat16(capsys, tiny_probed_dir, tiny_decoder_dir):
     from inversionview.probed import load_probed
 
