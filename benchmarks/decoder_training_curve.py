@@ -7,7 +7,7 @@
 
 Training records, at every evaluation, the wall seconds, torch threads, samples seen, loss and the
 per-site precision (T=1, ε=0.1, held-out queries at the task's named positions). CPU-minutes are
-wall minutes times threads.
+wall minutes times threads; stretches of a run continued on a GPU count as GPU-minutes instead.
 """
 
 from __future__ import annotations
@@ -32,13 +32,20 @@ def history_of(directory: Path) -> list[dict]:
 
 
 def print_curve(history: list[dict]) -> None:
-    print(f"{'step':>7} {'CPU-min':>8} {'samples':>10} {'loss':>6} {'mean prec':>9} {'min prec':>8}")
+    header = ("step", "CPU-min", "GPU-min", "batch", "samples", "loss", "mean prec", "min prec")
+    print("{:>7} {:>8} {:>8} {:>5} {:>10} {:>6} {:>9} {:>8}".format(*header))
+    minutes = {"cpu": 0.0, "cuda": 0.0}
+    previous_seconds = 0.0
     for row in history:
-        cpu_minutes = row["seconds"] * row.get("threads", 1) / 60
+        # Each stretch between evaluations counts on the device it ran on, times its threads on a CPU.
+        stretch = (row["seconds"] - previous_seconds) / 60
+        previous_seconds = row["seconds"]
+        device = row.get("device", "cpu")
+        minutes[device] = minutes.get(device, 0.0) + stretch * (row.get("threads", 1) if device == "cpu" else 1)
         values = row["precision"].values()
         print(
-            f"{row['step']:7d} {cpu_minutes:8.1f} {row.get('samples_seen', 0):10d} {row['loss']:6.3f} "
-            f"{row['mean_precision']:9.1%} {min(values):8.1%}"
+            f"{row['step']:7d} {minutes['cpu']:8.1f} {minutes['cuda']:8.1f} {row.get('batch_size', 128):5d} "
+            f"{row.get('samples_seen', 0):10d} {row['loss']:6.3f} {row['mean_precision']:9.1%} {min(values):8.1%}"
         )
 
 
