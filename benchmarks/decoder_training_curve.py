@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+from inversionview.decoder.train import DEFAULT_BATCH_SIZE, DecoderTrainConfig, train_decoder
 from inversionview.probed import load_probed
 from inversionview.storage import CHECKPOINT_STATE_FILE, DECODER_CONFIG_FILE
 
@@ -34,17 +34,18 @@ def history_of(directory: Path) -> list[dict]:
 def print_curve(history: list[dict]) -> None:
     header = ("step", "CPU-min", "GPU-min", "batch", "samples", "loss", "mean prec", "min prec")
     print("{:>7} {:>8} {:>8} {:>5} {:>10} {:>6} {:>9} {:>8}".format(*header))
-    minutes = {"cpu": 0.0, "cuda": 0.0}
-    previous_seconds = 0.0
+    cpu_minutes = gpu_minutes = previous_seconds = 0.0
     for row in history:
         # Each stretch between evaluations counts on the device it ran on, times its threads on a CPU.
         stretch = (row["seconds"] - previous_seconds) / 60
         previous_seconds = row["seconds"]
-        device = row.get("device", "cpu")
-        minutes[device] = minutes.get(device, 0.0) + stretch * (row.get("threads", 1) if device == "cpu" else 1)
+        if row.get("device", "cpu") == "cpu":
+            cpu_minutes += stretch * row.get("threads", 1)
+        else:
+            gpu_minutes += stretch
         values = row["precision"].values()
         print(
-            f"{row['step']:7d} {minutes['cpu']:8.1f} {minutes['cuda']:8.1f} {row.get('batch_size', 128):5d} "
+            f"{row['step']:7d} {cpu_minutes:8.1f} {gpu_minutes:8.1f} {row.get('batch_size', DEFAULT_BATCH_SIZE):5d} "
             f"{row.get('samples_seen', 0):10d} {row['loss']:6.3f} {row['mean_precision']:9.1%} {min(values):8.1%}"
         )
 
