@@ -1,6 +1,7 @@
 """Real training steps: loss goes down, checkpoints resume, decoders save and reload exactly."""
 
 import json
+from dataclasses import replace
 
 import torch
 
@@ -115,6 +116,37 @@ def test_resume_keeps_the_recipe_it_started_with(tiny_probed, tmp_path):
     saved = json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())
     assert saved["state"]["samples_seen"] == 20 * 16 + 5 * 24
     assert saved["state"]["config"]["batch_size"] == 24 and saved["state"]["history"][-1]["batch_size"] == 24
+
+
+def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, tmp_path):
+    source = load_decoder(tiny_decoder_dir, tiny_probed)
+    # Given a decoder directory, the new run takes its weights and width (not the config's d_model);
+    # what it adds (a block, the occurrence embedding) starts out doing nothing: step 0 computes
+    # exactly what the source computes.
+    deeper = source.config.n_layers + 1
+    config = DecoderTrainConfig(
+        d_model=64,
+        n_layers=deeper,
+        occurrences=True,
+        init_from=str(tiny_decoder_dir),
+        lr=1e-3,
+        steps=0,
+        eval_queries=2,
+        eval_samples=2,
+    )
+    start = train_decoder(tiny_probed, config, tmp_path / "start", progress=False)
+    assert (start.config.d_model, start.config.n_layers) == (source.config.d_model, deeper)
+    ids, _ = tiny_probed.encode_batch(["abab|a:2", "ccab|c:2"])
+    activation, site = torch.randn(2, tiny_probed.d_model), torch.tensor([0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(start(ids, activation, site), source(ids, activation, site))
+    # It then trains on, the added parts too, and records the shape it built as its recipe.
+    trained = train_decoder(tiny_probed, replace(config, steps=5, batch_size=16), tmp_path / "on", progress=False)
+    assert trained.occurrence_embedding.weight.abs().sum() > 0
+    assert trained.blocks[-1].mlp[2].weight.abs().sum() > 0
+    recipe = json.loads((tmp_path / "on" / CHECKPOINT_STATE_FILE).read_text())["state"]["config"]
+    assert (recipe["d_model"], recipe["n_layers"], recipe["lr"]) == (source.config.d_model, deeper, 1e-3)
+    assert recipe["occurrences"]
 
 
 def test_ioi_model_is_judged_by_logit_difference(tmp_path):

@@ -130,7 +130,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         )
         probed.task.use_corpus(texts)
     config = DecoderTrainConfig(seed=args.seed)
-    for key in ("steps", "batch_size", "d_model", "n_layers", "init_from", "positions", "occurrences"):
+    for key in ("steps", "batch_size", "lr", "d_model", "n_layers", "init_from", "positions", "occurrences"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     with stop_requests() as stop:
@@ -380,13 +380,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the decoder")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
     p.add_argument("--d-model", type=int)
     p.add_argument("--n-layers", type=int)
     p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
     p.add_argument(
         "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"
     )
-    p.add_argument("--init-from", help="local Hugging Face GPT-2 directory to start the decoder from")
+    p.add_argument(
+        "--init-from",
+        help="start from these weights: a decoder directory for this probed model, or a local Hugging Face GPT-2",
+    )
     data = p.add_mutually_exclusive_group()
     data.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
     data.add_argument("--dataset", help="Hugging Face dataset NAME or NAME:SPLIT for free-text models")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from inversionview import bundled
 from inversionview.decoder.model import Decoder, DecoderConfig
@@ -61,3 +64,31 @@ def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
             f"decoder weights in {path} do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return decoder.eval().to(probed.device)
+
+
+def continued_decoder(
+    directory: str | Path, probed: ProbedModel, *, n_layers: int = 0, occurrences: bool = False
+) -> Decoder:
+    """A new run's decoder that starts as the one in ``directory`` (trained for ``probed``).
+
+    What it adds starts out doing nothing, so the decoder first computes exactly what the source
+    did and then learns to use it: blocks past the source's (up to ``n_layers``) add zero to the
+    residual stream, and the occurrence embedding (``occurrences``), where the source has none, is zero.
+    """
+    source = load_decoder(directory, probed)
+    config = replace(
+        source.config,
+        n_layers=max(n_layers, source.config.n_layers),
+        occurrences=source.config.occurrences or occurrences,
+    )
+    decoder = Decoder(config)
+    missing, _ = decoder.load_state_dict(source.state_dict(), strict=False)
+    with torch.no_grad():
+        for name in missing:
+            new = decoder.get_parameter(name)
+            # A new block's output projections are zero: the block is the identity at first.
+            if name.startswith("occurrence_embedding") or name.endswith(
+                ("attn.proj.weight", "attn.proj.bias", "mlp.2.weight", "mlp.2.bias")
+            ):
+                new.zero_()
+    return decoder.to(probed.device)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.model import Decoder, DecoderConfig
-from inversionview.decoder.store import save_decoder
+from inversionview.decoder.store import continued_decoder, save_decoder
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
@@ -73,7 +73,8 @@ class DecoderTrainConfig:
     checkpoint_every_s: float = 180.0
     site_weight_floor: float = 0.2
     init_from: str | None = None
-    """A local Hugging Face GPT-2 directory whose weights the decoder starts from (same vocabulary)."""
+    """Where the decoder's first weights come from: a local Hugging Face GPT-2 directory (same
+    vocabulary), or a decoder directory trained for this probed model, whose shape the new run takes."""
     max_seconds: float | None = None
     """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
 
@@ -87,14 +88,19 @@ def decoder_sites(probed: ProbedModel) -> list[Site]:
     return seen
 
 
-def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
-    """A fresh decoder: from a pretrained LM (``init_from``), or new with the token and position
-    embeddings of the probed model."""
+def new_decoder(probed: ProbedModel, config: DecoderTrainConfig, rng) -> Decoder:
+    """The decoder a new run starts from: an earlier decoder (``init_from`` a decoder directory),
+    a pretrained LM (``init_from`` a GPT-2 directory), or one with the token and position embeddings
+    of the probed model. The last two get their per-site activation scales from ``rng``'s inputs."""
     sites = decoder_sites(probed)
+    if config.init_from is not None and (Path(config.init_from) / DECODER_CONFIG_FILE).is_file():
+        return continued_decoder(config.init_from, probed, n_layers=config.n_layers, occurrences=config.occurrences)
     if config.init_from is not None:
         from inversionview.decoder.pretrained import pretrained_decoder
 
-        return pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
+        decoder = pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
+        decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
+        return decoder
     decoder = Decoder(
         DecoderConfig(
             vocab_size=probed.task.tokenizer.vocab_size,
@@ -116,6 +122,7 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
         wpe = getattr(getattr(probed.model, "transformer", None), "wpe", None)  # learned positions (GPT-2)
         if wpe is not None:
             decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width].cpu()
+        decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
     return decoder
 
 
@@ -228,7 +235,17 @@ def train_decoder(
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)
-    decoder = new_decoder(probed, config).to(probed.device)  # the optimizer's state follows it there
+    decoder = new_decoder(probed, config, rng).to(probed.device)  # the optimizer's state follows it there
+    # The recipe records the shape that was built, which an --init-from source decides.
+    shape = decoder.config
+    config = replace(
+        config,
+        d_model=shape.d_model,
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        n_condition_layers=shape.n_condition_layers,
+        occurrences=shape.occurrences,
+    )
     optimizer = torch.optim.AdamW(
         decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
     )
@@ -243,7 +260,6 @@ def train_decoder(
         log.info("resuming at step %d", step)
     else:
         step, state = 0, {"seconds": 0.0, "history": [], "samples_seen": 0}
-        decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
 
     eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
     started = time.monotonic() - state["seconds"]
