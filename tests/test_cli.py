@@ -100,6 +100,19 @@ def test_evaluate_json(capsys, tiny_probed_dir):
     assert result["n"] == 50 and 0 <= result["accuracy"] <= 1
 
 
+def test_every_probed_command_takes_threads(capsys, tiny_probed_dir):
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        code, out, _ = run_cli(
+            capsys, "evaluate", "--probed", tiny_probed_dir, "--n", 20, "--json", "--threads", wanted
+        )
+        assert code == 0 and json.loads(out)["n"] == 20
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

@@ -38,6 +38,7 @@ def _probed_options() -> argparse.ArgumentParser:
     group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
     group.add_argument("--device", default="auto", help=DEVICE_HELP)
+    group.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     return parent
 
 
@@ -51,6 +52,7 @@ def _load_probed(args: argparse.Namespace):
     """Load the probed model; a query's unset --metric/--epsilon take the model's defaults."""
     from inversionview.probed import load_probed
 
+    _set_threads(args.threads)
     probed = load_probed(args.probed, **_load_options(args))
     if hasattr(args, "metric"):
         args.metric = args.metric or probed.default_metric
@@ -113,7 +115,6 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     from inversionview.decoder.train import DecoderTrainConfig, train_decoder
     from inversionview.training import stop_requests
 
-    _set_threads(args.threads)
     probed = _load_probed(args)
     if args.corpus is not None or args.dataset is not None:
         from inversionview.tasks.text import load_corpus, load_dataset_texts
@@ -287,6 +288,8 @@ def cmd_view(args: argparse.Namespace) -> None:
         env["INVERSIONVIEW_PROBED"] = args.probed
         env["INVERSIONVIEW_DECODER"] = args.decoder or ""
     env["INVERSIONVIEW_LOAD_OPTIONS"] = json.dumps(_load_options(args))
+    if args.threads is not None:  # the page runs in its own process; torch reads this at start-up
+        env["OMP_NUM_THREADS"] = str(args.threads)
     if args.models_dir is not None:
         env["INVERSIONVIEW_MODELS_DIR"] = str(args.models_dir.resolve())
     app = Path(__file__).parent / "views" / "app.py"
@@ -396,7 +399,6 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", help="Hugging Face dataset NAME or NAME:SPLIT for free-text models")
     p.add_argument("--dataset-field", default="text", help="the dataset's text column")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(run=cmd_train_decoder)
 
     for name, help_text in (
