@@ -88,19 +88,22 @@ def decoder_sites(probed: ProbedModel) -> list[Site]:
     return seen
 
 
-def new_decoder(probed: ProbedModel, config: DecoderTrainConfig, rng) -> Decoder:
+def starts_from_a_decoder(config: DecoderTrainConfig) -> bool:
+    """Whether ``init_from`` names a trained decoder (rather than a pretrained LM, or nothing)."""
+    return config.init_from is not None and (Path(config.init_from) / DECODER_CONFIG_FILE).is_file()
+
+
+def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
     """The decoder a new run starts from: an earlier decoder (``init_from`` a decoder directory),
     a pretrained LM (``init_from`` a GPT-2 directory), or one with the token and position embeddings
-    of the probed model. The last two get their per-site activation scales from ``rng``'s inputs."""
+    of the probed model."""
     sites = decoder_sites(probed)
-    if config.init_from is not None and (Path(config.init_from) / DECODER_CONFIG_FILE).is_file():
+    if starts_from_a_decoder(config):
         return continued_decoder(config.init_from, probed, n_layers=config.n_layers, occurrences=config.occurrences)
     if config.init_from is not None:
         from inversionview.decoder.pretrained import pretrained_decoder
 
-        decoder = pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
-        decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
-        return decoder
+        return pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
     decoder = Decoder(
         DecoderConfig(
             vocab_size=probed.task.tokenizer.vocab_size,
@@ -122,7 +125,6 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig, rng) -> Decoder
         wpe = getattr(getattr(probed.model, "transformer", None), "wpe", None)  # learned positions (GPT-2)
         if wpe is not None:
             decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width].cpu()
-        decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
     return decoder
 
 
@@ -235,7 +237,7 @@ def train_decoder(
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)
-    decoder = new_decoder(probed, config, rng).to(probed.device)  # the optimizer's state follows it there
+    decoder = new_decoder(probed, config).to(probed.device)  # the optimizer's state follows it there
     # The recipe records the shape that was built, which an --init-from source decides.
     shape = decoder.config
     config = replace(
@@ -260,6 +262,8 @@ def train_decoder(
         log.info("resuming at step %d", step)
     else:
         step, state = 0, {"seconds": 0.0, "history": [], "samples_seen": 0}
+        if not starts_from_a_decoder(config):  # a trained decoder brings the scales it was trained with
+            decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
 
     eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
     started = time.monotonic() - state["seconds"]
