@@ -131,7 +131,18 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         )
         probed.task.use_corpus(texts)
     config = DecoderTrainConfig(seed=args.seed)
-    for key in ("steps", "batch_size", "lr", "d_model", "n_layers", "init_from", "positions", "occurrences"):
+    for key in (
+        "steps",
+        "batch_size",
+        "lr",
+        "d_model",
+        "n_layers",
+        "init_from",
+        "positions",
+        "occurrences",
+        "verified_queries",
+        "verified_samples",
+    ):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     with stop_requests() as stop:
@@ -394,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         help="start from these weights: a decoder directory for this probed model, or a local Hugging Face GPT-2",
     )
+    p.add_argument(
+        "--verified-queries",
+        type=int,
+        help="queries a step whose samples the probed model checks, rewarding those inside ε (default 0: none)",
+    )
+    p.add_argument("--verified-samples", type=int, help="samples a verified query (default 8)")
     data = p.add_mutually_exclusive_group()
     data.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
     data.add_argument("--dataset", help="Hugging Face dataset NAME or NAME:SPLIT for free-text models")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.model import Decoder, DecoderConfig
 from inversionview.decoder.store import continued_decoder, save_decoder
+from inversionview.decoder.verified import verified_loss
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
@@ -77,6 +78,12 @@ class DecoderTrainConfig:
     vocabulary), or a decoder directory trained for this probed model, whose shape the new run takes."""
     max_seconds: float | None = None
     """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
+    verified_queries: int = 0
+    """Queries a step (taken from the step's batch) whose decoder samples the probed model verifies;
+    samples inside ε are made more likely, those outside less (``decoder/verified.py``). 0: none.
+    Meant for fine-tuning a trained decoder toward precision (with ``init_from`` that decoder)."""
+    verified_samples: int = 8
+    """Samples drawn for each verified query; their mean reward is the baseline."""
 
 
 def decoder_sites(probed: ProbedModel) -> list[Site]:
@@ -234,6 +241,11 @@ def train_decoder(
             )
     config = replace(config, batch_size=config.batch_size or DEFAULT_BATCH_SIZE)
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
+    if not 0 <= config.verified_queries <= config.batch_size or config.verified_samples < 2:
+        raise UserError(
+            f"--verified-queries must be between 0 and the batch size ({config.batch_size}), "
+            f"and --verified-samples at least 2 (a query's samples are its own baseline)"
+        )
     rng = seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sites = decoder_sites(probed)
@@ -266,6 +278,9 @@ def train_decoder(
             decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
 
     eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
+    epsilon = probed.default_epsilon if config.epsilon is None else config.epsilon
+    metric = config.metric or probed.default_metric
+    verified_share = None
     started = time.monotonic() - state["seconds"]
     last_checkpoint = time.monotonic()
     bar = tqdm(
@@ -282,7 +297,21 @@ def train_decoder(
             group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
         inputs, activation, site_ids, targets = (t.to(probed.device) for t in stream.batch(generator))
         logits = decoder(inputs, activation, site_ids)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        loss = reconstruction = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        if config.verified_queries:
+            n = config.verified_queries
+            reward_loss, verified_share = verified_loss(
+                decoder,
+                probed,
+                sites,
+                activation[:n],
+                site_ids[:n],
+                samples=config.verified_samples,
+                epsilon=epsilon,
+                metric=metric,
+                generator=generator,
+            )
+            loss = loss + reward_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
@@ -290,7 +319,7 @@ def train_decoder(
         step += 1
         state["samples_seen"] += inputs.shape[0]
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar.set_postfix(loss=f"{reconstruction.item():.3f}", refresh=False)
 
         out_of_time = config.max_seconds is not None and time.monotonic() - started >= config.max_seconds
         final = step == config.steps or out_of_time or (stop is not None and stop.is_set())
@@ -303,8 +332,8 @@ def train_decoder(
                     site,
                     eval_queries,
                     samples_per_query=config.eval_samples,
-                    epsilon=probed.default_epsilon if config.epsilon is None else config.epsilon,
-                    metric=config.metric or probed.default_metric,
+                    epsilon=epsilon,
+                    metric=metric,
                     seed=step,
                 )
                 for site in sites
@@ -321,7 +350,8 @@ def train_decoder(
                     "device": probed.device.type,
                     "batch_size": config.batch_size,
                     "samples_seen": state["samples_seen"],
-                    "loss": round(loss.item(), 4),
+                    "loss": round(reconstruction.item(), 4),
+                    **({} if verified_share is None else {"verified_share": round(verified_share, 4)}),
                     "mean_precision": round(mean, 4),
                     "precision": {k: round(v, 4) for k, v in precision.items()},
                 }
@@ -329,7 +359,7 @@ def train_decoder(
             log.info(
                 "step %d loss %.3f mean precision %.3f %s",
                 step,
-                loss.item(),
+                reconstruction.item(),
                 mean,
                 " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items()),
             )
