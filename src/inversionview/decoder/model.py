@@ -54,6 +54,13 @@ def occurrence_numbers(ids: torch.Tensor) -> torch.Tensor:
     return (same & earlier).sum(-1).clamp_max(MAX_OCCURRENCE)
 
 
+def next_token_targets(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """What each position of ``ids`` (B, T) should predict: the next token up to and including EOS,
+    -100 (not scored) after it, whatever the padding's id. ``lengths`` (B,) count BOS and EOS: (B, T - 1)."""
+    after_eos = torch.arange(ids.shape[1] - 1, device=ids.device)[None, :] >= (lengths.to(ids.device) - 1)[:, None]
+    return ids[:, 1:].masked_fill(after_eos, -100)
+
+
 class ResidualMLP(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inversionview.decoder.evaluate import heldout_queries, site_precision
-from inversionview.decoder.model import Decoder, DecoderConfig
+from inversionview.decoder.model import Decoder, DecoderConfig, next_token_targets
 from inversionview.decoder.store import continued_decoder, save_decoder
 from inversionview.decoder.verified import verified_loss
 from inversionview.errors import UserError
@@ -205,9 +205,7 @@ class ActivationStream:
         positions = torch.where(at_bos, torch.zeros_like(positions), positions)
         activation = stacked[site_ids, source, positions].float()  # (B, d), float32 whatever the model's dtype
         ids, lengths = ids[source], lengths[source]
-        # Targets end with EOS; what follows is padding (-100: not scored), whatever its id.
-        targets = ids[:, 1:].masked_fill(torch.arange(ids.shape[1] - 1)[None, :] >= (lengths - 1)[:, None], -100)
-        return ids[:, :-1], activation, site_ids, targets
+        return ids[:, :-1], activation, site_ids, next_token_targets(ids, lengths)
 
 
 def train_decoder(

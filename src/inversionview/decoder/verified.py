@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from inversionview.decoder.model import Decoder
+from inversionview.decoder.model import Decoder, next_token_targets
 from inversionview.inversion.distance import best_positions, position_distances
 from inversionview.inversion.verify import queryable, sequence_lengths
 from inversionview.probed.model import ProbedModel
@@ -45,10 +45,8 @@ def sequence_log_probs(
     decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_ids: torch.Tensor, eos_id: int
 ) -> torch.Tensor:
     """Decoder log-probability of each whole sample, EOS included, with gradient: (N,)."""
-    lengths = sequence_lengths(ids, eos_id)
-    targets = ids[:, 1:].masked_fill(torch.arange(ids.shape[1] - 1)[None, :] >= (lengths - 1)[:, None], -100)
+    targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(decoder.device)
     logits = decoder(ids[:, :-1].to(decoder.device), activation, site_ids)  # (N, T-1, vocab)
-    targets = targets.to(decoder.device)
     token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")  # (N, T-1)
     return -token_loss.sum(-1)
 
