@@ -1,6 +1,6 @@
 """Decoder completeness against the exact preimage, over a seeded set of addition queries.
 
-    python benchmarks/addition_completeness.py [--queries 22] [--samples 10000] [--decoder DIR]
+    python benchmarks/addition_completeness.py [--queries 22] [--samples 10000] [--decoder DIR] [--schedule distinct]
 
 Queries are held-out inputs at positions and sites drawn with a fixed seed, spread so that every
 site and every named position appears. For each query it prints the exact preimage size, the
@@ -11,15 +11,13 @@ mean recall at 10,000 over queries whose true preimage has 2 to 5,000 members.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 from collections import defaultdict
 
 import torch
 
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import decoder_sites
-from inversionview.exact.completeness import completeness
+from inversionview.exact.completeness import completeness, spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
@@ -32,6 +30,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=22)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--schedule", default="auto")
+    parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -40,13 +39,7 @@ def main() -> None:
 
     probed = load_probed(args.probed)
     decoder = load_decoder(args.decoder, probed)
-    rng = random.Random(args.seed)
-    sites = decoder_sites(probed)
-    texts = probed.task.sample_texts(rng, args.queries, split="heldout")
-    queries = []
-    for i, text in enumerate(texts):
-        positions = probed.task.query_positions(text)
-        queries.append((text, positions[rng.randrange(len(positions))], sites[i % len(sites)].name))
+    queries = spread_queries(probed, args.queries, args.seed)
     exacts = exact_preimages(probed, queries, limit=0)  # one pass over the space serves every query
     print(f"exact preimages of {len(queries)} queries: {exacts[0].seconds:.1f} s in one pass")
     per_site = defaultdict(list)
@@ -62,7 +55,7 @@ def main() -> None:
             site,
             samples=args.samples,
             seed=args.seed + i,
-            schedule=parse_schedule(args.schedule),
+            schedule=parse_schedule(args.schedule, args.temperature),
             exact=exact,
         )
         recall = result.recall

@@ -8,6 +8,9 @@ from inversionview.cli import main
 from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.store import load_decoder
 from inversionview.decoder.train import decoder_sites
+from inversionview.exact.completeness import completeness, spread_queries
+from inversionview.exact.preimage import exact_preimages
+from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.probed.train import evaluate_probed
 
@@ -71,6 +74,24 @@ def test_bundled_decoder_precision_bar(name, mean_bar, min_bar):
     queries = heldout_queries(probed, 20, seed=2024)
     precision = [site_precision(decoder, probed, s, queries, samples_per_query=25) for s in decoder_sites(probed)]
     assert sum(precision) / len(precision) >= mean_bar and min(precision) >= min_bar
+
+
+@pytest.mark.slow
+def test_bundled_addition_decoder_recall_bar():
+    """Issue 4's bar: mean recall@10,000 >= 80 % over the queries whose preimage has 2 to 5,000
+    members, with samples drawn without replacement (the benchmark's seeded query set)."""
+    probed = load_probed("addition")
+    decoder = load_decoder(None, probed)
+    queries = spread_queries(probed, 22, seed=7)
+    recalls = []
+    for i, (query, exact) in enumerate(zip(queries, exact_preimages(probed, queries, limit=0), strict=True)):
+        if 2 <= exact.n_members <= 5000:
+            result = completeness(
+                probed, decoder, *query, samples=10_000, seed=7 + i, schedule=parse_schedule("distinct"), exact=exact
+            )
+            recalls.append(result.recall["10000"])
+    assert len(recalls) >= 5
+    assert sum(recalls) / len(recalls) >= 0.8
 
 
 def test_invert_bundled_ioi_at_end(capsys):

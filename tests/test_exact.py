@@ -76,6 +76,21 @@ def test_completeness_counts_members_found(tiny_addition, tiny_addition_decoder_
     assert set(result.recall) == {"100", "300"}
 
 
+def test_distinct_completeness_finds_a_new_input_with_every_sample(tiny_addition, tiny_addition_decoder_dir):
+    from inversionview.decoder.store import load_decoder
+    from inversionview.inversion.schedule import parse_schedule
+
+    decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
+    query = ("615+861=1476", 0, "blocks.0.hook_resid_post")
+    plain = completeness(tiny_addition, decoder, *query, samples=300)
+    distinct = completeness(tiny_addition, decoder, *query, samples=300, schedule=parse_schedule("distinct"))
+    assert len(set(distinct.sample_texts)) == 300 and distinct.schedule == "distinct T=1"
+    # At BOS the whole space is the preimage, so each distinct sample that is an input is a new member.
+    in_space = set(input_space(tiny_addition.task).texts)
+    assert distinct.recall["300"] == pytest.approx(sum(t in in_space for t in distinct.sample_texts) / 810_000)
+    assert distinct.recall["300"] >= plain.recall["300"]
+
+
 def test_completeness_cli_json_and_plot(capsys, tiny_addition_dir, tiny_addition_decoder_dir, tmp_path):
     plot = tmp_path / "scatter.png"
     code = main(

@@ -267,6 +267,11 @@ def cmd_completeness(args: argparse.Namespace) -> None:
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SCHEDULE_HELP = (
+    "'auto'; 'distinct' (without replacement: every sample a different input); "
+    "or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05"
+)
+TEMPERATURE_HELP = "use this one temperature and no noise (with --schedule distinct: its temperature, default 1)"
 
 
 def is_loopback(host: str) -> bool:
@@ -426,8 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
         _query_options(p, many_sites=name == "report")
         p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
         p.add_argument("--samples", type=int, default=1000)
-        p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05")
-        p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
+        p.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
+        p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
         p.add_argument("--limit", type=int, default=40 if name == "invert" else 60, help="distinct samples to show")
         p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
         if name == "report":
@@ -444,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     _query_options(p)
     p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
     p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--schedule", default="auto", help="'auto' or TEMPERATURE:NOISE pairs")
-    p.add_argument("--temperature", type=float, help="use this one temperature and no noise")
+    p.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
+    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     p.add_argument("--plot", type=Path, help="write the completeness scatter to this PNG")
     p.add_argument("--plot-points", type=int, default=100_000, help="inputs drawn in the scatter (members always)")
     p.set_defaults(run=cmd_completeness)

@@ -185,6 +185,25 @@ class Decoder(nn.Module):
             x = block(x, condition)
         return self.head(self.ln_f(x))
 
+    def start(self, activation: torch.Tensor, site: torch.Tensor) -> DecodingState:
+        """The state for decoding one sequence per row of ``activation`` (B, d_act), token by token."""
+        batch = activation.shape[0]
+        seen = torch.zeros(batch, self.config.vocab_size, dtype=torch.long, device=activation.device)
+        return DecodingState(self.condition(activation, site)[:, None, :], [[] for _ in self.blocks], seen)
+
+    def step(self, state: DecodingState, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        """Feed each row's token (B,) at position ``pos``; returns next-token logits (B, vocab), float32.
+
+        Generation (``generate``, ``decoder.distinct``) is built on this, so both decode the same way."""
+        x = self.token_embedding(tokens[:, None]) + self.position_embedding.weight[pos] + state.condition
+        if self.config.occurrences:
+            rows = torch.arange(tokens.shape[0], device=tokens.device)
+            state.seen[rows, tokens] += 1
+            x = x + self.occurrence_embedding(state.seen[rows, tokens].clamp_max(MAX_OCCURRENCE))[:, None, :]
+        for block, cache in zip(self.blocks, state.caches):
+            x = block(x, state.condition, cache)
+        return self.head(self.ln_f(x[:, -1])).float()
+
     @torch.no_grad()
     def generate(
         self,
@@ -200,23 +219,12 @@ class Decoder(nn.Module):
         """Sample one sequence per row of ``activation`` (B, d_act): ids (B, max_len), BOS first,
         EOS last, PAD after it. Temperature 0 is greedy."""
         batch = activation.shape[0]
-        condition = self.condition(activation, site)[:, None, :]
-        caches: list[list] = [[] for _ in self.blocks]
+        state = self.start(activation, site)
         ids = torch.full((batch, self.config.max_len), pad_id, dtype=torch.long, device=activation.device)
         ids[:, 0] = bos_id
         finished = torch.zeros(batch, dtype=torch.bool, device=activation.device)
-        seen = torch.zeros(batch, self.config.vocab_size, dtype=torch.long, device=activation.device)
-        rows = torch.arange(batch, device=activation.device)
         for pos in range(self.config.max_len - 1):
-            x = self.token_embedding(ids[:, pos : pos + 1]) + self.position_embedding.weight[pos] + condition
-            if self.config.occurrences:
-                seen[rows, ids[:, pos]] += 1
-                x = x + self.occurrence_embedding(seen[rows, ids[:, pos]].clamp_max(MAX_OCCURRENCE))[:, None, :]
-            for block, cache in zip(self.blocks, caches):
-                x = block(x, condition, cache)
-            logits = self.head(self.ln_f(x[:, -1])).float()
-            for never in {pad_id, bos_id} - {eos_id}:  # BOS and PAD are never generated, unless one is EOS
-                logits[:, never] = float("-inf")
+            logits = mask_unwritable(self.step(state, ids[:, pos], pos), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
             if pos == self.config.max_len - 2:  # the last slot can only end the sequence
                 token = torch.full((batch,), eos_id, device=ids.device)
             elif temperature == 0:
@@ -232,3 +240,29 @@ class Decoder(nn.Module):
             if finished.all():
                 break
         return ids
+
+
+@dataclass
+class DecodingState:
+    """What a decoder carries from one generated token to the next, one row per sequence."""
+
+    condition: torch.Tensor
+    """(B, 1, d): the conditioning vector, the attention layers' extra slot."""
+    caches: list[list]
+    """Per layer, [keys, values] of the positions fed so far (empty before the first step)."""
+    seen: torch.Tensor
+    """(B, vocab): how often each token has been fed (read only by decoders with occurrences)."""
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the rows ``rows`` (a beam's parents, repeats allowed), in that order."""
+        self.condition = self.condition[rows]
+        self.caches = [[tensor[rows] for tensor in cache] for cache in self.caches]
+        self.seen = self.seen[rows]
+
+
+def mask_unwritable(logits: torch.Tensor, *, bos_id: int, eos_id: int, pad_id: int) -> torch.Tensor:
+    """Next-token logits (B, vocab) with BOS and PAD made impossible (they are never generated,
+    unless one of them is also the EOS token)."""
+    never = sorted({pad_id, bos_id} - {eos_id})
+    logits[:, never] = float("-inf")
+    return logits

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 
 import torch
 
 from inversionview.decoder.model import Decoder
+from inversionview.decoder.train import decoder_sites
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions
@@ -43,6 +45,18 @@ class Completeness:
             "seconds": self.seconds,
             "schedule": self.schedule,
         }
+
+
+def spread_queries(probed: ProbedModel, n: int, seed: int) -> list[tuple[str, int, str]]:
+    """``n`` seeded held-out (text, position, site) queries: sites in turn, each at one of the task's
+    query positions drawn at random, so that every site and position appears."""
+    rng = random.Random(seed)
+    sites = decoder_sites(probed)
+    queries = []
+    for i, text in enumerate(probed.task.sample_texts(rng, n, split="heldout")):
+        positions = probed.task.query_positions(text)
+        queries.append((text, positions[rng.randrange(len(positions))], sites[i % len(sites)].name))
+    return queries
 
 
 def recall_checkpoints(samples: int) -> list[int]:
@@ -84,8 +98,10 @@ def completeness(
     for ids, _, _ in draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size):
         chunks.append(ids)
         best.append(best_positions(verify_ids(probed, query.site, ids, query.activation, metric))[0])
-    # Interleave the schedule's pairs, as if each sample had drawn its pair at random.
-    order = torch.randperm(samples, generator=generator)
+    drawn = sum(len(ids) for ids in chunks)  # fewer than asked only if distinct sampling ran out of inputs
+    # Interleave the schedule's pairs, as if each sample had drawn its pair at random; distinct
+    # samples keep the order they were drawn in, so that the first k are a sample of k.
+    order = torch.arange(drawn) if schedule.distinct else torch.randperm(drawn, generator=generator)
     tokenizer = probed.task.tokenizer
     texts_in_order = [tokenizer.decode(row) for row in torch.cat(chunks)[order].tolist()]
     inside = torch.cat(best)[order] <= epsilon
@@ -95,7 +111,7 @@ def completeness(
     recall = {}
     found: set[str] = set()
     done = 0
-    for k in recall_checkpoints(samples):
+    for k in recall_checkpoints(drawn):
         found.update(t for t in texts_in_order[done:k] if t in members)
         done = k
         recall[str(k)] = len(found) / len(members) if members else 1.0
@@ -103,7 +119,7 @@ def completeness(
         n_members=exact.n_members,
         space_size=exact.space_size,
         space=exact.space,
-        samples=samples,
+        samples=drawn,
         precision=float(inside.float().mean()),
         recall=recall,
         seconds={"exact": exact.seconds, "decoder": round(sampling_seconds, 3)},

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.model import Decoder
 from inversionview.errors import UserError
 from inversionview.inversion.distance import METRICS, best_positions
@@ -76,7 +77,25 @@ def draw_samples(
     progress: Progress | None = None,
 ) -> Iterator[tuple[torch.Tensor, float, float]]:
     """Decoder samples for a query in batches: (ids (n, max_len), temperature, noise), the schedule's
-    pairs in turn."""
+    pairs in turn. A distinct schedule yields one batch of up to ``samples`` different inputs."""
+    if schedule.distinct:
+        ((temperature, _),) = schedule.pairs
+        tok = probed.task.tokenizer
+        ids = sample_distinct(
+            decoder,
+            query.activation,
+            site_index(decoder, query.site),
+            samples,
+            bos_id=tok.bos_id,
+            eos_id=tok.eos_id,
+            pad_id=tok.pad_id,
+            temperature=temperature,
+            generator=generator,
+        )
+        if progress:
+            progress(samples, samples)
+        yield ids, temperature, 0.0
+        return
     done = 0
     for temperature, noise, count in schedule.split(samples):
         for start in range(0, count, batch_size):

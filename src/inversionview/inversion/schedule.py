@@ -13,10 +13,14 @@ AUTO_SCHEDULE = ((1.0, 0.0), (0.5, 0.0), (1.0, 0.05), (1.5, 0.0), (1.0, 0.1))
 
 @dataclass(frozen=True)
 class Schedule:
-    """(temperature, noise) pairs; samples are split among them as evenly as possible."""
+    """(temperature, noise) pairs; samples are split among them as evenly as possible.
+
+    A ``distinct`` schedule has one pair, noise 0, and draws its samples without replacement
+    (``decoder/distinct.py``): every sample is a different input, in the order drawn."""
 
     pairs: tuple[tuple[float, float], ...]
     name: str
+    distinct: bool = False
 
     def split(self, n: int) -> list[tuple[float, float, int]]:
         """(temperature, noise, count) for ``n`` samples."""
@@ -25,10 +29,16 @@ class Schedule:
 
 
 def parse_schedule(spec: str | None, temperature: float | None = None) -> Schedule:
-    """``"auto"``, or ``"T:NOISE,T:NOISE,…"``; a single ``temperature`` means that one, no noise."""
+    """``"auto"``, ``"distinct"`` (without replacement) or ``"T:NOISE,T:NOISE,…"``.
+
+    A ``temperature`` means that one temperature and no noise; with ``"distinct"`` it sets the
+    temperature of the draw without replacement (1 unless given)."""
+    if temperature is not None and temperature < 0:
+        raise UserError(f"temperature must be >= 0, got {temperature}")
+    if spec == "distinct":
+        temperature = 1.0 if temperature is None else temperature
+        return Schedule(((temperature, 0.0),), f"distinct T={temperature:g}", distinct=True)
     if temperature is not None:
-        if temperature < 0:
-            raise UserError(f"temperature must be >= 0, got {temperature}")
         return Schedule(((temperature, 0.0),), f"T={temperature:g}")
     if spec in (None, "auto"):
         return Schedule(AUTO_SCHEDULE, "auto")
@@ -38,7 +48,9 @@ def parse_schedule(spec: str | None, temperature: float | None = None) -> Schedu
         try:
             pair = (float(t_text), float(noise_text or 0))
         except ValueError:
-            raise UserError(f"bad schedule entry {part!r}; write TEMPERATURE[:NOISE], e.g. 1.0:0.05") from None
+            raise UserError(
+                f"bad schedule entry {part!r}; write 'auto', 'distinct' or TEMPERATURE[:NOISE] pairs, e.g. 1.0:0.05"
+            ) from None
         if pair[0] < 0 or pair[1] < 0:
             raise UserError(f"schedule entry {part!r} must not be negative")
         pairs.append(pair)

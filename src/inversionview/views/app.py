@@ -155,7 +155,11 @@ def main() -> None:
             "ε", min_value=0.0, max_value=2.0, value=probed.default_epsilon, step=0.01, format="%.3f"
         )
         samples = st.slider("Samples", min_value=50, max_value=2000, value=500, step=50)
-        schedule = st.text_input("Schedule", value="auto", help="'auto', or TEMPERATURE:NOISE pairs like 1:0,0.5:0")
+        schedule = st.text_input(
+            "Schedule",
+            value="auto",
+            help="'auto'; 'distinct' (every sample a different input); or TEMPERATURE:NOISE pairs like 1:0,0.5:0",
+        )
         seed = st.number_input("Seed", min_value=0, value=0, step=1)
         show_colors = st.toggle("Colour tokens by probability change", value=True)
 

@@ -1,0 +1,92 @@
+"""Sampling without replacement: k different sequences from a decoder, for one activation.
+
+Plain sampling repeats itself: where a preimage is small or the decoder is sure, most of 10,000
+samples are copies of a few inputs. Stochastic beam search (Kool, van Hoof and Welling, "Stochastic
+Beams and Where to Find Them", ICML 2019) draws k distinct sequences instead, exactly as if
+sequences were drawn one at a time and each drawn one removed from the distribution: every
+sequence's log-probability is perturbed by Gumbel noise, and the beam keeps the k prefixes whose best
+completion has the largest perturbed score (a prefix's score is the maximum over its subtree, sampled
+top-down by conditioning each child's Gumbel on its parent's). The rows come out in decreasing
+perturbed score, so the first m rows are themselves a sample of m without replacement.
+
+At temperature 0 there is no noise and this is plain beam search: the k most likely sequences (as far
+as a beam of width k finds them).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inversionview.decoder.model import Decoder, mask_unwritable
+
+
+def gumbel(shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard Gumbel noise, drawn on the CPU so a seeded CPU generator reproduces it anywhere."""
+    uniform = torch.rand(shape, generator=generator).clamp(1e-12, 1 - 1e-7)
+    return -torch.log(-torch.log(uniform))
+
+
+def condition_on_maximum(parent: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+    """Children's Gumbel scores (B, V), redrawn so that their maximum equals the parent's (B,).
+
+    Kool et al., appendix B, in the numerically stable form; -inf children stay -inf.
+    """
+    top = children.max(-1, keepdim=True).values
+    gap = children - top  # <= 0
+    # log(1 - exp(gap)), accurate both near 0 and far below it
+    log1mexp = torch.where(gap > -0.6931, torch.log(-torch.expm1(gap)), torch.log1p(-torch.exp(gap)))
+    v = parent[:, None] - children + log1mexp
+    return parent[:, None] - v.clamp_min(0) - torch.log1p(torch.exp(-v.abs()))
+
+
+@torch.no_grad()
+def sample_distinct(
+    decoder: Decoder,
+    activation: torch.Tensor,
+    site: int,
+    k: int,
+    *,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Up to ``k`` distinct sequences for one activation (d_act,): ids (k, max_len), BOS first, EOS
+    last, PAD after it, in the order they would have been drawn (fewer rows only if the decoder can
+    write fewer than ``k`` sequences)."""
+    device = decoder.device
+    max_len = decoder.config.max_len
+    state = decoder.start(activation.float().to(device)[None], torch.tensor([site], device=device))
+    ids = torch.full((1, max_len), pad_id, dtype=torch.long, device=device)
+    ids[:, 0] = bos_id
+    log_prob = torch.zeros(1, device=device)  # each beam's log-probability so far (at this temperature)
+    score = torch.zeros(1, device=device)  # each beam's perturbed score: the root's is arbitrary, 0
+    finished = torch.zeros(1, dtype=torch.bool, device=device)
+    for pos in range(max_len - 1):
+        logits = mask_unwritable(decoder.step(state, ids[:, pos], pos), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
+        if pos == max_len - 2:  # the last slot can only end the sequence
+            logits[:, :] = float("-inf")
+            logits[:, eos_id] = 0.0
+        child = (logits / (temperature or 1.0)).log_softmax(-1)
+        # A finished sequence has one continuation, PAD, which changes nothing.
+        child[finished] = float("-inf")
+        child[finished, pad_id] = 0.0
+        child_log_prob = log_prob[:, None] + child  # (B, V)
+        if temperature == 0:
+            child_score = child_log_prob
+        else:
+            perturbed = child_log_prob + gumbel(child_log_prob.shape, generator).to(device)
+            child_score = condition_on_maximum(score, perturbed)
+        flat = child_score.flatten()
+        keep = min(k, int(torch.isfinite(flat).sum()))
+        score, index = flat.topk(keep)  # sorted: the beam stays in draw order
+        parent, token = index // child.shape[1], index % child.shape[1]
+        log_prob = child_log_prob.flatten()[index]
+        state.select(parent)
+        ids = ids[parent]
+        ids[:, pos + 1] = token
+        finished = finished[parent] | (token == eos_id)
+        if finished.all():
+            break
+    return ids.cpu()
