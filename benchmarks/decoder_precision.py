@@ -1,9 +1,11 @@
 """Per-site precision of a decoder on held-out queries: the share of T=1 samples inside ε.
 
     python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
+                                           [--seed 2024] [--positions named|random]
 
 Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
-and ``:``; IOI: S1, S1+1, IO, S2, END). Metric and ε are the probed model's unless given.
+and ``:``; IOI: S1, S1+1, IO, S2, END), or with ``--positions random`` at any text position.
+Metric and ε are the probed model's unless given.
 Prints one line per site, then the mean and the minimum.
 """
 
@@ -30,6 +32,12 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, help="default: the probed model's (0.1 unless it says)")
     parser.add_argument("--metric", help="default: the probed model's (euclidean unless it says)")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument(
+        "--positions",
+        choices=("named", "random"),
+        default="named",
+        help="query positions: the task's named ones, or any",
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -39,10 +47,13 @@ def main() -> None:
     decoder = load_decoder(args.decoder, probed)
     metric = args.metric or probed.default_metric
     epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
-    queries = heldout_queries(probed, args.queries, seed=args.seed)
+    queries = heldout_queries(probed, args.queries, seed=args.seed, positions=args.positions)
     started = time.perf_counter()
     results = {}
-    print(f"{'site':32s} precision  (T=1, {metric}, ε={epsilon}, {args.queries} queries × {args.samples} samples)")
+    print(
+        f"{'site':32s} precision  (T=1, {metric}, ε={epsilon}, {args.queries} queries × {args.samples} samples, "
+        f"{args.positions} positions)"
+    )
     for site in decoder_sites(probed):
         results[site.name] = site_precision(
             decoder,

@@ -13,15 +13,18 @@ from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 
 
-def heldout_queries(probed: ProbedModel, n: int, seed: int) -> list[tuple[str, int]]:
+def heldout_queries(probed: ProbedModel, n: int, seed: int, positions: str = "named") -> list[tuple[str, int]]:
     """``n`` held-out (text, position) queries, cycling through the task's named query positions
-    (random text positions when the task names none)."""
+    (``positions="named"``), or at random text positions (``"random"``, and where the task names none)."""
+    if positions not in ("named", "random"):
+        raise ValueError(f"positions must be 'named' or 'random', not {positions!r}")
     task = probed.task
     rng = random.Random(seed)
     queries = []
     for i, text in enumerate(task.sample_texts(rng, n, split="heldout")):
-        if positions := task.query_positions(text):
-            position = positions[i % len(positions)]
+        named = task.query_positions(text) if positions == "named" else []
+        if named:
+            position = named[i % len(named)]
         else:
             position = rng.randrange(1, len(task.encode(text)) - 1)
         queries.append((text, position))
