@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 
 from inversionview.decoder.model import Decoder, DecoderConfig, occurrence_numbers
@@ -48,6 +49,11 @@ def test_decoder_training_reduces_loss_and_reloads(tiny_probed, tmp_path):
     assert [h["step"] for h in history] == [40, 80]
     assert history[-1]["loss"] < 3.0  # from ln(40) ≈ 3.69 at the start
     assert set(history[-1]["precision"]) == {s.name for s in decoder_sites(tiny_probed)}
+    # eval_queries=2 still measures both named positions, and training is weighted by them.
+    by_position = history[-1]["position_precision"]
+    assert set(by_position) == {"query letter", ":"}
+    weights = json.loads((tmp_path / CHECKPOINT_STATE_FILE).read_text())["state"]["position_weights"]
+    assert weights == pytest.approx([1 - by_position["query letter"] + 0.2, 1 - by_position[":"] + 0.2], abs=1e-3)
     reloaded = load_decoder(tmp_path, tiny_probed)
     for (name, a), (_, b) in zip(decoder.state_dict().items(), reloaded.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
@@ -173,8 +179,6 @@ def test_ioi_model_is_judged_by_logit_difference(tmp_path):
 def test_query_positions_follow_the_chosen_mode(tiny_probed):
     import random
 
-    import pytest
-
     from inversionview.decoder.train import ActivationStream, parse_position_mode
     from inversionview.errors import UserError
     from inversionview.probed.sites import Site
@@ -199,14 +203,19 @@ def test_query_positions_follow_the_chosen_mode(tiny_probed):
         position = int(matches.nonzero()[0])
         away = patterns[1][row, 0, 1:, 0] < 0.5
         assert position >= 1 and (bool(patterns[1][row, 0, position, 0] < 0.5) or not away.any())
+    # Named positions are drawn by their weights: all weight on ':' reads ':' every time.
+    config.positions = "named"
+    stream.position_weights = torch.tensor([0.0, 1.0])  # "query letter", ":"
+    inputs, activation, _, _ = stream.batch(torch.Generator().manual_seed(0))
+    acts, _ = tiny_probed.activations(inputs, [site])
+    colon = torch.tensor([row.index(tok.vocab.index(":")) for row in inputs.tolist()])
+    torch.testing.assert_close(activation, acts[site][torch.arange(8), colon])
     for bad in ("attention:9.0", "attention:x", "everywhere"):
         with pytest.raises(UserError, match="--positions"):
             parse_position_mode(bad, tiny_probed)
 
 
 def test_resume_refuses_another_probed_model(tiny_probed, tiny_addition, tmp_path):
-    import pytest
-
     from inversionview.errors import UserError
 
     config = DecoderTrainConfig(

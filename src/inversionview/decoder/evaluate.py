@@ -32,7 +32,7 @@ def heldout_queries(probed: ProbedModel, n: int, seed: int, positions: str = "na
 
 
 @torch.no_grad()
-def site_precision(
+def query_precisions(
     decoder: Decoder,
     probed: ProbedModel,
     site: Site,
@@ -43,8 +43,8 @@ def site_precision(
     epsilon: float = 0.1,
     metric: str = "euclidean",
     seed: int = 0,
-) -> float:
-    """Share of samples, over all queries, whose best position is within ``epsilon`` of the query."""
+) -> torch.Tensor:
+    """Share of each query's samples whose best position is within ``epsilon`` of it: (Q,)."""
     ids, _ = probed.encode_batch([text for text, _ in queries])
     acts = probed.activations(ids, [site])[0][site]
     query_vectors = acts[torch.arange(len(queries)), torch.tensor([pos for _, pos in queries])]  # (Q, d)
@@ -52,4 +52,12 @@ def site_precision(
     generator = torch.Generator().manual_seed(seed)
     samples = sample_ids(decoder, probed, site, repeated, temperature=temperature, generator=generator)
     best, _ = best_positions(verify_ids(probed, site, samples, repeated, metric))
-    return float((best <= epsilon).float().mean())
+    return (best <= epsilon).float().view(len(queries), samples_per_query).mean(-1)
+
+
+def site_precision(
+    decoder: Decoder, probed: ProbedModel, site: Site, queries: list[tuple[str, int]], **options
+) -> float:
+    """Share of samples, over all queries, whose best position is within ``epsilon`` of the query
+    (``options`` as for ``query_precisions``)."""
+    return float(query_precisions(decoder, probed, site, queries, **options).mean())

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from inversionview.decoder.evaluate import heldout_queries, site_precision
+from inversionview.decoder.evaluate import heldout_queries, query_precisions
 from inversionview.decoder.model import Decoder, DecoderConfig, next_token_targets
 from inversionview.decoder.store import continued_decoder, save_decoder
 from inversionview.decoder.verified import verified_loss
@@ -73,6 +73,8 @@ class DecoderTrainConfig:
     """Precision is measured with these; None takes the probed model's defaults."""
     checkpoint_every_s: float = 180.0
     site_weight_floor: float = 0.2
+    """Added to each site's (and named position's) weakness, 1 - precision, to give its sampling
+    weight: every site and position keeps being trained."""
     init_from: str | None = None
     """Where the decoder's first weights come from: a local Hugging Face GPT-2 directory (same
     vocabulary), or a decoder directory trained for this probed model, whose shape the new run takes."""
@@ -156,6 +158,8 @@ class ActivationStream:
     def __init__(self, probed: ProbedModel, sites: list[Site], config: DecoderTrainConfig, rng) -> None:
         self.probed, self.sites, self.config, self.rng = probed, sites, config, rng
         self.site_weights = torch.ones(len(sites))
+        self.position_weights = torch.ones(len(probed.task.query_position_names()))
+        """Sampling weight of each named position (``task.query_position_names()`` order)."""
         self._pending: list[list[str]] = []
 
     def _texts(self) -> list[str]:
@@ -169,6 +173,22 @@ class ActivationStream:
         return self._pending.pop()
 
     pool_batches = 16
+
+    def _named_positions(self, texts: list[str], source: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """For each query (its text ``source``), one of its text's named positions, drawn by
+        ``position_weights`` (inverse CDF of ``uniform`` (B,)): (B,)."""
+        names = self.probed.task.query_position_names()
+        choices = []  # per text: (positions, cumulative weights) of the named positions it has
+        for text in texts:
+            named = self.probed.task.named_positions(text)
+            present = [k for k, name in enumerate(names) if name in named]
+            weights = self.position_weights[present]
+            choices.append(([named[names[k]] for k in present], (weights / weights.sum()).cumsum(0)))
+        picked = []
+        for i, u in zip(source.tolist(), uniform.tolist()):
+            positions, cumulative = choices[i]
+            picked.append(positions[min(int(torch.searchsorted(cumulative, u)), len(positions) - 1)])
+        return torch.tensor(picked)
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         probed, config = self.probed, self.config
@@ -187,9 +207,7 @@ class ActivationStream:
         if mode == "last":
             positions = lengths[source] - 2
         elif mode in ("named", "mixed") and task.query_position_names():
-            choices = [task.query_positions(t) for t in texts]
-            pick = torch.rand(batch, generator=generator)
-            named = torch.tensor([choices[i][int(u * len(choices[i]))] for i, u in zip(source.tolist(), pick.tolist())])
+            named = self._named_positions(texts, source, torch.rand(batch, generator=generator))
             use_named = torch.rand(batch, generator=generator) < (1.0 if mode == "named" else config.named_share)
             positions = torch.where(use_named, named, positions)
         elif mode == "attention":
@@ -269,13 +287,18 @@ def train_decoder(
         rng.seed(config.seed + step)  # a fresh but reproducible data stream after a resume
         generator.manual_seed(config.seed + step)
         stream.site_weights = torch.tensor(state["site_weights"])
+        if len(state.get("position_weights", ())) == len(stream.position_weights):  # older runs saved none: uniform
+            stream.position_weights = torch.tensor(state["position_weights"])
         log.info("resuming at step %d", step)
     else:
         step, state = 0, {"seconds": 0.0, "history": [], "samples_seen": 0}
         if not starts_from_a_decoder(config):  # a trained decoder brings the scales it was trained with
             decoder.condition.site_scale.copy_(_site_scales(probed, sites, rng))
 
-    eval_queries = heldout_queries(probed, config.eval_queries, seed=config.seed + 1)
+    position_names = probed.task.query_position_names()
+    # Enough queries that every named position is measured (addition names 13).
+    eval_queries = heldout_queries(probed, max(config.eval_queries, len(position_names)), seed=config.seed + 1)
+    eval_names = [query_position_name(probed, text, position) for text, position in eval_queries]
     epsilon = probed.default_epsilon if config.epsilon is None else config.epsilon
     metric = config.metric or probed.default_metric
     verified_share = None
@@ -323,22 +346,35 @@ def train_decoder(
         final = step == config.steps or out_of_time or (stop is not None and stop.is_set())
         if step % config.eval_every == 0 or final:
             decoder.eval()
-            precision = {
-                site.name: site_precision(
-                    decoder,
-                    probed,
-                    site,
-                    eval_queries,
-                    samples_per_query=config.eval_samples,
-                    epsilon=epsilon,
-                    metric=metric,
-                    seed=step,
-                )
-                for site in sites
+            per_query = torch.stack(
+                [
+                    query_precisions(
+                        decoder,
+                        probed,
+                        site,
+                        eval_queries,
+                        samples_per_query=config.eval_samples,
+                        epsilon=epsilon,
+                        metric=metric,
+                        seed=step,
+                    )
+                    for site in sites
+                ]
+            )  # (sites, queries)
+            precision = {site.name: float(row.mean()) for site, row in zip(sites, per_query)}
+            by_position = {
+                name: float(per_query[:, [n == name for n in eval_names]].mean())
+                for name in position_names
+                if name in eval_names
             }
-            # Shift training toward the sites the decoder reads worst.
-            weakness = torch.tensor([1.0 - precision[s.name] for s in sites])
-            stream.site_weights = weakness + config.site_weight_floor
+            # Shift training toward the sites, and the named positions, that the decoder reads worst.
+            stream.site_weights = 1.0 - per_query.mean(-1) + config.site_weight_floor
+            if by_position:
+                mean_weakness = 1.0 - sum(by_position.values()) / len(by_position)
+                stream.position_weights = (
+                    torch.tensor([1.0 - by_position[n] if n in by_position else mean_weakness for n in position_names])
+                    + config.site_weight_floor
+                )
             mean = sum(precision.values()) / len(precision)
             state["history"].append(
                 {
@@ -352,6 +388,7 @@ def train_decoder(
                     **({} if verified_share is None else {"verified_share": round(verified_share, 4)}),
                     "mean_precision": round(mean, 4),
                     "precision": {k: round(v, 4) for k, v in precision.items()},
+                    **({"position_precision": {k: round(v, 4) for k, v in by_position.items()}} if by_position else {}),
                 }
             )
             log.info(
@@ -364,6 +401,7 @@ def train_decoder(
         if final or time.monotonic() - last_checkpoint > config.checkpoint_every_s:
             state["seconds"] = time.monotonic() - started
             state["site_weights"] = stream.site_weights.tolist()
+            state["position_weights"] = stream.position_weights.tolist()
             state["config"] = asdict(config)
             save_checkpoint(out, decoder, optimizer, Checkpoint(step, state))
             save_decoder(
@@ -383,6 +421,11 @@ def train_decoder(
     bar.close()
     decoder.eval()
     return decoder
+
+
+def query_position_name(probed: ProbedModel, text: str, position: int) -> str | None:
+    """The name of ``text``'s named position ``position`` (None if it has no name)."""
+    return next((name for name, at in probed.task.named_positions(text).items() if at == position), None)
 
 
 @torch.no_grad()
