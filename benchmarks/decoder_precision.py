@@ -1,7 +1,7 @@
 """Per-site precision of a decoder on held-out queries: the share of T=1 samples inside ε.
 
     python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
-                                           [--seed 2024] [--positions named|random]
+                                           [--seed 2024] [--positions named|random] [--temperature 1]
 
 Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
 and ``:``; IOI: S1, S1+1, IO, S2, END), or with ``--positions random`` at any text position.
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, help="default: the probed model's (0.1 unless it says)")
     parser.add_argument("--metric", help="default: the probed model's (euclidean unless it says)")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy (use --samples 1)")
     parser.add_argument(
         "--positions",
         choices=("named", "random"),
@@ -51,8 +52,8 @@ def main() -> None:
     started = time.perf_counter()
     results = {}
     print(
-        f"{'site':32s} precision  (T=1, {metric}, ε={epsilon}, {args.queries} queries × {args.samples} samples, "
-        f"{args.positions} positions)"
+        f"{'site':32s} precision  (T={args.temperature:g}, {metric}, ε={epsilon}, "
+        f"{args.queries} queries × {args.samples} samples, {args.positions} positions)"
     )
     for site in decoder_sites(probed):
         results[site.name] = site_precision(
@@ -64,6 +65,7 @@ def main() -> None:
             epsilon=epsilon,
             metric=metric,
             seed=args.seed,
+            temperature=args.temperature,
         )
         print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
     print(f"{'mean':32s} {statistics.mean(results.values()):8.1%}")
