@@ -11,6 +11,8 @@ first --queries of them and prints the median ratio.
 Three searchers, each counted in probed-model evaluations (inputs run through the probed model)
 and seconds:
 - decoder: sample 100 at a time from the decoder, verify, stop at 100 distinct members;
+- decoder, distinct: draw without replacement (``--schedule distinct``) and verify in draw order,
+  100 at a time; a draw of 1,000 that runs out is followed by one of 10,000, and so on (all counted);
 - random scan: run the probed model over the input space in a seeded random order, 1,000 at a time;
 - nearest-neighbour index: cache the activations of random inputs (every position), then rank the
   cached inputs by distance to the query; its cost is the size of index it needs to hold 100 members.
@@ -20,18 +22,19 @@ A searcher that does not reach 100 within the whole space reports how many it fo
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import time
 
 import torch
 
+from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.store import load_decoder
+from inversionview.exact.completeness import spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions, position_distances
 from inversionview.inversion.invert import query_activation
-from inversionview.inversion.verify import queryable, sample_ids, verify_ids
+from inversionview.inversion.verify import queryable, sample_ids, site_index, verify_ids
 from inversionview.probed import load_probed
 
 TARGET = 100
@@ -46,6 +49,32 @@ def decoder_search(probed, decoder, site, query, epsilon, limit, seed):
         evaluations += len(ids)
         found.update(tuple(row) for row, d in zip(ids.tolist(), best.tolist()) if d <= epsilon)
     return len(found), evaluations, time.perf_counter() - started
+
+
+def distinct_search(probed, decoder, site, query, epsilon, limit, seed, first_draw=1000):
+    started, tok = time.perf_counter(), probed.task.tokenizer
+    found = evaluations = 0
+    draw = first_draw
+    while evaluations < limit:
+        ids = sample_distinct(
+            decoder,
+            query,
+            site_index(decoder, site),
+            min(draw, limit),
+            bos_id=tok.bos_id,
+            eos_id=tok.eos_id,
+            pad_id=tok.pad_id,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        found = 0  # each draw starts afresh; its samples are all different inputs
+        for start in range(0, len(ids), 100):
+            best, _ = best_positions(verify_ids(probed, site, ids[start : start + 100], query, "euclidean"))
+            evaluations += len(best)
+            found += int((best <= epsilon).sum())
+            if found >= TARGET:
+                return found, evaluations, time.perf_counter() - started
+        draw *= 10
+    return found, evaluations, time.perf_counter() - started
 
 
 def random_scan(probed, site, query, epsilon, space, seed, chunk=1000):
@@ -82,14 +111,9 @@ def index_search(probed, site, query, epsilon, space, seed, step=10_000):
     return min(found, TARGET), size, time.perf_counter() - started
 
 
-def small_preimage_queries(probed, decoder, count, seed, epsilon, candidates=60):
+def small_preimage_queries(probed, count, seed, epsilon, candidates=60):
     """Held-out queries spread over sites and positions whose exact preimage has 100 to 1 % of the space."""
-    rng = random.Random(seed)
-    sites = decoder.config.sites
-    queries = []
-    for i, text in enumerate(probed.task.sample_texts(rng, candidates, split="heldout")):
-        positions = probed.task.query_positions(text)
-        queries.append((text, positions[rng.randrange(len(positions))], sites[i % len(sites)]))
+    queries = spread_queries(probed, candidates, seed)
     exacts = exact_preimages(probed, queries, epsilon=epsilon, limit=0)
     small = [q for q, e in zip(queries, exacts, strict=True) if TARGET <= e.n_members <= e.space_size // 100]
     sizes = {q: e.n_members for q, e in zip(queries, exacts, strict=True)}
@@ -101,15 +125,16 @@ def race(probed, decoder, space, text, position, site_name, epsilon, seed):
     query = query_activation(probed, site, text, position)
     rows = [
         ("decoder", *decoder_search(probed, decoder, site, query, epsilon, space.size, seed)),
+        ("decoder, distinct", *distinct_search(probed, decoder, site, query, epsilon, space.size, seed)),
         ("random scan", *random_scan(probed, site, query, epsilon, space, seed)),
         ("nearest-neighbour index", *index_search(probed, site, query, epsilon, space, seed)),
     ]
     print(f"{'searcher':24s} {'members':>8s} {'evaluations':>12s} {'seconds':>8s}")
     for name, found, evaluations, seconds in rows:
         print(f"{name:24s} {found:8d} {evaluations:12,d} {seconds:8.2f}")
-    ratio = rows[1][2] / rows[0][2]
-    print(f"random scan / decoder evaluations: {ratio:.1f}x", flush=True)
-    return ratio
+    ratio, distinct_ratio = rows[2][2] / rows[0][2], rows[2][2] / rows[1][2]
+    print(f"random scan / decoder evaluations: {ratio:.1f}x (distinct: {distinct_ratio:.1f}x)", flush=True)
+    return ratio, distinct_ratio
 
 
 def main() -> None:
@@ -130,16 +155,17 @@ def main() -> None:
     if args.input:
         chosen = [((args.input, args.position, args.site), None)]
     else:
-        chosen = small_preimage_queries(probed, decoder, args.queries, args.seed, args.epsilon)
+        chosen = small_preimage_queries(probed, args.queries, args.seed, args.epsilon)
     ratios = []
     for (text, position, site), size in chosen:
         members = "" if size is None else f", {size:,} members"
         print(f"\nquery {text!r} @ {position}, {site}, ε = {args.epsilon}; space {space.size:,} inputs{members}")
         ratios.append(race(probed, decoder, space, text, position, site, args.epsilon, args.seed))
     if len(ratios) > 1:
-        median = statistics.median(ratios)
-        print(f"\nmedian random scan / decoder evaluations over {len(ratios)} queries: {median:.1f}x")
-        print(f"queries at 10x or more: {sum(r >= 10 for r in ratios)} of {len(ratios)}")
+        plain, distinct = statistics.median(r for r, _ in ratios), statistics.median(d for _, d in ratios)
+        print(f"\nmedian random scan / decoder evaluations over {len(ratios)} queries: {plain:.1f}x")
+        print(f"the same with the decoder drawing without replacement: {distinct:.1f}x")
+        print(f"queries at 10x or more: {sum(r >= 10 for r, _ in ratios)} of {len(ratios)}")
 
 
 if __name__ == "__main__":
