@@ -359,3 +359,15 @@ def test_probed_model_in_bfloat16(capsys, tiny_probed_dir, tiny_decoder_dir):
     )
     assert code == 0, err
     assert json.loads(out)["share_in_preimage"] == 1.0  # at BOS every input matches, in any dtype
+
+
+def test_train_decoder_evaluates_every_eval_every_steps(capsys, tiny_probed_dir, tmp_path):
+    base = ["train-decoder", "--probed", str(tiny_probed_dir), "--steps", "4", "--batch-size", "8"]
+    shape = ["--d-model", "16", "--n-layers", "1"]
+    assert main([*base, *shape, "--out", str(tmp_path / "run"), "--eval-every", "2"]) == 0
+    history = json.loads((tmp_path / "run" / DECODER_CONFIG_FILE).read_text())["provenance"]["history"]
+    assert [h["step"] for h in history] == [2, 4]
+
+    assert main([*base, "--out", str(tmp_path / "bad"), "--eval-every", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--eval-every must be at least 1" in err and len(err.strip().splitlines()) <= 3

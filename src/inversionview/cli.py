@@ -142,6 +142,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         "occurrences",
         "verified_queries",
         "verified_samples",
+        "eval_every",
     ):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
@@ -416,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries a step whose samples the probed model checks, rewarding those inside ε (default 0: none)",
     )
     p.add_argument("--verified-samples", type=int, help="samples a verified query (default 8)")
+    p.add_argument(
+        "--eval-every", type=int, help="steps between precision checks, which re-weight sites and positions (2000)"
+    )
     data = p.add_mutually_exclusive_group()
     data.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
     data.add_argument("--dataset", help="Hugging Face dataset NAME or NAME:SPLIT for free-text models")

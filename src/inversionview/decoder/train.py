@@ -257,6 +257,8 @@ def train_decoder(
             )
     config = replace(config, batch_size=config.batch_size or DEFAULT_BATCH_SIZE)
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
+    if config.eval_every < 1:
+        raise UserError(f"--eval-every must be at least 1, got {config.eval_every}")
     if not 0 <= config.verified_queries <= config.batch_size or config.verified_samples < 2:
         raise UserError(
             f"--verified-queries must be between 0 and the batch size ({config.batch_size}), "
