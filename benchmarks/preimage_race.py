@@ -27,14 +27,13 @@ import time
 
 import torch
 
-from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions, position_distances
 from inversionview.inversion.invert import query_activation
-from inversionview.inversion.verify import queryable, sample_ids, site_index, verify_ids
+from inversionview.inversion.verify import distinct_sample_ids, queryable, sample_ids, verify_ids
 from inversionview.probed import load_probed
 
 TARGET = 100
@@ -52,20 +51,12 @@ def decoder_search(probed, decoder, site, query, epsilon, limit, seed):
 
 
 def distinct_search(probed, decoder, site, query, epsilon, limit, seed, first_draw=1000):
-    started, tok = time.perf_counter(), probed.task.tokenizer
+    started = time.perf_counter()
     found = evaluations = 0
     draw = first_draw
     while evaluations < limit:
-        ids = sample_distinct(
-            decoder,
-            query,
-            site_index(decoder, site),
-            min(draw, limit),
-            bos_id=tok.bos_id,
-            eos_id=tok.eos_id,
-            pad_id=tok.pad_id,
-            generator=torch.Generator().manual_seed(seed),
-        )
+        generator = torch.Generator().manual_seed(seed)
+        ids = distinct_sample_ids(decoder, probed, site, query, min(draw, limit), generator=generator)
         found = 0  # each draw starts afresh; its samples are all different inputs
         for start in range(0, len(ids), 100):
             best, _ = best_positions(verify_ids(probed, site, ids[start : start + 100], query, "euclidean"))

@@ -9,13 +9,19 @@ from dataclasses import dataclass
 
 import torch
 
-from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.model import Decoder
 from inversionview.errors import UserError
 from inversionview.inversion.distance import METRICS, best_positions
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.inversion.verify import sample_ids, sequence_lengths, site_index, token_log_probs, verify_ids
+from inversionview.inversion.verify import (
+    distinct_sample_ids,
+    sample_ids,
+    sequence_lengths,
+    site_index,
+    token_log_probs,
+    verify_ids,
+)
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 
@@ -80,17 +86,8 @@ def draw_samples(
     pairs in turn. A distinct schedule yields one batch of up to ``samples`` different inputs."""
     if schedule.distinct:
         ((temperature, _),) = schedule.pairs
-        tok = probed.task.tokenizer
-        ids = sample_distinct(
-            decoder,
-            query.activation,
-            site_index(decoder, query.site),
-            samples,
-            bos_id=tok.bos_id,
-            eos_id=tok.eos_id,
-            pad_id=tok.pad_id,
-            temperature=temperature,
-            generator=generator,
+        ids = distinct_sample_ids(
+            decoder, probed, query.site, query.activation, samples, temperature=temperature, generator=generator
         )
         if progress:
             progress(samples, samples)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
+from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.model import Decoder
 from inversionview.inversion.distance import position_distances
 from inversionview.probed.model import ProbedModel
@@ -65,6 +66,32 @@ def sample_ids(
         temperature=temperature,
         generator=generator,
     ).cpu()
+
+
+def distinct_sample_ids(
+    decoder: Decoder,
+    probed: ProbedModel,
+    site: Site,
+    query: torch.Tensor,
+    k: int,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Up to ``k`` different inputs for one query (d,), drawn without replacement, in draw order:
+    token ids (k, max_len) (``decoder/distinct.py``)."""
+    tok = probed.task.tokenizer
+    return sample_distinct(
+        decoder,
+        query,
+        site_index(decoder, site),
+        k,
+        bos_id=tok.bos_id,
+        eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+        temperature=temperature,
+        generator=generator,
+    )
 
 
 @torch.no_grad()
