@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from inversionview.cli import main
-from inversionview.storage import DECODER_CONFIG_FILE, PROBED_META_FILE, WEIGHTS_FILE
+from inversionview.storage import CHECKPOINT_STATE_FILE, DECODER_CONFIG_FILE, PROBED_META_FILE, WEIGHTS_FILE
 
 
 def run_cli(capsys, *args):
@@ -371,3 +371,21 @@ def test_train_decoder_evaluates_every_eval_every_steps(capsys, tiny_probed_dir,
     assert main([*base, "--out", str(tmp_path / "bad"), "--eval-every", "0"]) == 2
     err = capsys.readouterr().err
     assert "--eval-every must be at least 1" in err and len(err.strip().splitlines()) <= 3
+
+
+def test_train_decoder_site_weight_floor_sets_the_sampling_weights(capsys, tiny_probed_dir, tmp_path):
+    base = ["train-decoder", "--probed", str(tiny_probed_dir), "--steps", "2", "--batch-size", "8"]
+    shape = ["--d-model", "16", "--n-layers", "1", "--eval-every", "2"]
+    for floor in ("0.2", "0.01"):
+        assert main([*base, *shape, "--out", str(tmp_path / floor), "--site-weight-floor", floor]) == 0
+    weights = {}
+    for floor in ("0.2", "0.01"):
+        state = json.loads((tmp_path / floor / CHECKPOINT_STATE_FILE).read_text())
+        weights[floor] = torch.tensor(state["state"]["site_weights"])
+    capsys.readouterr()  # the runs' progress bars
+    # The same seed gives the same precisions, so the weights differ by the floor alone.
+    assert torch.allclose(weights["0.2"] - weights["0.01"], torch.full_like(weights["0.2"], 0.19))
+
+    assert main([*base, "--out", str(tmp_path / "bad"), "--site-weight-floor", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--site-weight-floor must be above 0" in err and len(err.strip().splitlines()) <= 3

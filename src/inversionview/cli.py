@@ -143,6 +143,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         "verified_queries",
         "verified_samples",
         "eval_every",
+        "site_weight_floor",
     ):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
@@ -419,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verified-samples", type=int, help="samples a verified query (default 8)")
     p.add_argument(
         "--eval-every", type=int, help="steps between precision checks, which re-weight sites and positions (2000)"
+    )
+    p.add_argument(
+        "--site-weight-floor",
+        type=float,
+        help="added to each site's and named position's 1 - precision to give its share of the steps (0.2); "
+        "smaller spends more of them on the weakest",
     )
     data = p.add_mutually_exclusive_group()
     data.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")

@@ -259,6 +259,8 @@ def train_decoder(
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     if config.eval_every < 1:
         raise UserError(f"--eval-every must be at least 1, got {config.eval_every}")
+    if config.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
+        raise UserError(f"--site-weight-floor must be above 0, got {config.site_weight_floor}")
     if not 0 <= config.verified_queries <= config.batch_size or config.verified_samples < 2:
         raise UserError(
             f"--verified-queries must be between 0 and the batch size ({config.batch_size}), "
