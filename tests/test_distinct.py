@@ -95,6 +95,29 @@ def test_temperature_zero_lists_the_most_likely_sequences_in_order(peaked_decode
     assert drawn == sorted(p, key=p.get, reverse=True)[:4]
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+@pytest.mark.parametrize("k", [4, 12])
+def test_scoring_children_a_few_rows_at_a_time_draws_the_same(peaked_decoder, temperature, k):
+    activation = torch.randn(4, generator=torch.Generator().manual_seed(4))
+    draws = [
+        sample_distinct(
+            peaked_decoder,
+            activation,
+            0,
+            k,
+            bos_id=BOS,
+            eos_id=EOS,
+            pad_id=PAD,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(5),
+            scores_at_once=scores,
+        )
+        for scores in (1 << 22, 5, 10)  # all rows at once; one beam row (5 tokens) a slice; two
+    ]
+    assert len(draws[0]) == k
+    assert all(torch.equal(draws[0], other) for other in draws[1:])
+
+
 def test_invert_with_the_distinct_schedule_shows_different_inputs(tiny_probed_dir, tiny_decoder_dir, capsys):
     main(
         [

@@ -39,6 +39,11 @@ def condition_on_maximum(parent: torch.Tensor, children: torch.Tensor) -> torch.
     return parent[:, None] - v.clamp_min(0) - torch.log1p(torch.exp(-v.abs()))
 
 
+SCORES_AT_ONCE = 1 << 22
+"""Children (beam rows × vocabulary) scored in one slice: each float32 tensor of a slice is 16 MB,
+so a 50k-token vocabulary at k = 10,000 beams is scored 83 rows at a time instead of all at once."""
+
+
 @torch.no_grad()
 def sample_distinct(
     decoder: Decoder,
@@ -51,12 +56,17 @@ def sample_distinct(
     pad_id: int,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    scores_at_once: int = SCORES_AT_ONCE,
 ) -> torch.Tensor:
     """Up to ``k`` distinct sequences for one activation (d_act,): ids (k, max_len), BOS first, EOS
     last, PAD after it, in the order they would have been drawn (fewer rows only if the decoder can
-    write fewer than ``k`` sequences)."""
+    write fewer than ``k`` sequences).
+
+    Each step's children are scored ``scores_at_once`` at a time (whole beam rows); the draw does not
+    depend on it, since the noise is drawn row after row either way."""
     device = decoder.device
-    max_len = decoder.config.max_len
+    max_len, vocab = decoder.config.max_len, decoder.config.vocab_size
+    rows_at_once = max(1, scores_at_once // vocab)
     state = decoder.start(activation.float().to(device)[None], torch.tensor([site], device=device))
     ids = torch.full((1, max_len), pad_id, dtype=torch.long, device=device)
     ids[:, 0] = bos_id
@@ -64,25 +74,35 @@ def sample_distinct(
     score = torch.zeros(1, device=device)  # each beam's perturbed score: the root's is arbitrary, 0
     finished = torch.zeros(1, dtype=torch.bool, device=device)
     for pos in range(max_len - 1):
-        logits = mask_unwritable(decoder.step(state, ids[:, pos], pos), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
-        if pos == max_len - 2:  # the last slot can only end the sequence
-            logits[:, :] = float("-inf")
-            logits[:, eos_id] = 0.0
-        child = (logits / (temperature or 1.0)).log_softmax(-1)
-        # A finished sequence has one continuation, PAD, which changes nothing.
-        child[finished] = float("-inf")
-        child[finished, pad_id] = 0.0
-        child_log_prob = log_prob[:, None] + child  # (B, V)
-        if temperature == 0:
-            child_score = child_log_prob
-        else:
-            perturbed = child_log_prob + gumbel(child_log_prob.shape, generator).to(device)
-            child_score = condition_on_maximum(score, perturbed)
-        flat = child_score.flatten()
-        keep = min(k, int(torch.isfinite(flat).sum()))
-        score, index = flat.topk(keep)  # sorted: the beam stays in draw order
-        parent, token = index // child.shape[1], index % child.shape[1]
-        log_prob = child_log_prob.flatten()[index]
+        features = decoder.step_features(state, ids[:, pos], pos)  # (B, d)
+        kept_score, kept_index, kept_log_prob = [], [], []
+        for first in range(0, features.shape[0], rows_at_once):
+            rows = slice(first, first + rows_at_once)
+            logits = mask_unwritable(decoder.read_out(features[rows]), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
+            child_log_prob, child_score = _score_children(
+                logits,
+                log_prob[rows],
+                score[rows],
+                finished[rows],
+                pos == max_len - 2,
+                eos_id,
+                pad_id,
+                temperature,
+                generator,
+            )
+            flat = child_score.flatten()
+            top, index = flat.topk(min(k, int(torch.isfinite(flat).sum())))
+            kept_score.append(top)
+            kept_index.append(index + first * vocab)
+            kept_log_prob.append(child_log_prob.flatten()[index])
+            if len(kept_score) > 1:  # merge, so that at most 2k candidates are ever held
+                merged = torch.cat(kept_score)
+                best = merged.topk(min(k, merged.numel())).indices  # sorted: the beam stays in draw order
+                kept_score = [merged[best]]
+                kept_index = [torch.cat(kept_index)[best]]
+                kept_log_prob = [torch.cat(kept_log_prob)[best]]
+        score, index, log_prob = kept_score[0], kept_index[0], kept_log_prob[0]
+        parent, token = index // vocab, index % vocab
         state.select(parent)
         ids = ids[parent]
         ids[:, pos + 1] = token
@@ -90,3 +110,30 @@ def sample_distinct(
         if finished.all():
             break
     return ids.cpu()
+
+
+def _score_children(
+    logits: torch.Tensor,
+    log_prob: torch.Tensor,
+    score: torch.Tensor,
+    finished: torch.Tensor,
+    last_slot: bool,
+    eos_id: int,
+    pad_id: int,
+    temperature: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For beams (B,) and their next-token ``logits`` (B, V): each child's log-probability and its
+    perturbed score (the log-probability itself at temperature 0), both (B, V)."""
+    if last_slot:  # the last slot can only end the sequence
+        logits[:, :] = float("-inf")
+        logits[:, eos_id] = 0.0
+    child = (logits / (temperature or 1.0)).log_softmax(-1)
+    # A finished sequence has one continuation, PAD, which changes nothing.
+    child[finished] = float("-inf")
+    child[finished, pad_id] = 0.0
+    child_log_prob = log_prob[:, None] + child
+    if temperature == 0:
+        return child_log_prob, child_log_prob
+    perturbed = child_log_prob + gumbel(child_log_prob.shape, generator).to(logits.device)
+    return child_log_prob, condition_on_maximum(score, perturbed)

@@ -188,13 +188,28 @@ class Decoder(nn.Module):
     def start(self, activation: torch.Tensor, site: torch.Tensor) -> DecodingState:
         """The state for decoding one sequence per row of ``activation`` (B, d_act), token by token."""
         batch = activation.shape[0]
-        seen = torch.zeros(batch, self.config.vocab_size, dtype=torch.long, device=activation.device)
+        # Occurrence counts are (B, vocab): kept only by decoders that read them, since for a
+        # 50k-token vocabulary and thousands of rows they would be the largest tensor of all.
+        seen = (
+            torch.zeros(batch, self.config.vocab_size, dtype=torch.long, device=activation.device)
+            if self.config.occurrences
+            else None
+        )
         return DecodingState(self.condition(activation, site)[:, None, :], [[] for _ in self.blocks], seen)
 
     def step(self, state: DecodingState, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         """Feed each row's token (B,) at position ``pos``; returns next-token logits (B, vocab), float32.
 
         Generation (``generate``, ``decoder.distinct``) is built on this, so both decode the same way."""
+        return self.read_out(self.step_features(state, tokens, pos))
+
+    def read_out(self, features: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, vocab), float32, from ``step_features`` (B, d)."""
+        return self.head(features).float()
+
+    def step_features(self, state: DecodingState, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        """``step`` before the read-out: the final features (B, d). Callers with many rows and a large
+        vocabulary read them out a slice of rows at a time."""
         x = self.token_embedding(tokens[:, None]) + self.position_embedding.weight[pos] + state.condition
         if self.config.occurrences:
             rows = torch.arange(tokens.shape[0], device=tokens.device)
@@ -202,7 +217,7 @@ class Decoder(nn.Module):
             x = x + self.occurrence_embedding(state.seen[rows, tokens].clamp_max(MAX_OCCURRENCE))[:, None, :]
         for block, cache in zip(self.blocks, state.caches):
             x = block(x, state.condition, cache)
-        return self.head(self.ln_f(x[:, -1])).float()
+        return self.ln_f(x[:, -1])
 
     @torch.no_grad()
     def generate(
@@ -250,14 +265,15 @@ class DecodingState:
     """(B, 1, d): the conditioning vector, the attention layers' extra slot."""
     caches: list[list]
     """Per layer, [keys, values] of the positions fed so far (empty before the first step)."""
-    seen: torch.Tensor
-    """(B, vocab): how often each token has been fed (read only by decoders with occurrences)."""
+    seen: torch.Tensor | None
+    """(B, vocab): how often each token has been fed; None for decoders without occurrences."""
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep the rows ``rows`` (a beam's parents, repeats allowed), in that order."""
         self.condition = self.condition[rows]
         self.caches = [[tensor[rows] for tensor in cache] for cache in self.caches]
-        self.seen = self.seen[rows]
+        if self.seen is not None:
+            self.seen = self.seen[rows]
 
 
 def mask_unwritable(logits: torch.Tensor, *, bos_id: int, eos_id: int, pad_id: int) -> torch.Tensor:
