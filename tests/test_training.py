@@ -127,12 +127,14 @@ def test_resume_keeps_the_recipe_it_started_with(tiny_probed, tmp_path):
 def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, tmp_path):
     source = load_decoder(tiny_decoder_dir, tiny_probed)
     # Given a decoder directory, the new run takes its weights and width (not the config's d_model);
-    # what it adds (a block, the occurrence embedding) starts out doing nothing: step 0 computes
-    # exactly what the source computes.
+    # what it adds (a block, a block of the activation's encoder, the occurrence embedding) starts
+    # out doing nothing: step 0 computes exactly what the source computes.
     deeper = source.config.n_layers + 1
+    deeper_condition = source.config.n_condition_layers + 2
     config = DecoderTrainConfig(
         d_model=64,
         n_layers=deeper,
+        n_condition_layers=deeper_condition,
         occurrences=True,
         init_from=str(tiny_decoder_dir),
         lr=1e-3,
@@ -142,6 +144,7 @@ def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, t
     )
     start = train_decoder(tiny_probed, config, tmp_path / "start", progress=False)
     assert (start.config.d_model, start.config.n_layers) == (source.config.d_model, deeper)
+    assert start.config.n_condition_layers == deeper_condition
     ids, _ = tiny_probed.encode_batch(["abab|a:2", "ccab|c:2"])
     activation, site = torch.randn(2, tiny_probed.d_model), torch.tensor([0, 1])
     with torch.no_grad():
@@ -150,8 +153,10 @@ def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, t
     trained = train_decoder(tiny_probed, replace(config, steps=5, batch_size=16), tmp_path / "on", progress=False)
     assert trained.occurrence_embedding.weight.abs().sum() > 0
     assert trained.blocks[-1].mlp[2].weight.abs().sum() > 0
+    assert trained.condition.layers[-1].down.weight.abs().sum() > 0
     recipe = json.loads((tmp_path / "on" / CHECKPOINT_STATE_FILE).read_text())["state"]["config"]
     assert (recipe["d_model"], recipe["n_layers"], recipe["lr"]) == (source.config.d_model, deeper, 1e-3)
+    assert recipe["n_condition_layers"] == deeper_condition
     assert recipe["occurrences"]
 
 

@@ -137,6 +137,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         "lr",
         "d_model",
         "n_layers",
+        "n_condition_layers",
         "init_from",
         "positions",
         "occurrences",
@@ -404,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
     p.add_argument("--d-model", type=int)
     p.add_argument("--n-layers", type=int)
+    p.add_argument(
+        "--condition-layers",
+        dest="n_condition_layers",
+        type=int,
+        help="residual MLP blocks that read the activation (2); more than an --init-from decoder has adds "
+        "blocks that start as the identity",
+    )
     p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
     p.add_argument(
         "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"

@@ -67,18 +67,26 @@ def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
 
 
 def continued_decoder(
-    directory: str | Path, probed: ProbedModel, *, n_layers: int = 0, occurrences: bool = False
+    directory: str | Path,
+    probed: ProbedModel,
+    *,
+    n_layers: int = 0,
+    n_condition_layers: int = 0,
+    occurrences: bool = False,
 ) -> Decoder:
     """A new run's decoder that starts as the one in ``directory`` (trained for ``probed``).
 
     What it adds starts out doing nothing, so the decoder first computes exactly what the source
-    did and then learns to use it: blocks past the source's (up to ``n_layers``) add zero to the
-    residual stream, and the occurrence embedding (``occurrences``), where the source has none, is zero.
+    did and then learns to use it: blocks past the source's (up to ``n_layers``), and residual MLP
+    blocks of the activation's encoder past the source's (up to ``n_condition_layers``), add zero
+    to their residual streams, and the occurrence embedding (``occurrences``), where the source has
+    none, is zero.
     """
     source = load_decoder(directory, probed)
     config = replace(
         source.config,
         n_layers=max(n_layers, source.config.n_layers),
+        n_condition_layers=max(n_condition_layers, source.config.n_condition_layers),
         occurrences=source.config.occurrences or occurrences,
     )
     decoder = Decoder(config)
@@ -88,7 +96,7 @@ def continued_decoder(
             new = decoder.get_parameter(name)
             # A new block's output projections are zero: the block is the identity at first.
             if name.startswith("occurrence_embedding") or name.endswith(
-                ("attn.proj.weight", "attn.proj.bias", "mlp.2.weight", "mlp.2.bias")
+                ("attn.proj.weight", "attn.proj.bias", "mlp.2.weight", "mlp.2.bias", "down.weight", "down.bias")
             ):
                 new.zero_()
     return decoder.to(probed.device)

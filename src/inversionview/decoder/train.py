@@ -108,7 +108,13 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
     of the probed model."""
     sites = decoder_sites(probed)
     if starts_from_a_decoder(config):
-        return continued_decoder(config.init_from, probed, n_layers=config.n_layers, occurrences=config.occurrences)
+        return continued_decoder(
+            config.init_from,
+            probed,
+            n_layers=config.n_layers,
+            n_condition_layers=config.n_condition_layers,
+            occurrences=config.occurrences,
+        )
     if config.init_from is not None:
         from inversionview.decoder.pretrained import pretrained_decoder
 
