@@ -389,3 +389,13 @@ def test_train_decoder_site_weight_floor_sets_the_sampling_weights(capsys, tiny_
     assert main([*base, "--out", str(tmp_path / "bad"), "--site-weight-floor", "0"]) == 2
     err = capsys.readouterr().err
     assert "--site-weight-floor must be above 0" in err and len(err.strip().splitlines()) <= 3
+
+
+def test_train_decoder_refuses_an_impossible_shape_in_one_line(capsys, tiny_probed_dir, tmp_path):
+    base = ["train-decoder", "--probed", str(tiny_probed_dir), "--steps", "2", "--batch-size", "8"]
+    for flag, value in (("--condition-layers", "-1"), ("--n-layers", "0")):
+        assert main([*base, "--out", str(tmp_path / flag), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert "--n-layers must be at least 1 and --condition-layers at least 0" in err
+        assert len(err.strip().splitlines()) <= 3
+        assert not (tmp_path / flag).exists()  # refused before any work

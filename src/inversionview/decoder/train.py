@@ -265,6 +265,11 @@ def train_decoder(
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     if config.eval_every < 1:
         raise UserError(f"--eval-every must be at least 1, got {config.eval_every}")
+    if config.n_layers < 1 or config.n_condition_layers < 0:
+        raise UserError(
+            f"--n-layers must be at least 1 and --condition-layers at least 0, "
+            f"got {config.n_layers} and {config.n_condition_layers}"
+        )
     if config.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
         raise UserError(f"--site-weight-floor must be above 0, got {config.site_weight_floor}")
     if not 0 <= config.verified_queries <= config.batch_size or config.verified_samples < 2:
