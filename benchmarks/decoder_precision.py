@@ -6,7 +6,8 @@
 Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
 and ``:``; IOI: S1, S1+1, IO, S2, END), or with ``--positions random`` at any text position.
 Metric and ε are the probed model's unless given.
-Prints one line per site, then the mean and the minimum.
+Prints one line per site, then the mean (with its standard error over the queries: every site reads
+the same queries, so the error is that of the per-query means over sites) and the minimum.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from inversionview.decoder.evaluate import heldout_queries, site_precision
+from inversionview.decoder.evaluate import heldout_queries, query_precisions
 from inversionview.decoder.store import load_decoder
 from inversionview.decoder.train import decoder_sites
 from inversionview.probed import load_probed
@@ -50,13 +51,13 @@ def main() -> None:
     epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
     queries = heldout_queries(probed, args.queries, seed=args.seed, positions=args.positions)
     started = time.perf_counter()
-    results = {}
+    per_query = {}
     print(
         f"{'site':32s} precision  (T={args.temperature:g}, {metric}, ε={epsilon}, "
         f"{args.queries} queries × {args.samples} samples, {args.positions} positions)"
     )
     for site in decoder_sites(probed):
-        results[site.name] = site_precision(
+        per_query[site.name] = query_precisions(
             decoder,
             probed,
             site,
@@ -67,8 +68,13 @@ def main() -> None:
             seed=args.seed,
             temperature=args.temperature,
         )
-        print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
-    print(f"{'mean':32s} {statistics.mean(results.values()):8.1%}")
+        print(f"{site.name:32s} {float(per_query[site.name].mean()):8.1%}", flush=True)
+    results = {name: float(row.mean()) for name, row in per_query.items()}
+    query_means = torch.stack(list(per_query.values())).mean(0)  # (Q,): each query's mean over sites
+    standard_error = float(query_means.std() / len(query_means) ** 0.5) if len(query_means) > 1 else float("nan")
+    print(
+        f"{'mean':32s} {statistics.mean(results.values()):8.1%}  ± {standard_error:.1%} (standard error over queries)"
+    )
     print(f"{'min':32s} {min(results.values()):8.1%}  ({min(results, key=results.get)})")
     print(f"[{time.perf_counter() - started:.0f} s]")
 
