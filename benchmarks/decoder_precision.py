@@ -51,7 +51,7 @@ def main() -> None:
     epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
     queries = heldout_queries(probed, args.queries, seed=args.seed, positions=args.positions)
     started = time.perf_counter()
-    per_query = {}
+    per_query, results = {}, {}
     print(
         f"{'site':32s} precision  (T={args.temperature:g}, {metric}, ε={epsilon}, "
         f"{args.queries} queries × {args.samples} samples, {args.positions} positions)"
@@ -68,8 +68,8 @@ def main() -> None:
             seed=args.seed,
             temperature=args.temperature,
         )
-        print(f"{site.name:32s} {float(per_query[site.name].mean()):8.1%}", flush=True)
-    results = {name: float(row.mean()) for name, row in per_query.items()}
+        results[site.name] = float(per_query[site.name].mean())
+        print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
     query_means = torch.stack(list(per_query.values())).mean(0)  # (Q,): each query's mean over sites
     standard_error = float(query_means.std() / len(query_means) ** 0.5) if len(query_means) > 1 else float("nan")
     print(

@@ -75,7 +75,9 @@ def sample_distinct(
     finished = torch.zeros(1, dtype=torch.bool, device=device)
     for pos in range(max_len - 1):
         features = decoder.step_features(state, ids[:, pos], pos)  # (B, d)
-        kept_score, kept_index, kept_log_prob = [], [], []
+        score_kept = torch.empty(0, device=device)  # the best children so far, at most k
+        index_kept = torch.empty(0, dtype=torch.long, device=device)
+        log_prob_kept = torch.empty(0, device=device)
         for first in range(0, features.shape[0], rows_at_once):
             rows = slice(first, first + rows_at_once)
             logits = mask_unwritable(decoder.read_out(features[rows]), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
@@ -92,16 +94,13 @@ def sample_distinct(
             )
             flat = child_score.flatten()
             top, index = flat.topk(min(k, int(torch.isfinite(flat).sum())))
-            kept_score.append(top)
-            kept_index.append(index + first * vocab)
-            kept_log_prob.append(child_log_prob.flatten()[index])
-            if len(kept_score) > 1:  # merge, so that at most 2k candidates are ever held
-                merged = torch.cat(kept_score)
-                best = merged.topk(min(k, merged.numel())).indices  # sorted: the beam stays in draw order
-                kept_score = [merged[best]]
-                kept_index = [torch.cat(kept_index)[best]]
-                kept_log_prob = [torch.cat(kept_log_prob)[best]]
-        score, index, log_prob = kept_score[0], kept_index[0], kept_log_prob[0]
+            score_kept = torch.cat([score_kept, top])
+            index_kept = torch.cat([index_kept, index + first * vocab])
+            log_prob_kept = torch.cat([log_prob_kept, child_log_prob.flatten()[index]])
+            if first > 0:  # a later slice: re-rank, so that at most 2k candidates are ever held
+                best = score_kept.topk(min(k, score_kept.numel())).indices  # sorted: the beam stays in draw order
+                score_kept, index_kept, log_prob_kept = score_kept[best], index_kept[best], log_prob_kept[best]
+        score, index, log_prob = score_kept, index_kept, log_prob_kept
         parent, token = index // vocab, index % vocab
         state.select(parent)
         ids = ids[parent]
