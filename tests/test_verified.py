@@ -30,7 +30,7 @@ def test_sequence_log_probs_match_the_decoders_token_log_probs(tiny_probed, tiny
         activation.expand(5, -1), site_ids.expand(5), bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id
     )
     whole = sequence_log_probs(decoder, ids, activation.expand(5, -1), site_ids.expand(5), tok.eos_id)
-    per_token = token_log_probs(decoder, tiny_probed.task, ids, activation[0], int(site_ids[0]))
+    per_token = token_log_probs(decoder, ids, activation[0], int(site_ids[0]))
     # Summed up to and including each sample's EOS, and nothing after it.
     eos_at = (ids[:, 1:] == tok.eos_id).float().argmax(-1)
     expected = torch.stack([per_token[i, : eos_at[i] + 1].sum() for i in range(5)])

@@ -141,7 +141,6 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         "init_from",
         "positions",
         "occurrences",
-        "writing_order",
         "verified_queries",
         "verified_samples",
         "eval_every",
@@ -414,13 +413,6 @@ def build_parser() -> argparse.ArgumentParser:
         "blocks that start as the identity",
     )
     p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
-    p.add_argument(
-        "--writing-order",
-        choices=("input", "task"),
-        help="the order the decoder writes an input in: as it reads (input, the default), or the task's "
-        "(addition: column by column from the units); an --init-from decoder keeps its own unless this names "
-        "the other",
-    )
     p.add_argument(
         "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"
     )

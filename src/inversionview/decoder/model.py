@@ -34,9 +34,6 @@ class DecoderConfig:
     """"tanh" for decoders that start from GPT-2 weights, whose GELU is the tanh approximation."""
     occurrences: bool = False
     """Add an embedding of each token's occurrence number (capped at ``MAX_OCCURRENCE``)."""
-    writing_order: str = "input"
-    """"input": write inputs as they read; "task": in the task's writing order (``Task.writing_order``,
-    e.g. an addition column by column from the units). Samples are put back in reading order."""
 
     def to_dict(self) -> dict:
         return asdict(self)

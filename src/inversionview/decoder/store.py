@@ -73,7 +73,6 @@ def continued_decoder(
     n_layers: int = 0,
     n_condition_layers: int = 0,
     occurrences: bool = False,
-    writing_order: str | None = None,
 ) -> Decoder:
     """A new run's decoder that starts as the one in ``directory`` (trained for ``probed``).
 
@@ -81,7 +80,7 @@ def continued_decoder(
     did and then learns to use it: blocks past the source's (up to ``n_layers``), and residual MLP
     blocks of the activation's encoder past the source's (up to ``n_condition_layers``), add zero
     to their residual streams, and the occurrence embedding (``occurrences``), where the source has
-    none, is zero. A ``writing_order`` other than the source's switches the order it writes in.
+    none, is zero.
     """
     source = load_decoder(directory, probed)
     config = replace(
@@ -89,7 +88,6 @@ def continued_decoder(
         n_layers=max(n_layers, source.config.n_layers),
         n_condition_layers=max(n_condition_layers, source.config.n_condition_layers),
         occurrences=source.config.occurrences or occurrences,
-        writing_order=writing_order or source.config.writing_order,
     )
     decoder = Decoder(config)
     missing, _ = decoder.load_state_dict(source.state_dict(), strict=False)

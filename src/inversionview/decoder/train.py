@@ -18,7 +18,6 @@ from inversionview.decoder.model import Decoder, DecoderConfig, next_token_targe
 from inversionview.decoder.store import continued_decoder, save_decoder
 from inversionview.decoder.verified import verified_loss
 from inversionview.errors import UserError
-from inversionview.inversion.verify import reorder
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
 from inversionview.storage import DECODER_CONFIG_FILE, read_json
@@ -48,11 +47,6 @@ class DecoderTrainConfig:
     n_condition_layers: int = 2
     occurrences: bool = False
     """Give the decoder each token's occurrence number (``decoder/model.py``)."""
-    writing_order: str | None = None
-    """"task": the decoder writes inputs in the task's writing order (``Task.writing_order``);
-    "input": as they read. None: "input" for a new decoder, and a trained decoder's own order for a
-    run that starts from one (naming the other order there re-teaches its writing, while what it
-    learned about reading activations carries over)."""
     steps: int = 100_000
     batch_size: int | None = None
     """Training examples a step; None means 128 for a new run and, on resume, the run's own size.
@@ -120,14 +114,11 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
             n_layers=config.n_layers,
             n_condition_layers=config.n_condition_layers,
             occurrences=config.occurrences,
-            writing_order=config.writing_order,
         )
     if config.init_from is not None:
         from inversionview.decoder.pretrained import pretrained_decoder
 
-        decoder = pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
-        decoder.config.writing_order = config.writing_order or "input"  # the order shapes no weight
-        return decoder
+        return pretrained_decoder(config.init_from, probed, [s.name for s in sites], config.n_condition_layers)
     decoder = Decoder(
         DecoderConfig(
             vocab_size=probed.task.tokenizer.vocab_size,
@@ -139,7 +130,6 @@ def new_decoder(probed: ProbedModel, config: DecoderTrainConfig) -> Decoder:
             n_heads=config.n_heads,
             n_condition_layers=config.n_condition_layers,
             occurrences=config.occurrences,
-            writing_order=config.writing_order or "input",
         )
     )
     # The probed model already knows which tokens and positions are alike; start from that.
@@ -239,8 +229,6 @@ class ActivationStream:
         positions = torch.where(at_bos, torch.zeros_like(positions), positions)
         activation = stacked[site_ids, source, positions].float()  # (B, d), float32 whatever the model's dtype
         ids, lengths = ids[source], lengths[source]
-        if config.writing_order == "task":
-            ids = reorder(ids, task, to_writing=True)
         return ids[:, :-1], activation, site_ids, next_token_targets(ids, lengths)
 
 
@@ -261,7 +249,7 @@ def train_decoder(
     ``batch_size`` that is set come from ``config``, so a run can be extended, on another machine too.
     """
     if (saved := saved_config(out)) is not None:
-        kept = DecoderTrainConfig(**{"writing_order": "input", **saved})  # runs from before writing orders
+        kept = DecoderTrainConfig(**saved)
         config = replace(
             kept,
             steps=config.steps,
@@ -275,8 +263,6 @@ def train_decoder(
             )
     config = replace(config, batch_size=config.batch_size or DEFAULT_BATCH_SIZE)
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
-    if config.writing_order not in (None, "input", "task"):
-        raise UserError(f"--writing-order must be 'input' or 'task', got {config.writing_order!r}")
     if config.eval_every < 1:
         raise UserError(f"--eval-every must be at least 1, got {config.eval_every}")
     if config.n_layers < 1 or config.n_condition_layers < 0:
@@ -304,7 +290,6 @@ def train_decoder(
         n_heads=shape.n_heads,
         n_condition_layers=shape.n_condition_layers,
         occurrences=shape.occurrences,
-        writing_order=shape.writing_order,
     )
     optimizer = torch.optim.AdamW(
         decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)

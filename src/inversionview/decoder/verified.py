@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from inversionview.decoder.model import Decoder, next_token_targets
 from inversionview.inversion.distance import best_positions, position_distances
-from inversionview.inversion.verify import queryable, sequence_lengths, to_reading_order
+from inversionview.inversion.verify import queryable, sequence_lengths
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 
@@ -71,9 +71,8 @@ def verified_loss(
     with torch.no_grad():
         ids = decoder.generate(
             activation, site_ids, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=generator
-        ).cpu()  # as the decoder writes them
-        inputs = to_reading_order(decoder, probed.task, ids)
-        reward = (sample_distances(probed, sites, inputs, activation, site_ids, metric) <= epsilon).float()
+        ).cpu()
+        reward = (sample_distances(probed, sites, ids, activation, site_ids, metric) <= epsilon).float()
         group = reward.view(-1, samples)
         advantage = (group - group.mean(dim=1, keepdim=True)).flatten().to(decoder.device)
     taught = advantage != 0

@@ -139,7 +139,7 @@ def sequence_log_probs(
     out = []
     for start in range(0, ids.shape[0], batch_size):
         chunk = ids[start : start + batch_size]
-        logp = token_log_probs(decoder, probed.task, chunk, query, sid)
+        logp = token_log_probs(decoder, chunk, query, sid)
         after_end = torch.arange(chunk.shape[1] - 1)[None, :] >= (sequence_lengths(chunk, eos) - 1)[:, None]
         out.append(logp.masked_fill(after_end, 0.0).sum(-1))
     return torch.cat(out)

@@ -24,7 +24,6 @@ from inversionview.inversion.verify import (
 )
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
-from inversionview.tasks.base import Task
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples in all)."""
@@ -108,12 +107,10 @@ def draw_samples(
             yield ids, temperature, noise
 
 
-def token_probabilities(
-    decoder: Decoder, task: Task, ids: torch.Tensor, activation: torch.Tensor, site_id: int
-) -> torch.Tensor:
-    """Decoder probability of each token of ``ids`` (N, T) given the tokens written before it and one
-    activation: (N, T), 0 at position 0 (BOS, which is given, not generated)."""
-    probs = token_log_probs(decoder, task, ids, activation, site_id).exp()
+def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
+    """Decoder probability of each token of ``ids`` (N, T) given its prefix and one activation: (N, T),
+    0 at position 0 (BOS, which is given, not generated)."""
+    probs = token_log_probs(decoder, ids, activation, site_id).exp()
     return torch.cat([torch.zeros(ids.shape[0], 1), probs], dim=1)
 
 
@@ -162,9 +159,7 @@ def invert(
     for ids, temperature, noise in chunks:
         distances = verify_ids(probed, site, ids, query, metric)
         best, best_at = best_positions(distances)
-        colors = token_probabilities(decoder, task, ids, query, sid) - token_probabilities(
-            decoder, task, ids, baseline, sid
-        )
+        colors = token_probabilities(decoder, ids, query, sid) - token_probabilities(decoder, ids, baseline, sid)
         lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
         for row in range(ids.shape[0]):
             length = int(lengths[row])

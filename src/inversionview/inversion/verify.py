@@ -11,7 +11,6 @@ from inversionview.decoder.model import Decoder
 from inversionview.inversion.distance import position_distances
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
-from inversionview.tasks.base import Task
 
 
 def site_index(decoder: Decoder, site: Site) -> int:
@@ -26,42 +25,6 @@ def sequence_lengths(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
     is_eos = ids[:, 1:] == eos_id
     first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(ids[:, 0], ids.shape[1] - 2))
     return first + 2
-
-
-def reorder(ids: torch.Tensor, task: Task, *, to_writing: bool, values: torch.Tensor | None = None) -> torch.Tensor:
-    """``ids`` (N, T) from reading order to the task's writing order (or back), row by row, or
-    ``values`` (N, T) laid out like ``ids``. Rows whose length the task does not reorder, or that
-    do not end in EOS, stay as they are."""
-    eos_id = task.tokenizer.eos_id
-    lengths = sequence_lengths(ids, eos_id)
-    values = ids if values is None else values
-    out = values.clone()
-    for length in lengths.unique().tolist():
-        order = task.writing_order(length)
-        rows = ((lengths == length) & (ids[:, length - 1] == eos_id)).nonzero()  # (R, 1)
-        if order is None or not len(rows):
-            continue
-        order, slots = torch.tensor(order)[None], torch.arange(length)[None]
-        if to_writing:
-            out[rows, slots] = values[rows, order]
-        else:
-            out[rows, order] = values[rows, slots]
-    return out
-
-
-def to_writing_order(decoder: Decoder, task: Task, ids: torch.Tensor) -> torch.Tensor:
-    """Inputs' ids (N, T) in the order ``decoder`` writes them (``Task.writing_order``)."""
-    return reorder(ids, task, to_writing=True) if decoder.config.writing_order == "task" else ids
-
-
-def to_reading_order(
-    decoder: Decoder, task: Task, written: torch.Tensor, values: torch.Tensor | None = None
-) -> torch.Tensor:
-    """What ``decoder`` wrote (N, T) as the inputs the probed model reads (``to_writing_order``
-    undone); or ``values`` (N, T), one per written token, moved the same way."""
-    if decoder.config.writing_order != "task":
-        return written if values is None else values
-    return reorder(written, task, to_writing=False, values=values)
 
 
 def queryable(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -94,7 +57,7 @@ def sample_ids(
         queries = queries + noise * queries.norm(dim=-1, keepdim=True) * direction
     tok = probed.task.tokenizer
     sites = torch.full((queries.shape[0],), site_index(decoder, site), dtype=torch.long, device=decoder.device)
-    written = decoder.generate(
+    return decoder.generate(
         queries.to(decoder.device),
         sites,
         bos_id=tok.bos_id,
@@ -103,7 +66,6 @@ def sample_ids(
         temperature=temperature,
         generator=generator,
     ).cpu()
-    return to_reading_order(decoder, probed.task, written)
 
 
 def distinct_sample_ids(
@@ -119,7 +81,7 @@ def distinct_sample_ids(
     """Up to ``k`` different inputs for one query (d,), drawn without replacement, in draw order:
     token ids (k, max_len) (``decoder/distinct.py``)."""
     tok = probed.task.tokenizer
-    written = sample_distinct(
+    return sample_distinct(
         decoder,
         query,
         site_index(decoder, site),
@@ -130,23 +92,17 @@ def distinct_sample_ids(
         temperature=temperature,
         generator=generator,
     )
-    return to_reading_order(decoder, probed.task, written.cpu())
 
 
 @torch.no_grad()
-def token_log_probs(
-    decoder: Decoder, task: Task, ids: torch.Tensor, activation: torch.Tensor, site_id: int
-) -> torch.Tensor:
-    """Teacher-forced decoder log-probability of each token after BOS given the tokens written
-    before it and one activation (d,): (N, T - 1), in the inputs' reading order."""
+def token_log_probs(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
+    """Teacher-forced decoder log-probability of each token after BOS given its prefix and one
+    activation (d,): (N, T - 1)."""
     batch, device = ids.shape[0], decoder.device
-    written = to_writing_order(decoder, task, ids.cpu()).to(device)
+    ids = ids.to(device)
     site = torch.full((batch,), site_id, device=device)
-    logits = decoder(written[:, :-1], activation.float().to(device).expand(batch, -1), site)
-    log_probs = logits.log_softmax(-1).gather(-1, written[:, 1:, None])[..., 0].cpu()
-    # Back to reading order, with BOS's column (never written) added for the move and then dropped.
-    per_token = torch.cat([torch.zeros(batch, 1), log_probs], 1)  # (N, T)
-    return to_reading_order(decoder, task, written.cpu(), per_token)[:, 1:]
+    logits = decoder(ids[:, :-1], activation.float().to(device).expand(batch, -1), site)
+    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0].cpu()
 
 
 @torch.no_grad()

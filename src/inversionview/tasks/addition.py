@@ -85,14 +85,6 @@ class AdditionTask(Task):
             return "malformed"
         return "correct sum" if int(c) == a + b else f"wrong sum (true {a + b})"
 
-    def writing_order(self, length: int) -> list[int] | None:
-        # BOS, the format's fixed "+" and "=", then column by column from the units: first operand's
-        # digit, second's, the sum's; the thousands digit of a four-digit sum last, then EOS.
-        if length not in (13, 14):  # not a well-formed input: written as it reads
-            return None
-        units = length - 2
-        return [0, 4, 8, 3, 7, units, 2, 6, units - 1, 1, 5, units - 2, *range(9, units - 2), length - 1]
-
     def enumerate_texts(self) -> list[str] | None:
         return [self.format(a, b) for a in range(LOW, HIGH + 1) for b in range(LOW, HIGH + 1)]
 

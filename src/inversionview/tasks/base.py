@@ -47,16 +47,6 @@ class Task(ABC):
         named = self.named_positions(text)
         return [named[n] for n in self.query_position_names() if n in named]
 
-    def writing_order(self, length: int) -> list[int] | None:
-        """The positions of an encoded input of ``length`` tokens (BOS and EOS included), in the
-        order that a decoder trained with ``writing_order="task"`` writes them: BOS first, EOS last.
-        None (the default, and for lengths the task does not reorder): as the input reads.
-
-        A task reorders where a left-to-right writer would have to plan: an addition's sum digit
-        depends on both operands' digits and every carry below it, so the decoder writes each
-        column's digits, least significant first, before the next."""
-        return None
-
     def enumerate_texts(self) -> list[str] | None:
         """Every input of the task, when the input space is small enough to list; else None."""
         return None
