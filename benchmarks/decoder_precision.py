@@ -2,12 +2,15 @@
 
     python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
                                            [--seed 2024] [--positions named|random] [--temperature 1]
+                                           [--by-position]
 
 Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
 and ``:``; IOI: S1, S1+1, IO, S2, END), or with ``--positions random`` at any text position.
 Metric and ε are the probed model's unless given.
 Prints one line per site, then the mean (with its standard error over the queries: every site reads
 the same queries, so the error is that of the per-query means over sites) and the minimum.
+``--by-position`` adds each site's precision at each named position (the queries there), which shows
+where within a site the decoder misses.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from inversionview.decoder.evaluate import heldout_queries, query_precisions
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import decoder_sites
+from inversionview.decoder.train import decoder_sites, query_position_name
 from inversionview.probed import load_probed
 
 
@@ -39,6 +42,9 @@ def main() -> None:
         choices=("named", "random"),
         default="named",
         help="query positions: the task's named ones, or any",
+    )
+    parser.add_argument(
+        "--by-position", action="store_true", help="also print a site × named position table of precision"
     )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -76,7 +82,22 @@ def main() -> None:
         f"{'mean':32s} {statistics.mean(results.values()):8.1%}  ± {standard_error:.1%} (standard error over queries)"
     )
     print(f"{'min':32s} {min(results.values()):8.1%}  ({min(results, key=results.get)})")
+    if args.by_position:
+        print_by_position(probed, queries, per_query)
     print(f"[{time.perf_counter() - started:.0f} s]")
+
+
+def print_by_position(probed, queries: list[tuple[str, int]], per_query: dict[str, torch.Tensor]) -> None:
+    """Each site's precision over the queries at each named position, with the queries per column."""
+    names = [query_position_name(probed, text, position) or "other" for text, position in queries]
+    columns = [n for n in [*probed.task.query_position_names(), "other"] if n in names]
+    widths = [max(5, len(c)) for c in columns]
+    print()
+    print(f"{'site':32s} " + " ".join(f"{c:>{w}s}" for c, w in zip(columns, widths)))
+    print(f"{'(queries)':32s} " + " ".join(f"{names.count(c):{w}d}" for c, w in zip(columns, widths)))
+    for site, row in per_query.items():
+        cells = [float(row[[n == c for n in names]].mean()) for c in columns]
+        print(f"{site:32s} " + " ".join(f"{cell:{w}.0%}" for cell, w in zip(cells, widths)))
 
 
 if __name__ == "__main__":
