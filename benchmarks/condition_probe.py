@@ -73,7 +73,7 @@ def main() -> None:
     test = features(probed, decoder, site, args.position, args.train // 10, "heldout", args.seed + 1)
     print(f"{args.site} at position {args.position}: held-out accuracy of probes for each column's sum")
     print(f"{'column':8s} {'read from':20s} {'linear':>8s} {'hidden':>8s}")
-    for column, k in zip(COLUMNS, range(len(COLUMNS))):
+    for k, column in enumerate(COLUMNS):
         for source, s in (("activation", 0), ("conditioning vector", 1)):
             accuracy = [
                 probe_accuracy(train[s], train[2][:, k], test[s], test[2][:, k], hidden, args.steps)
