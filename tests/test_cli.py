@@ -277,6 +277,36 @@ def test_usage_errors_are_one_line(capsys):
     assert_user_error(code, err, "no training recipe")
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["invert", "--threads", "0"], "--threads: must be at least 1, got 0"),
+        (["invert", "--limit", "-1"], "--limit: must be at least 1, got -1"),
+        (["exact", "--space-sample", "many"], "--space-sample: 'many' is not a whole number"),
+        (["completeness", "--samples", "0"], "--samples: must be at least 1"),
+        (["evaluate", "--n", "0"], "--n: must be at least 1"),
+    ],
+)
+def test_counts_below_their_minimum_are_refused_while_parsing(capsys, argv, needle):
+    code, _, err = run_cli(capsys, *argv)
+    assert_user_error(code, err, needle)
+
+
+def test_training_refuses_zero_steps_and_impossible_sizes_before_any_work(capsys, tiny_probed_dir, tmp_path):
+    """A model saved after no steps would pass for a trained one, so none is written."""
+    code, _, err = run_cli(capsys, "train-probed", "counting", "--out", tmp_path / "probed", "--steps", "0")
+    assert_user_error(code, err, "--steps must be at least 1, got 0")
+    base = ["train-decoder", "--probed", tiny_probed_dir, "--out", tmp_path / "decoder"]
+    for flags, needle in (
+        (["--steps", "0"], "--steps and --batch-size must be at least 1, got 0"),
+        (["--steps", "2", "--batch-size", "0"], "got 2 and 0"),
+        (["--steps", "2", "--d-model", "10"], "--d-model must be a positive multiple of the 4 heads, got 10"),
+    ):
+        code, _, err = run_cli(capsys, *base, *flags)
+        assert_user_error(code, err, needle)
+    assert not (tmp_path / "probed").exists() and not (tmp_path / "decoder").exists()
+
+
 def test_model_defaults_for_metric_and_epsilon(capsys, tiny_probed_dir, tiny_decoder_dir, tmp_path):
     """A model may ask for cosine distance and ε = 0.25 (as large language models do); flags still win."""
     cosine = tmp_path / "cosine"

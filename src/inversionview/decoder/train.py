@@ -248,6 +248,9 @@ def train_decoder(
     A resumed run keeps the recipe it was started with; only ``steps``, ``max_seconds`` and a
     ``batch_size`` that is set come from ``config``, so a run can be extended, on another machine too.
     """
+    if config.steps < 1 or (config.batch_size is not None and config.batch_size < 1):
+        # a decoder saved after no steps would pass for a trained one
+        raise UserError(f"--steps and --batch-size must be at least 1, got {config.steps} and {config.batch_size}")
     if (saved := saved_config(out)) is not None:
         kept = DecoderTrainConfig(**saved)
         config = replace(
@@ -270,6 +273,8 @@ def train_decoder(
             f"--n-layers must be at least 1 and --condition-layers at least 0, "
             f"got {config.n_layers} and {config.n_condition_layers}"
         )
+    if config.init_from is None and (config.d_model < 1 or config.d_model % config.n_heads):
+        raise UserError(f"--d-model must be a positive multiple of the {config.n_heads} heads, got {config.d_model}")
     if config.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
         raise UserError(f"--site-weight-floor must be above 0, got {config.site_weight_floor}")
     if not 0 <= config.verified_queries <= config.batch_size or config.verified_samples < 2:

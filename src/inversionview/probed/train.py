@@ -82,7 +82,7 @@ def recipe_for(task: str, *, seed: int = 0, steps: int | None = None) -> ProbedT
     """The recipe that made the bundled model for ``task``, with a different seed or length."""
     if task not in RECIPES:
         raise UserError(f"no training recipe for task {task!r}; known: {', '.join(sorted(RECIPES))}")
-    return replace(RECIPES[task], seed=seed, steps=steps or RECIPES[task].steps)
+    return replace(RECIPES[task], seed=seed, steps=RECIPES[task].steps if steps is None else steps)
 
 
 def target_batch(
@@ -140,6 +140,8 @@ def train_probed(
 
     A resumed run keeps the recipe it was started with; only ``steps`` comes from ``config``.
     """
+    if config.steps < 1:  # a model saved after no steps would pass for a trained one
+        raise UserError(f"--steps must be at least 1, got {config.steps}")
     if (saved := saved_config(out)) is not None:
         config = replace(ProbedTrainConfig(**saved), steps=config.steps)
     task = get_task(config.task)
