@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import socket
 
 import pytest
 import torch
@@ -305,6 +306,15 @@ def test_training_refuses_zero_steps_and_impossible_sizes_before_any_work(capsys
         code, _, err = run_cli(capsys, *base, *flags)
         assert_user_error(code, err, needle)
     assert not (tmp_path / "probed").exists() and not (tmp_path / "decoder").exists()
+
+
+def test_view_refuses_a_port_in_use_in_one_line(capsys):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        code, _, err = run_cli(capsys, "view", "--port", port)
+    assert_user_error(code, err, f"port {port} on 127.0.0.1 is in use")
 
 
 def test_model_defaults_for_metric_and_epsilon(capsys, tiny_probed_dir, tiny_decoder_dir, tmp_path):

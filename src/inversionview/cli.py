@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -300,6 +301,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether a server already listens on ``host``:``port`` (bound the way the page's server binds)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def cmd_view(args: argparse.Namespace) -> None:
     import os
     import subprocess
@@ -311,6 +325,8 @@ def cmd_view(args: argparse.Namespace) -> None:
         )
     if args.models_dir is not None and not args.models_dir.is_dir():
         raise UserError(f"--models-dir {args.models_dir} is not a directory")
+    if port_in_use(args.host, args.port):
+        raise UserError(f"port {args.port} on {args.host} is in use; pick another with --port")
     if args.probed != "counting" or args.decoder:
         _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
     env = dict(os.environ)
@@ -340,9 +356,11 @@ def cmd_view(args: argparse.Namespace) -> None:
     ]
     print(f"InversionView on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     try:
-        subprocess.run(command, env=env, check=False)
+        status = subprocess.run(command, env=env, check=False).returncode
     except KeyboardInterrupt:
-        pass
+        return
+    if status not in (0, -signal.SIGINT, -signal.SIGTERM):  # stopped by hand is not a failure
+        raise UserError(f"the page's server stopped with status {status}; its messages are above")
 
 
 DEMO_INPUT = "vvzccvczvv|v:5"
