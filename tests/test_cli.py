@@ -306,6 +306,12 @@ def test_training_refuses_zero_steps_and_impossible_sizes_before_any_work(capsys
         code, _, err = run_cli(capsys, *base, *flags)
         assert_user_error(code, err, needle)
     assert not (tmp_path / "probed").exists() and not (tmp_path / "decoder").exists()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    for argv in (["train-probed", "counting"], ["train-decoder", "--probed", tiny_probed_dir, "--steps", "2"]):
+        code, _, err = run_cli(capsys, *argv, "--out", a_file)
+        assert_user_error(code, err, "is a file; name a directory for the run")
+    assert a_file.read_text() == "kept"
 
 
 def test_view_refuses_a_port_in_use_in_one_line(capsys):

@@ -168,3 +168,14 @@ def test_exact_cli(capsys, tiny_addition_dir):
         ]
     )
     assert code == 2 and "not an addition input" in capsys.readouterr().err
+
+
+def test_completeness_refuses_a_plot_it_cannot_write_before_any_work(capsys, tmp_path):
+    """The path is checked first: a model that does not exist is never reached."""
+    query = ["--input", "615+861=1476", "--position", "8", "--site", "blocks.0.hook_resid_post"]
+    directory = tmp_path / "dir.png"
+    directory.mkdir()
+    for plot, needle in ((tmp_path / "scatter.svg", "name a .png file"), (directory, "is a directory")):
+        code = main(["completeness", "--probed", str(tmp_path / "no-such-model"), *query, "--plot", str(plot)])
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and "no probed model" not in err, err

@@ -253,24 +253,32 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     from inversionview.decoder.store import load_decoder
     from inversionview.exact.completeness import completeness
     from inversionview.inversion.schedule import parse_schedule
+    from inversionview.views.plots import check_plot_path, completeness_scatter
 
+    if args.plot:
+        check_plot_path(args.plot)
+    schedule = parse_schedule(args.schedule, args.temperature)
     probed = _load_probed(args)
     decoder = load_decoder(args.decoder, probed)
-    result = completeness(
-        probed,
-        decoder,
-        args.input,
-        args.position,
-        args.site,
-        samples=args.samples,
-        seed=args.seed,
-        metric=args.metric,
-        epsilon=args.epsilon,
-        schedule=parse_schedule(args.schedule, args.temperature),
-    )
+    with (
+        _progress_bar("probed model over the input space", "input") as exact_progress,
+        _progress_bar("decoder samples", "sample") as sampling_progress,
+    ):
+        result = completeness(
+            probed,
+            decoder,
+            args.input,
+            args.position,
+            args.site,
+            samples=args.samples,
+            seed=args.seed,
+            metric=args.metric,
+            epsilon=args.epsilon,
+            schedule=schedule,
+            exact_progress=exact_progress,
+            sampling_progress=sampling_progress,
+        )
     if args.plot:
-        from inversionview.views.plots import completeness_scatter
-
         result.seconds["plot"] = completeness_scatter(probed, decoder, result, args.plot, max_points=args.plot_points)
     if args.json:
         print(json.dumps(result.to_dict()))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from inversionview.errors import UserError
 from inversionview.storage import (
     CHECKPOINT_FILE,
     CHECKPOINT_STATE_FILE,
@@ -107,7 +108,10 @@ def saved_config(directory: Path) -> dict | None:
     """The training config a checkpoint in ``directory`` was made with, or None without one.
 
     A resumed run takes its shape from here, so a resume can never build a different model than
-    the one whose weights it loads."""
+    the one whose weights it loads. Refuses an ``--out`` that is a file, before any training that
+    could not be saved there."""
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--out {directory} is a file; name a directory for the run")
     if not (directory / CHECKPOINT_STATE_FILE).is_file():
         return None
     return read_json(directory / CHECKPOINT_STATE_FILE, "training checkpoint")["state"].get("config")

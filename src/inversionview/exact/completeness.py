@@ -13,7 +13,7 @@ from inversionview.decoder.train import decoder_sites
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
 from inversionview.inversion.distance import best_positions
-from inversionview.inversion.invert import draw_samples, resolve_query
+from inversionview.inversion.invert import Progress, draw_samples, resolve_query
 from inversionview.inversion.schedule import Schedule, parse_schedule
 from inversionview.inversion.verify import sequence_lengths, site_index, token_log_probs, verify_ids
 from inversionview.probed.model import ProbedModel
@@ -82,11 +82,16 @@ def completeness(
     schedule: Schedule | None = None,
     batch_size: int = 1000,
     exact: ExactPreimage | None = None,
+    exact_progress: Progress | None = None,
+    sampling_progress: Progress | None = None,
 ) -> Completeness:
     """Sample ``samples`` inputs and compare them with the exact preimage of the same query
-    (``exact``, when already computed, e.g. by ``exact_preimages`` for many queries at once)."""
+    (``exact``, when already computed, e.g. by ``exact_preimages`` for many queries at once).
+    The progress callbacks hear (done, total) of the pass over the space and of the sampling."""
     if exact is None:
-        exact = exact_preimage(probed, text, position, site, metric=metric, epsilon=epsilon, limit=0)
+        exact = exact_preimage(
+            probed, text, position, site, metric=metric, epsilon=epsilon, limit=0, progress=exact_progress
+        )
     elif (exact.query_text, exact.site) != (text, probed.site(site).name):
         raise ValueError(f"the exact preimage given is of {exact.query_text!r} at {exact.site}, not this query")
     metric, epsilon = exact.metric, exact.epsilon
@@ -95,7 +100,9 @@ def completeness(
     generator = torch.Generator().manual_seed(seed)
     chunks, best = [], []
     schedule = schedule or parse_schedule("auto")
-    for ids, _, _ in draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size):
+    for ids, _, _ in draw_samples(
+        decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=sampling_progress
+    ):
         chunks.append(ids)
         best.append(best_positions(verify_ids(probed, query.site, ids, query.activation, metric))[0])
     drawn = sum(len(ids) for ids in chunks)  # fewer than asked only if distinct sampling ran out of inputs

@@ -15,6 +15,14 @@ from inversionview.inversion.invert import query_activation
 from inversionview.probed.model import ProbedModel
 
 
+def check_plot_path(path: Path) -> None:
+    """Refuse a path the scatter cannot be written to (called before any work, so none is lost)."""
+    if path.suffix.lower() != ".png":
+        raise UserError(f"--plot {path}: the scatter is written as PNG; name a .png file")
+    if path.is_dir():
+        raise UserError(f"--plot {path} is a directory; name a .png file")
+
+
 def completeness_scatter(
     probed: ProbedModel, decoder: Decoder, result: Completeness, path: Path, *, max_points: int = 100_000, seed: int = 0
 ) -> float:
@@ -27,8 +35,7 @@ def completeness_scatter(
     import matplotlib.pyplot as plt
 
     started = time.perf_counter()
-    if path.suffix.lower() != ".png":
-        raise UserError(f"--plot {path}: the scatter is written as PNG; name a .png file")
+    check_plot_path(path)
     exact = result.exact
     space = input_space(probed.task)
     distances = exact.distances
