@@ -3,6 +3,7 @@
 import json
 import shutil
 import socket
+import subprocess
 
 import pytest
 import torch
@@ -321,6 +322,15 @@ def test_view_refuses_a_port_in_use_in_one_line(capsys):
         port = server.getsockname()[1]
         code, _, err = run_cli(capsys, "view", "--port", port)
     assert_user_error(code, err, f"port {port} on 127.0.0.1 is in use")
+
+
+def test_view_reports_a_server_that_fails(capsys, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda command, env, check: subprocess.CompletedProcess(command, 1))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    code, _, err = run_cli(capsys, "view", "--port", port)
+    assert_user_error(code, err, "the page's server stopped with status 1")
 
 
 def test_model_defaults_for_metric_and_epsilon(capsys, tiny_probed_dir, tiny_decoder_dir, tmp_path):

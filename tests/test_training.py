@@ -1,14 +1,13 @@
 """Real training steps: loss goes down, checkpoints resume, decoders save and reload exactly."""
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
 
 from inversionview.decoder.model import Decoder, DecoderConfig, occurrence_numbers
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import DecoderTrainConfig, decoder_sites, train_decoder
+from inversionview.decoder.train import DecoderTrainConfig, decoder_sites, new_decoder, train_decoder
 from inversionview.probed import load_probed
 from inversionview.probed.train import ProbedTrainConfig, train_probed
 from inversionview.storage import CHECKPOINT_STATE_FILE, PROBED_META_FILE
@@ -138,11 +137,12 @@ def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, t
         occurrences=True,
         init_from=str(tiny_decoder_dir),
         lr=1e-3,
-        steps=0,
+        steps=5,
+        batch_size=16,
         eval_queries=2,
         eval_samples=2,
     )
-    start = train_decoder(tiny_probed, config, tmp_path / "start", progress=False)
+    start = new_decoder(tiny_probed, config)
     assert (start.config.d_model, start.config.n_layers) == (source.config.d_model, deeper)
     assert start.config.n_condition_layers == deeper_condition
     ids, _ = tiny_probed.encode_batch(["abab|a:2", "ccab|c:2"])
@@ -150,7 +150,7 @@ def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, t
     with torch.no_grad():
         torch.testing.assert_close(start(ids, activation, site), source(ids, activation, site))
     # It then trains on, the added parts too, and records the shape it built as its recipe.
-    trained = train_decoder(tiny_probed, replace(config, steps=5, batch_size=16), tmp_path / "on", progress=False)
+    trained = train_decoder(tiny_probed, config, tmp_path / "on", progress=False)
     assert trained.occurrence_embedding.weight.abs().sum() > 0
     assert trained.blocks[-1].mlp[2].weight.abs().sum() > 0
     assert trained.condition.layers[-1].down.weight.abs().sum() > 0

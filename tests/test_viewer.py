@@ -92,7 +92,12 @@ def test_page_loads_the_command_lines_model_with_its_options(tiny_probed_dir, ti
     shutil.copytree(tiny_probed_dir, plain)
     (plain / PROBED_META_FILE).unlink()
     launched = {}
-    monkeypatch.setattr(subprocess, "run", lambda command, env, check: launched.update(env=env))
+
+    def launch(command, env, check):  # records the page's environment instead of starting it
+        launched.update(env=env)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", launch)
     vocab = ["--task", "counting", "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--bos", "B", "--eos", "E"]
     options = [*vocab, "--pad", "P", "--device", "cpu"]
     assert main(["view", "--probed", str(plain), "--decoder", str(tiny_decoder_dir), *options]) == 0
