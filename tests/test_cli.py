@@ -287,9 +287,10 @@ def test_usage_errors_are_one_line(capsys):
         (["exact", "--space-sample", "many"], "--space-sample: 'many' is not a whole number"),
         (["completeness", "--samples", "0"], "--samples: must be at least 1"),
         (["evaluate", "--n", "0"], "--n: must be at least 1"),
+        (["view", "--port", "70000"], "--port: must be at most 65535, got 70000"),
     ],
 )
-def test_counts_below_their_minimum_are_refused_while_parsing(capsys, argv, needle):
+def test_numbers_out_of_range_are_refused_while_parsing(capsys, argv, needle):
     code, _, err = run_cli(capsys, *argv)
     assert_user_error(code, err, needle)
 
@@ -300,8 +301,8 @@ def test_training_refuses_zero_steps_and_impossible_sizes_before_any_work(capsys
     assert_user_error(code, err, "--steps must be at least 1, got 0")
     base = ["train-decoder", "--probed", tiny_probed_dir, "--out", tmp_path / "decoder"]
     for flags, needle in (
-        (["--steps", "0"], "--steps and --batch-size must be at least 1, got 0"),
-        (["--steps", "2", "--batch-size", "0"], "got 2 and 0"),
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--steps", "2", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         (["--steps", "2", "--d-model", "10"], "--d-model must be a positive multiple of the 4 heads, got 10"),
     ):
         code, _, err = run_cli(capsys, *base, *flags)

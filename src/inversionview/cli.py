@@ -23,16 +23,18 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
-def _at_least(minimum: int):
-    """An argparse type for a count: a whole number no smaller than ``minimum``."""
+def _whole_number(low: int, high: int | None = None):
+    """An argparse type for a count or a port: a whole number from ``low`` up to ``high``."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
 
     return parse
@@ -54,7 +56,7 @@ def _probed_options() -> argparse.ArgumentParser:
     group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
     group.add_argument("--device", default="auto", help=DEVICE_HELP)
-    group.add_argument("--threads", type=_at_least(1), help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--threads", type=_whole_number(1), help="CPU threads for torch (default: torch's choice)")
     return parent
 
 
@@ -425,13 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the final model")
     p.add_argument("--steps", type=int, help="training steps (default: the task's recipe)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_at_least(1), help="CPU threads for torch")
+    p.add_argument("--threads", type=_whole_number(1), help="CPU threads for torch")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=cmd_train_probed)
 
     p = commands.add_parser("evaluate", parents=[probed], help="score a probed model on held-out inputs")
     p.add_argument(
-        "--n", type=_at_least(1), help="held-out inputs to score (default: all when they can be listed, else 2000)"
+        "--n", type=_whole_number(1), help="held-out inputs to score (default: all when they can be listed, else 2000)"
     )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -488,11 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = commands.add_parser(name, parents=[probed], help=help_text)
         _query_options(p, many_sites=name == "report")
         p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
-        p.add_argument("--samples", type=int, default=1000)
+        p.add_argument("--samples", type=_whole_number(1), default=1000)
         p.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
         p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
         p.add_argument(
-            "--limit", type=_at_least(1), default=40 if name == "invert" else 60, help="distinct samples to show"
+            "--limit", type=_whole_number(1), default=40 if name == "invert" else 60, help="distinct samples to show"
         )
         p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
         if name == "report":
@@ -501,36 +503,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("exact", parents=[probed], help="the exact ε-preimage, by brute force over the inputs")
     _query_options(p)
-    p.add_argument("--limit", type=_at_least(0), default=20, help="members to list, nearest first")
+    p.add_argument("--limit", type=_whole_number(0), default=20, help="members to list, nearest first")
     p.add_argument(
-        "--space-sample", type=_at_least(1), default=200_000, help="inputs to sample when the space is too large"
+        "--space-sample", type=_whole_number(1), default=200_000, help="inputs to sample when the space is too large"
     )
     p.set_defaults(run=cmd_exact)
 
     p = commands.add_parser("completeness", parents=[probed], help="decoder precision and recall against the exact")
     _query_options(p)
     p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
-    p.add_argument("--samples", type=_at_least(1), default=10_000)
+    p.add_argument("--samples", type=_whole_number(1), default=10_000)
     p.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
     p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     p.add_argument("--plot", type=Path, help="write the completeness scatter to this PNG")
     p.add_argument(
-        "--plot-points", type=_at_least(0), default=100_000, help="inputs drawn in the scatter (members always)"
+        "--plot-points", type=_whole_number(0), default=100_000, help="inputs drawn in the scatter (members always)"
     )
     p.set_defaults(run=cmd_completeness)
 
     p = commands.add_parser("view", parents=[probed], help="the web page, on 127.0.0.1 by default")
     p.add_argument("--decoder", help="decoder directory for --probed (default: the bundled one)")
-    p.add_argument("--port", type=_at_least(1), default=8501)
+    p.add_argument("--port", type=_whole_number(1, 65535), default=8501)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--allow-remote", action="store_true", help="permit a --host other machines can reach")
     p.add_argument("--models-dir", type=Path, help="folder whose sub-folders hold probed/ and decoder/")
     p.set_defaults(run=cmd_view)
 
     p = commands.add_parser("demo", parents=[probed], help="read the bundled counting model at three sites")
-    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--samples", type=_whole_number(1), default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=_at_least(1), default=12, help="distinct samples to print per site")
+    p.add_argument("--limit", type=_whole_number(1), default=12, help="distinct samples to print per site")
     p.set_defaults(run=cmd_demo)
     return parser
 

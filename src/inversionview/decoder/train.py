@@ -248,9 +248,10 @@ def train_decoder(
     A resumed run keeps the recipe it was started with; only ``steps``, ``max_seconds`` and a
     ``batch_size`` that is set come from ``config``, so a run can be extended, on another machine too.
     """
-    if config.steps < 1 or (config.batch_size is not None and config.batch_size < 1):
-        # a decoder saved after no steps would pass for a trained one
-        raise UserError(f"--steps and --batch-size must be at least 1, got {config.steps} and {config.batch_size}")
+    if config.steps < 1:  # a decoder saved after no steps would pass for a trained one
+        raise UserError(f"--steps must be at least 1, got {config.steps}")
+    if config.batch_size is not None and config.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
     if (saved := saved_config(out)) is not None:
         kept = DecoderTrainConfig(**saved)
         config = replace(
