@@ -104,14 +104,20 @@ def save_checkpoint(
     )
 
 
+def check_run(out: Path, steps: int) -> None:
+    """Refuse, before any work, a run whose model could not be saved in ``out`` (a file), or would
+    be saved after no steps and pass for a trained one."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a directory for the run")
+    if steps < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
+
+
 def saved_config(directory: Path) -> dict | None:
     """The training config a checkpoint in ``directory`` was made with, or None without one.
 
     A resumed run takes its shape from here, so a resume can never build a different model than
-    the one whose weights it loads. Refuses an ``--out`` that is a file, before any training that
-    could not be saved there."""
-    if directory.exists() and not directory.is_dir():
-        raise UserError(f"--out {directory} is a file; name a directory for the run")
+    the one whose weights it loads."""
     if not (directory / CHECKPOINT_STATE_FILE).is_file():
         return None
     return read_json(directory / CHECKPOINT_STATE_FILE, "training checkpoint")["state"].get("config")

@@ -23,6 +23,7 @@ from inversionview.probed.sites import Site, canonical_site
 from inversionview.storage import DECODER_CONFIG_FILE, read_json
 from inversionview.training import (
     Checkpoint,
+    check_run,
     load_checkpoint,
     lr_at,
     progress_interval,
@@ -248,8 +249,7 @@ def train_decoder(
     A resumed run keeps the recipe it was started with; only ``steps``, ``max_seconds`` and a
     ``batch_size`` that is set come from ``config``, so a run can be extended, on another machine too.
     """
-    if config.steps < 1:  # a decoder saved after no steps would pass for a trained one
-        raise UserError(f"--steps must be at least 1, got {config.steps}")
+    check_run(out, config.steps)
     if config.batch_size is not None and config.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
     if (saved := saved_config(out)) is not None:

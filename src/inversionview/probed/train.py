@@ -18,6 +18,7 @@ from inversionview.probed.model import ProbedModel, new_gpt2, resolve_device
 from inversionview.tasks import Task, get_task
 from inversionview.training import (
     Checkpoint,
+    check_run,
     load_checkpoint,
     lr_at,
     progress_interval,
@@ -140,8 +141,7 @@ def train_probed(
 
     A resumed run keeps the recipe it was started with; only ``steps`` comes from ``config``.
     """
-    if config.steps < 1:  # a model saved after no steps would pass for a trained one
-        raise UserError(f"--steps must be at least 1, got {config.steps}")
+    check_run(out, config.steps)
     if (saved := saved_config(out)) is not None:
         config = replace(ProbedTrainConfig(**saved), steps=config.steps)
     task = get_task(config.task)
