@@ -20,8 +20,8 @@ import random
 import torch
 from torch import nn
 
+from inversionview.decoder.sampling import site_index
 from inversionview.decoder.store import load_decoder
-from inversionview.inversion.verify import site_index
 from inversionview.probed import load_probed
 
 COLUMNS = {"F1+S1": (0, 4), "F2+S2": (1, 5), "F3+S3": (2, 6)}

@@ -16,14 +16,13 @@ where within a site the decoder misses.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
-from inversionview.decoder.evaluate import heldout_queries, query_precisions
+from inversionview.decoder.evaluate import decoder_precision
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import decoder_sites, query_position_name
+from inversionview.decoder.train import query_position_name
 from inversionview.probed import load_probed
 
 
@@ -53,37 +52,30 @@ def main() -> None:
 
     probed = load_probed(args.probed)
     decoder = load_decoder(args.decoder, probed)
-    metric = args.metric or probed.default_metric
-    epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
-    queries = heldout_queries(probed, args.queries, seed=args.seed, positions=args.positions)
+    metric, epsilon = probed.distance_settings(args.metric, args.epsilon)
     started = time.perf_counter()
-    per_query, results = {}, {}
     print(
         f"{'site':32s} precision  (T={args.temperature:g}, {metric}, ε={epsilon}, "
         f"{args.queries} queries × {args.samples} samples, {args.positions} positions)"
     )
-    for site in decoder_sites(probed):
-        per_query[site.name] = query_precisions(
-            decoder,
-            probed,
-            site,
-            queries,
-            samples_per_query=args.samples,
-            epsilon=epsilon,
-            metric=metric,
-            seed=args.seed,
-            temperature=args.temperature,
-        )
-        results[site.name] = float(per_query[site.name].mean())
-        print(f"{site.name:32s} {results[site.name]:8.1%}", flush=True)
-    query_means = torch.stack(list(per_query.values())).mean(0)  # (Q,): each query's mean over sites
-    standard_error = float(query_means.std() / len(query_means) ** 0.5) if len(query_means) > 1 else float("nan")
-    print(
-        f"{'mean':32s} {statistics.mean(results.values()):8.1%}  ± {standard_error:.1%} (standard error over queries)"
+    result = decoder_precision(
+        decoder,
+        probed,
+        queries=args.queries,
+        samples=args.samples,
+        seed=args.seed,
+        positions=args.positions,
+        temperature=args.temperature,
+        metric=metric,
+        epsilon=epsilon,
     )
-    print(f"{'min':32s} {min(results.values()):8.1%}  ({min(results, key=results.get)})")
+    for site, precision in result.by_site.items():
+        print(f"{site:32s} {precision:8.1%}")
+    print(f"{'mean':32s} {result.mean:8.1%}  ± {result.standard_error:.1%} (standard error over queries)")
+    site, lowest = result.lowest
+    print(f"{'min':32s} {lowest:8.1%}  ({site})")
     if args.by_position:
-        print_by_position(probed, queries, per_query)
+        print_by_position(probed, result.queries, dict(zip(result.by_site, result.per_query)))
     print(f"[{time.perf_counter() - started:.0f} s]")
 
 

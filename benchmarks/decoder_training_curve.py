@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from inversionview.decoder.train import DEFAULT_BATCH_SIZE, DecoderTrainConfig, train_decoder
+from inversionview.decoder.config import DEFAULT_BATCH_SIZE
+from inversionview.decoder.train import DecoderTrainConfig, train_decoder
 from inversionview.probed import load_probed
 from inversionview.storage import CHECKPOINT_STATE_FILE, DECODER_CONFIG_FILE
 

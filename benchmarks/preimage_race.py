@@ -27,14 +27,14 @@ import time
 
 import torch
 
+from inversionview.decoder.sampling import distinct_sample_ids, sample_ids
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
-from inversionview.inversion.distance import best_positions, position_distances
-from inversionview.inversion.invert import query_activation
-from inversionview.inversion.verify import distinct_sample_ids, queryable, sample_ids, verify_ids
 from inversionview.probed import load_probed
+from inversionview.probed.distance import best_positions, position_distances
+from inversionview.probed.verify import query_activation, queryable, verify_ids
 
 TARGET = 100
 

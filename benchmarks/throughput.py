@@ -16,11 +16,12 @@ import time
 
 import torch
 
+from inversionview.decoder.sampling import sample_ids
 from inversionview.decoder.store import load_decoder
-from inversionview.inversion.invert import invert, query_activation
+from inversionview.inversion.invert import invert
 from inversionview.inversion.schedule import parse_schedule
-from inversionview.inversion.verify import sample_ids
 from inversionview.probed import load_probed
+from inversionview.probed.verify import query_activation
 
 
 def main() -> None:

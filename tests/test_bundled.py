@@ -5,14 +5,15 @@ import json
 import pytest
 
 from inversionview.cli import main
+from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.evaluate import heldout_queries, site_precision
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import decoder_sites
 from inversionview.exact.completeness import completeness, spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.probed.train import evaluate_probed
+from tests.commands import cli_args
 
 
 @pytest.fixture(scope="module")
@@ -31,22 +32,8 @@ def test_bundled_decoder_belongs_to_the_bundled_model(counting):
 
 
 def test_invert_bundled_without_decoder_flag(capsys):
-    code = main(
-        [
-            "invert",
-            "--probed",
-            "counting",
-            "--input",
-            "vvzccvczvv|v:5",
-            "--position",
-            "-2",
-            "--site",
-            "blocks.0.hook_resid_pre",
-            "--samples",
-            "64",
-            "--json",
-        ]
-    )
+    query = {"input": "vvzccvczvv|v:5", "position": -2, "site": "blocks.0.hook_resid_pre"}
+    code = main(cli_args("invert", probed="counting", **query, samples=64, json=True))
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -60,6 +47,19 @@ def test_demo_runs(capsys):
     assert main(["demo", "--samples", "40", "--limit", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count("ε = 0.1") >= 3 and "held-out accuracy" in out
+
+
+@pytest.mark.parametrize("name, shown", [("addition", "615+861=1476"), ("ioi", "gave a drink to")])
+def test_demo_reads_every_bundled_model(capsys, name, shown):
+    assert main(["demo", "--probed", name, "--samples", "30", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"bundled {name} model" in out and out.count("ε = 0.1") >= 3 and out.count(shown) >= 3
+
+
+def test_demo_refuses_a_model_it_has_no_reading_for(capsys, tiny_probed_dir):
+    assert main(["demo", "--probed", str(tiny_probed_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "the demo reads a bundled model" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -96,13 +96,13 @@ def test_bundled_addition_decoder_recall_bar():
 
 def test_invert_bundled_ioi_at_end(capsys):
     sentence = "Then, Mary and John went to the store. John gave a drink to"
-    args = ["--probed", "ioi", "--input", sentence, "--position", "-1", "--site", "blocks.1.hook_resid_post"]
-    code = main(["invert", *args, "--temperature", "1", "--samples", "100", "--json"])
+    query = {"input": sentence, "position": -1, "site": "blocks.1.hook_resid_post"}
+    code = main(cli_args("invert", probed="ioi", **query, temperature=1, samples=100, json=True))
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
     assert result["query"]["tokens"][-1] == " to" and result["query"]["position"] == 15
-    assert result["share_in_preimage"] >= 0.5  # the bundled decoder reads this query well
+    assert result["precision"] >= 0.5  # the bundled decoder reads this query well
 
 
 def test_bundled_names():

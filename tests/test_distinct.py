@@ -9,6 +9,7 @@ import torch
 from inversionview.cli import main
 from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.model import Decoder, DecoderConfig, mask_unwritable
+from tests.commands import cli_args
 
 BOS, EOS, PAD = 0, 1, 2  # tokens 3 and 4 are the text; at most 3 of them fit in max_len 5
 
@@ -119,26 +120,8 @@ def test_scoring_children_a_few_rows_at_a_time_draws_the_same(peaked_decoder, te
 
 
 def test_invert_with_the_distinct_schedule_shows_different_inputs(tiny_probed_dir, tiny_decoder_dir, capsys):
-    main(
-        [
-            "invert",
-            "--probed",
-            str(tiny_probed_dir),
-            "--decoder",
-            str(tiny_decoder_dir),
-            "--input",
-            "abcabc|a:2",
-            "--position",
-            "-1",
-            "--site",
-            "blocks.1.hook_resid_post",
-            "--samples",
-            "40",
-            "--schedule",
-            "distinct",
-            "--json",
-        ]
-    )
+    query = {"input": "abcabc|a:2", "position": -1, "site": "blocks.1.hook_resid_post", "samples": 40}
+    main(cli_args("invert", probed=tiny_probed_dir, decoder=tiny_decoder_dir, **query, schedule="distinct", json=True))
     result = json.loads(capsys.readouterr().out)
     texts = [s["text"] for s in result["samples"]]
     assert len(texts) == 40 and len(set(texts)) == 40

@@ -10,9 +10,8 @@ from inversionview.cli import main
 from inversionview.exact.completeness import completeness, recall_checkpoints
 from inversionview.exact.preimage import exact_preimage, exact_preimages
 from inversionview.exact.space import input_space
-from inversionview.inversion.distance import best_positions
-from inversionview.inversion.invert import query_activation
-from inversionview.inversion.verify import verify_ids
+from inversionview.probed.distance import best_positions
+from inversionview.probed.verify import query_activation, verify_ids
 from inversionview.tasks import get_task
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from inversionview.errors import UserError
-from inversionview.inversion.distance import best_positions, position_distances
 from inversionview.inversion.invert import resolve_position
 from inversionview.inversion.schedule import parse_schedule
-from inversionview.inversion.verify import queryable, sequence_lengths
+from inversionview.probed.distance import best_positions, position_distances
+from inversionview.probed.verify import queryable, sequence_lengths
 from inversionview.views.colors import bar, color_rgb
 
 
@@ -77,7 +77,7 @@ def test_colors_and_bars():
 
 
 def test_verification_halves_batches_that_run_out_of_memory(tiny_probed, monkeypatch):
-    from inversionview.inversion.verify import verify_ids
+    from inversionview.probed.verify import verify_ids
 
     site = tiny_probed.site("blocks.1.hook_resid_post")
     ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3", "qqrst|q:2", "mmnno|n:2", "abcde|e:1"])

@@ -14,6 +14,7 @@ from inversionview.probed import load_probed
 from inversionview.probed.layouts import submodule
 from inversionview.probed.sites import Site
 from inversionview.tasks.text import load_corpus
+from tests.commands import cli_args
 from tests.test_viewer import APP
 
 SENTENCES = [
@@ -60,6 +61,11 @@ def corpus_file(tmp_path_factory):
     return path
 
 
+def train_decoder_on(lm_dir, **options) -> int:
+    """``train-decoder --probed LM_DIR`` with these options: its exit code."""
+    return main(cli_args("train-decoder", probed=lm_dir, **options))
+
+
 def test_local_gpt2_directory_loads_with_its_tokenizer(tiny_lm_dir):
     from transformers import GPT2LMHeadModel
 
@@ -104,19 +110,7 @@ def test_bad_corpora_get_clear_messages(tiny_lm_dir, tmp_path, capsys):
         (bad_json, "line 2"),
         (tmp_path / "missing.txt", "does not exist"),
     ):
-        code = main(
-            [
-                "train-decoder",
-                "--probed",
-                str(tiny_lm_dir),
-                "--corpus",
-                str(path),
-                "--steps",
-                "1",
-                "--out",
-                str(tmp_path / "dec"),
-            ]
-        )
+        code = train_decoder_on(tiny_lm_dir, corpus=path, steps=1, out=tmp_path / "dec")
         err = capsys.readouterr().err
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     with pytest.raises(UserError, match="holds no text"):
@@ -125,47 +119,12 @@ def test_bad_corpora_get_clear_messages(tiny_lm_dir, tmp_path, capsys):
 
 def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_path, capsys, monkeypatch):
     decoder_dir = tmp_path / "decoder"
-    assert (
-        main(
-            [
-                "train-decoder",
-                "--probed",
-                str(tiny_lm_dir),
-                "--corpus",
-                str(corpus_file),
-                "--steps",
-                "12",
-                "--batch-size",
-                "16",
-                "--d-model",
-                "32",
-                "--n-layers",
-                "1",
-                "--out",
-                str(decoder_dir),
-            ]
-        )
-        == 0
-    )
+    shape = {"d_model": 32, "n_layers": 1}
+    assert train_decoder_on(tiny_lm_dir, corpus=corpus_file, steps=12, batch_size=16, **shape, out=decoder_dir) == 0
     capsys.readouterr()
-    code = main(
-        [
-            "invert",
-            "--probed",
-            str(tiny_lm_dir),
-            "--decoder",
-            str(decoder_dir),
-            "--input",
-            "Then, Mary and John went to the store. John gave a drink to",
-            "--position",
-            "-1",
-            "--site",
-            "blocks.1.hook_resid_post",
-            "--samples",
-            "20",
-            "--json",
-        ]
-    )
+    sentence = "Then, Mary and John went to the store. John gave a drink to"
+    query = {"input": sentence, "position": -1, "site": "blocks.1.hook_resid_post", "samples": 20, "json": True}
+    code = main(cli_args("invert", probed=tiny_lm_dir, decoder=decoder_dir, **query))
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -175,8 +134,10 @@ def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_pa
     # The web page reads the same model (as `inversionview view --probed DIR --decoder DIR` passes it).
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("INVERSIONVIEW_PROBED", str(tiny_lm_dir))
-    monkeypatch.setenv("INVERSIONVIEW_DECODER", str(decoder_dir))
+    from inversionview.views.server import ViewerSettings
+
+    for name, value in ViewerSettings(probed=str(tiny_lm_dir), decoder=str(decoder_dir)).to_environment().items():
+        monkeypatch.setenv(name, value)
     page = AppTest.from_file(str(APP), default_timeout=120)
     page.run()
     page.slider[0].set_value(20)
@@ -194,8 +155,8 @@ def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_pa
 def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path, capsys):
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from inversionview.decoder.build import decoder_sites
     from inversionview.decoder.pretrained import pretrained_decoder
-    from inversionview.decoder.train import decoder_sites
 
     probed = load_probed(str(tiny_lm_dir))
     lm_dir = tmp_path / "lm"
@@ -217,46 +178,13 @@ def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path,
         torch.testing.assert_close(decoder.blocks[0].mlp(x), lm.transformer.h[0].mlp(x), atol=1e-5, rtol=0)
 
     out = tmp_path / "decoder"
-    assert (
-        main(
-            [
-                "train-decoder",
-                "--probed",
-                str(tiny_lm_dir),
-                "--corpus",
-                str(corpus_file),
-                "--init-from",
-                str(lm_dir),
-                "--steps",
-                "3",
-                "--batch-size",
-                "8",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert train_decoder_on(tiny_lm_dir, corpus=corpus_file, init_from=lm_dir, steps=3, batch_size=8, out=out) == 0
     assert json.loads((out / "decoder.json").read_text())["config"]["d_model"] == 48
 
     other = tmp_path / "other_vocab"
     GPT2LMHeadModel(GPT2Config(vocab_size=500, n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(other)
     capsys.readouterr()
-    code = main(
-        [
-            "train-decoder",
-            "--probed",
-            str(tiny_lm_dir),
-            "--corpus",
-            str(corpus_file),
-            "--init-from",
-            str(other),
-            "--steps",
-            "1",
-            "--out",
-            str(tmp_path / "bad"),
-        ]
-    )
+    code = train_decoder_on(tiny_lm_dir, corpus=corpus_file, init_from=other, steps=1, out=tmp_path / "bad")
     assert code == 2 and "share one vocabulary" in capsys.readouterr().err
 
 
@@ -372,62 +300,12 @@ def test_hugging_face_dataset_as_a_data_source(tiny_lm_dir, tmp_path, monkeypatc
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     out = tmp_path / "decoder"
-    assert (
-        main(
-            [
-                "train-decoder",
-                "--probed",
-                str(tiny_lm_dir),
-                "--dataset",
-                "toy/ioi:validation",
-                "--steps",
-                "2",
-                "--batch-size",
-                "8",
-                "--d-model",
-                "32",
-                "--n-layers",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    shape = {"d_model": 32, "n_layers": 1}
+    assert train_decoder_on(tiny_lm_dir, dataset="toy/ioi:validation", steps=2, batch_size=8, **shape, out=out) == 0
     assert asked == {"name": "toy/ioi", "split": "validation"} and (out / "decoder.json").is_file()
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "train-decoder",
-                "--probed",
-                str(tiny_lm_dir),
-                "--dataset",
-                "nobody/nothing",
-                "--steps",
-                "1",
-                "--out",
-                str(tmp_path / "x"),
-            ]
-        )
-        == 2
-    )
+    assert train_decoder_on(tiny_lm_dir, dataset="nobody/nothing", steps=1, out=tmp_path / "x") == 2
     assert "cannot load it (Dataset 'nobody/nothing' doesn't exist" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
-    assert (
-        main(
-            [
-                "train-decoder",
-                "--probed",
-                str(tiny_lm_dir),
-                "--dataset",
-                "toy/ioi",
-                "--steps",
-                "1",
-                "--out",
-                str(tmp_path / "y"),
-            ]
-        )
-        == 2
-    )
+    assert train_decoder_on(tiny_lm_dir, dataset="toy/ioi", steps=1, out=tmp_path / "y") == 2
     assert "pip install datasets" in capsys.readouterr().err

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
+from inversionview.decoder.build import decoder_sites, new_decoder
 from inversionview.decoder.model import Decoder, DecoderConfig, occurrence_numbers
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import DecoderTrainConfig, decoder_sites, new_decoder, train_decoder
+from inversionview.decoder.train import DecoderTrainConfig, train_decoder
 from inversionview.probed import load_probed
 from inversionview.probed.train import ProbedTrainConfig, train_probed
 from inversionview.storage import CHECKPOINT_STATE_FILE, PROBED_META_FILE
@@ -142,7 +143,7 @@ def test_a_run_can_start_from_a_trained_decoder(tiny_probed, tiny_decoder_dir, t
         eval_queries=2,
         eval_samples=2,
     )
-    start = new_decoder(tiny_probed, config)
+    start = new_decoder(tiny_probed, **config.shape())
     assert (start.config.d_model, start.config.n_layers) == (source.config.d_model, deeper)
     assert start.config.n_condition_layers == deeper_condition
     ids, _ = tiny_probed.encode_batch(["abab|a:2", "ccab|c:2"])
@@ -184,7 +185,7 @@ def test_ioi_model_is_judged_by_logit_difference(tmp_path):
 def test_query_positions_follow_the_chosen_mode(tiny_probed):
     import random
 
-    from inversionview.decoder.train import ActivationStream, parse_position_mode
+    from inversionview.decoder.stream import ActivationStream, parse_position_mode
     from inversionview.errors import UserError
     from inversionview.probed.sites import Site
 
@@ -260,3 +261,46 @@ def test_sigterm_stops_training_after_a_saved_step(tiny_probed_dir, tmp_path):
     finished = subprocess.run([*command, "--out", str(out), "--steps", str(step + 2), *small], capture_output=True)
     assert finished.returncode == 0, finished.stderr
     assert json.loads((out / CHECKPOINT_STATE_FILE).read_text())["step"] == step + 2
+
+
+class _StopAtStep:
+    """A stop request that arrives during step ``n`` (the loop asks once a step)."""
+
+    def __init__(self, n: int) -> None:
+        self.asked, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked >= self.n
+
+
+@pytest.mark.parametrize("verified", [0, 4])
+def test_a_stopped_and_resumed_decoder_run_trains_exactly_as_an_uninterrupted_one(tiny_probed, tmp_path, verified):
+    """The random streams, the inputs drawn but not yet used, the optimizer and the weights are all
+    checkpointed: stopping at step 3 and resuming to 6 gives bit for bit the decoder of one run."""
+    config = DecoderTrainConfig(
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        steps=6,
+        batch_size=8,
+        eval_every=3,
+        eval_queries=2,
+        eval_samples=2,
+        verified_queries=verified,
+        verified_samples=2,
+    )
+    straight = train_decoder(tiny_probed, config, tmp_path / "straight", progress=False)
+    train_decoder(tiny_probed, config, tmp_path / "resumed", progress=False, stop=_StopAtStep(3))
+    assert json.loads((tmp_path / "resumed" / CHECKPOINT_STATE_FILE).read_text())["step"] == 3
+    resumed = train_decoder(tiny_probed, config, tmp_path / "resumed", progress=False)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_a_stopped_and_resumed_probed_run_trains_exactly_as_an_uninterrupted_one(tmp_path):
+    config = ProbedTrainConfig(d_model=16, n_heads=2, steps=6, batch_size=16, eval_every=3, eval_size=20, warmup=2)
+    straight = train_probed(config, tmp_path / "straight", progress=False)
+    train_probed(config, tmp_path / "resumed", progress=False, stop=_StopAtStep(3))
+    resumed = train_probed(config, tmp_path / "resumed", progress=False)
+    assert resumed.content_hash == straight.content_hash

@@ -6,10 +6,13 @@ import random
 import torch
 
 from inversionview.cli import main
+from inversionview.decoder.build import decoder_sites
+from inversionview.decoder.reward import reward_loss
+from inversionview.decoder.sampling import sequence_log_probs, token_log_probs
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import DecoderTrainConfig, decoder_sites, train_decoder
-from inversionview.decoder.verified import sample_distances, sequence_log_probs, verified_loss
-from inversionview.inversion.verify import token_log_probs
+from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+from inversionview.probed.verify import sample_distances
+from tests.commands import cli_args
 
 
 def _queries(probed, n=6):
@@ -56,7 +59,7 @@ def test_a_step_on_the_verified_loss_favours_samples_inside_epsilon(tiny_probed,
     inside = distances <= epsilon
     assert 0 < inside.sum() < len(inside)
 
-    loss, share = verified_loss(
+    loss, share = reward_loss(
         decoder,
         tiny_probed,
         sites,
@@ -80,7 +83,7 @@ def test_a_step_on_the_verified_loss_favours_samples_inside_epsilon(tiny_probed,
     assert change[inside].mean() > change[~inside].mean()
 
     # Groups that all land on one side teach nothing.
-    loss, share = verified_loss(
+    loss, share = reward_loss(
         decoder, tiny_probed, sites, activation, site_ids, samples=group, epsilon=float("inf"), metric=metric
     )
     assert share == 1.0 and loss.item() == 0.0 and not loss.requires_grad
@@ -108,17 +111,6 @@ def test_training_with_verified_queries_records_their_share(tiny_probed, tiny_pr
     assert meta["provenance"]["recipe"]["verified_queries"] == 4
 
     # A query needs two samples at least: its samples are their own baseline.
-    code = main(
-        [
-            "train-decoder",
-            "--probed",
-            str(tiny_probed_dir),
-            "--out",
-            str(tmp_path / "bad"),
-            "--verified-queries",
-            "4",
-            "--verified-samples",
-            "1",
-        ]
-    )
+    verified = {"verified_queries": 4, "verified_samples": 1}
+    code = main(cli_args("train-decoder", probed=tiny_probed_dir, out=tmp_path / "bad", **verified))
     assert code == 2

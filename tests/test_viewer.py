@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from inversionview.cli import is_loopback, main
+from inversionview.cli import main
 from inversionview.decoder.store import load_decoder
 from inversionview.inversion.invert import invert
 from inversionview.probed import load_probed
 from inversionview.views.html_render import render_result
+from inversionview.views.server import SETTINGS_VARIABLE, is_loopback
 from tests.browser import chromium
 
 APP = Path(__file__).resolve().parents[1] / "src" / "inversionview" / "views" / "app.py"
@@ -101,8 +102,7 @@ def test_page_loads_the_command_lines_model_with_its_options(tiny_probed_dir, ti
     vocab = ["--task", "counting", "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--bos", "B", "--eos", "E"]
     options = [*vocab, "--pad", "P", "--device", "cpu"]
     assert main(["view", "--probed", str(plain), "--decoder", str(tiny_decoder_dir), *options]) == 0
-    for name in ("INVERSIONVIEW_PROBED", "INVERSIONVIEW_DECODER", "INVERSIONVIEW_LOAD_OPTIONS"):
-        monkeypatch.setenv(name, launched["env"][name])
+    monkeypatch.setenv(SETTINGS_VARIABLE, launched["env"][SETTINGS_VARIABLE])
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     at.slider[0].set_value(50)

@@ -1,7 +1,8 @@
-"""The ``inversionview`` command: a thin layer over the library, one function per command.
+"""The ``inversionview`` command: a thin layer over the library, one short function per command.
 
 Every mistake a user can make ends in one line on stderr and exit status 2: usage errors from
 argparse and ``UserError`` from the library alike. Anything else is a bug and keeps its traceback.
+The library is imported inside each command, so that ``--help`` and usage errors answer at once.
 """
 
 from __future__ import annotations
@@ -9,13 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from inversionview.errors import UserError
+
+DEVICE_HELP = "where the models run: auto (the GPU when there is one), cpu, cuda or cuda:N"
+SCHEDULE_HELP = (
+    "'auto'; 'distinct' (without replacement: every sample a different input); "
+    "or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05"
+)
+TEMPERATURE_HELP = "use this one temperature and no noise (with --schedule distinct: its temperature, default 1)"
+LOAD_OPTIONS = ("task", "vocab", "bos", "eos", "pad", "allow_pickle", "dtype", "device")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,42 +49,20 @@ def _whole_number(low: int, high: int | None = None):
     return parse
 
 
-DEVICE_HELP = "where the models run: auto (the GPU when there is one), cpu, cuda or cuda:N"
-
-
-def _probed_options() -> argparse.ArgumentParser:
-    """Options every command that loads a probed model takes."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("probed model")
-    group.add_argument("--probed", default="counting", help="bundled model name (e.g. counting) or a local directory")
-    group.add_argument("--task", help="task of a model that has no inversionview.json (e.g. counting)")
-    group.add_argument("--vocab", help="character vocabulary, id = index, e.g. 'abc…|:BEP'")
-    group.add_argument("--bos", help="vocabulary character that stands for BOS")
-    group.add_argument("--eos", help="vocabulary character that stands for EOS")
-    group.add_argument("--pad", help="vocabulary character that stands for PAD")
-    group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
-    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
-    group.add_argument("--device", default="auto", help=DEVICE_HELP)
-    group.add_argument("--threads", type=_whole_number(1), help="CPU threads for torch (default: torch's choice)")
-    return parent
+# ---- commands: each parses nothing more and calls the library ----
 
 
 def _load_options(args: argparse.Namespace) -> dict:
     """The probed-model options of the command line, as ``load_probed`` takes them."""
-    names = ("task", "vocab", "bos", "eos", "pad", "allow_pickle", "dtype", "device")
-    return {name: getattr(args, name) for name in names}
+    return {name: getattr(args, name) for name in LOAD_OPTIONS}
 
 
 def _load_probed(args: argparse.Namespace):
-    """Load the probed model; a query's unset --metric/--epsilon take the model's defaults."""
+    from inversionview import bundled
     from inversionview.probed import load_probed
 
     _set_threads(args.threads)
-    probed = load_probed(args.probed, **_load_options(args))
-    if hasattr(args, "metric"):
-        args.metric = args.metric or probed.default_metric
-        args.epsilon = probed.default_epsilon if args.epsilon is None else args.epsilon
-    return probed
+    return load_probed(args.probed or bundled.DEFAULT, **_load_options(args))
 
 
 def _set_threads(threads: int | None) -> None:
@@ -99,6 +86,11 @@ def _progress_bar(description: str, unit: str) -> Iterator:
         yield update
 
 
+def _say_if_stopped(stop, out: Path) -> None:
+    if stop.is_set():
+        print(f"stopped early on request; the checkpoint in {out} resumes with the same command")
+
+
 def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.probed.train import recipe_for, train_probed
     from inversionview.training import stop_requests
@@ -109,11 +101,6 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
         probed = train_probed(recipe, args.out, device=args.device, stop=stop)
     print(f"saved {args.out} (content hash {probed.content_hash[:12]})")
     _say_if_stopped(stop, args.out)
-
-
-def _say_if_stopped(stop, out: Path) -> None:
-    if stop.is_set():
-        print(f"stopped early on request; the checkpoint in {out} resumes with the same command")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -133,37 +120,9 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
 
     probed = _load_probed(args)
     if args.corpus is not None or args.dataset is not None:
-        from inversionview.tasks.text import load_corpus, load_dataset_texts
-
-        if probed.task.name != "text":
-            raise UserError(
-                f"--corpus/--dataset are for free-text models; {args.probed} reads {probed.task.name} inputs"
-            )
-        tok, max_len = probed.task.tokenizer, probed.task.max_len
-        texts = (
-            load_corpus(args.corpus, tok, max_len)
-            if args.corpus is not None
-            else load_dataset_texts(args.dataset, tok, max_len, args.dataset_field)
-        )
-        probed.task.use_corpus(texts)
-    config = DecoderTrainConfig(seed=args.seed)
-    for key in (
-        "steps",
-        "batch_size",
-        "lr",
-        "d_model",
-        "n_layers",
-        "n_condition_layers",
-        "init_from",
-        "positions",
-        "occurrences",
-        "verified_queries",
-        "verified_samples",
-        "eval_every",
-        "site_weight_floor",
-    ):
-        if getattr(args, key) is not None:
-            setattr(config, key, getattr(args, key))
+        probed.use_corpus(args.corpus, dataset=args.dataset, field=args.dataset_field)
+    given = {f.name: getattr(args, f.name) for f in fields(DecoderTrainConfig) if hasattr(args, f.name)}
+    config = DecoderTrainConfig(**{name: value for name, value in given.items() if value is not None})
     with stop_requests() as stop:
         train_decoder(probed, config, args.out, stop=stop)
     print(f"saved decoder to {args.out}")
@@ -178,26 +137,12 @@ def _invert_each(args: argparse.Namespace, sites: list[str]) -> list:
 
     probed = _load_probed(args)
     decoder = load_decoder(args.decoder, probed)
-    schedule = parse_schedule(args.schedule, args.temperature)
+    options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
+    options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
     results = []
     for site in sites:
         with _progress_bar(f"sampling {site}", "sample") as progress:
-            results.append(
-                invert(
-                    probed,
-                    decoder,
-                    args.input,
-                    args.position,
-                    site,
-                    samples=args.samples,
-                    seed=args.seed,
-                    metric=args.metric,
-                    epsilon=args.epsilon,
-                    schedule=schedule,
-                    decoder_name=args.decoder or "bundled",
-                    progress=progress,
-                )
-            )
+            results.append(invert(probed, decoder, args.input, args.position, site, progress=progress, **options))
     return results
 
 
@@ -214,14 +159,11 @@ def cmd_invert(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from inversionview.views.html_render import document, render_result
+    from inversionview.views.html_render import check_report_path, write_report
 
-    if args.output.suffix.lower() not in (".html", ".htm"):
-        raise UserError(f"-o {args.output}: the report is an HTML file; name it .html")
+    check_report_path(args.output)
     results = _invert_each(args, args.site)
-    fragments = [render_result(r, show_colors=not args.no_color, limit=args.limit) for r in results]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(document(fragments, f"InversionView: {args.input!r} at position {args.position}"))
+    write_report(results, args.output, show_colors=not args.no_color, limit=args.limit)
     print(f"wrote {args.output} ({len(results)} site{'s' * (len(results) > 1)})")
 
 
@@ -229,18 +171,10 @@ def cmd_exact(args: argparse.Namespace) -> None:
     from inversionview.exact.preimage import exact_preimage
 
     probed = _load_probed(args)
+    options = {"metric": args.metric, "epsilon": args.epsilon, "limit": args.limit, "seed": args.seed}
     with _progress_bar("probed model over the input space", "input") as progress:
         result = exact_preimage(
-            probed,
-            args.input,
-            args.position,
-            args.site,
-            metric=args.metric,
-            epsilon=args.epsilon,
-            limit=args.limit,
-            sample_size=args.space_sample,
-            seed=args.seed,
-            progress=progress,
+            probed, args.input, args.position, args.site, sample_size=args.space_sample, progress=progress, **options
         )
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -262,24 +196,14 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     schedule = parse_schedule(args.schedule, args.temperature)
     probed = _load_probed(args)
     decoder = load_decoder(args.decoder, probed)
+    options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
     with (
         _progress_bar("probed model over the input space", "input") as exact_progress,
         _progress_bar("decoder samples", "sample") as sampling_progress,
     ):
-        result = completeness(
-            probed,
-            decoder,
-            args.input,
-            args.position,
-            args.site,
-            samples=args.samples,
-            seed=args.seed,
-            metric=args.metric,
-            epsilon=args.epsilon,
-            schedule=schedule,
-            exact_progress=exact_progress,
-            sampling_progress=sampling_progress,
-        )
+        query = (args.input, args.position, args.site)
+        progress = {"exact_progress": exact_progress, "sampling_progress": sampling_progress}
+        result = completeness(probed, decoder, *query, schedule=schedule, **progress, **options)
     if args.plot:
         result.seconds["plot"] = completeness_scatter(probed, decoder, result, args.plot, max_points=args.plot_points)
     if args.json:
@@ -291,117 +215,52 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-SCHEDULE_HELP = (
-    "'auto'; 'distinct' (without replacement: every sample a different input); "
-    "or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05"
-)
-TEMPERATURE_HELP = "use this one temperature and no noise (with --schedule distinct: its temperature, default 1)"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1 or localhost)."""
-    import ipaddress
-
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """Whether a server already listens on ``host``:``port`` (bound the way the page's server binds)."""
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def cmd_view(args: argparse.Namespace) -> None:
-    import os
-    import subprocess
+    from inversionview import bundled
+    from inversionview.views.server import ViewerSettings, check_address, serve
 
-    if not is_loopback(args.host) and not args.allow_remote:
-        raise UserError(
-            f"refusing to serve on {args.host}: the page would be reachable from other machines; "
-            "add --allow-remote if you mean it"
-        )
+    check_address(args.host, args.port, allow_remote=args.allow_remote)
     if args.models_dir is not None and not args.models_dir.is_dir():
         raise UserError(f"--models-dir {args.models_dir} is not a directory")
-    if port_in_use(args.host, args.port):
-        raise UserError(f"port {args.port} on {args.host} is in use; pick another with --port")
-    if args.probed != "counting" or args.decoder:
+    named = args.probed is not None or args.decoder is not None
+    if named:
         _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
-    env = dict(os.environ)
-    if args.probed != "counting" or args.decoder:
-        env["INVERSIONVIEW_PROBED"] = args.probed
-        env["INVERSIONVIEW_DECODER"] = args.decoder or ""
-    env["INVERSIONVIEW_LOAD_OPTIONS"] = json.dumps(_load_options(args))
-    if args.threads is not None:  # the page runs in its own process; torch reads this at start-up
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    if args.models_dir is not None:
-        env["INVERSIONVIEW_MODELS_DIR"] = str(args.models_dir.resolve())
-    app = Path(__file__).parent / "views" / "app.py"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.address",
-        args.host,
-        "--server.port",
-        str(args.port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    settings = ViewerSettings(
+        probed=(args.probed or bundled.DEFAULT) if named else None,
+        decoder=args.decoder,
+        load_options=_load_options(args),
+        models_dir=str(args.models_dir.resolve()) if args.models_dir is not None else None,
+    )
     print(f"InversionView on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    try:
-        status = subprocess.run(command, env=env, check=False).returncode
-    except KeyboardInterrupt:
-        return
-    if status not in (0, -signal.SIGINT, -signal.SIGTERM):  # stopped by hand is not a failure
-        raise UserError(f"the page's server stopped with status {status}; its messages are above")
-
-
-DEMO_INPUT = "vvzccvczvv|v:5"
-DEMO_QUERIES = (
-    ("query letter", "blocks.0.hook_attn_out"),
-    (":", "blocks.0.hook_resid_post"),
-    (":", "blocks.1.hook_resid_post"),
-)
+    serve(settings, host=args.host, port=args.port, threads=args.threads)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from inversionview.decoder.store import load_decoder
-    from inversionview.inversion.invert import invert
-    from inversionview.probed.train import evaluate_probed
-    from inversionview.views.terminal import render
+    from inversionview.views.demo import demo
 
-    console = Console()
-    probed = _load_probed(args)
-    decoder = load_decoder(None, probed)
-    accuracy = evaluate_probed(probed, n=1000).accuracy
-    console.print(
-        f"bundled counting model: held-out accuracy {accuracy:.1%}; reading {DEMO_INPUT!r} at "
-        f"{len(DEMO_QUERIES)} sites ({args.samples} samples each)\n"
-    )
-    positions = probed.task.named_positions(DEMO_INPUT)
-    for name, site in DEMO_QUERIES:
-        result = invert(probed, decoder, DEMO_INPUT, positions[name], site, samples=args.samples, seed=args.seed)
-        render(result, console, limit=args.limit)
-        console.print()
+    demo(_load_probed(args), Console(), samples=args.samples, seed=args.seed, limit=args.limit)
+
+
+# ---- the parser: one function per command ----
+
+
+def _probed_options() -> argparse.ArgumentParser:
+    """Options every command that loads a probed model takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("probed model")
+    group.add_argument("--probed", help="bundled model name (default: counting) or a local directory")
+    group.add_argument("--task", help="task of a model that has no inversionview.json (e.g. counting)")
+    group.add_argument("--vocab", help="character vocabulary, id = index, e.g. 'abc…|:BEP'")
+    group.add_argument("--bos", help="vocabulary character that stands for BOS")
+    group.add_argument("--eos", help="vocabulary character that stands for EOS")
+    group.add_argument("--pad", help="vocabulary character that stands for PAD")
+    group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
+    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
+    group.add_argument("--device", default="auto", help=DEVICE_HELP)
+    group.add_argument("--threads", type=_whole_number(1), help="CPU threads for torch (default: torch's choice)")
+    return parent
 
 
 def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) -> None:
@@ -417,11 +276,14 @@ def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) ->
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="inversionview", description="Read the information in a model's activations.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    probed = _probed_options()
+def _sampling_options(parser: argparse.ArgumentParser, samples: int) -> None:
+    parser.add_argument("--decoder", help="decoder directory (default: the bundled one)")
+    parser.add_argument("--samples", type=_whole_number(1), default=samples)
+    parser.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
+    parser.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
 
+
+def _add_train_probed(commands) -> None:
     p = commands.add_parser("train-probed", help="train a probed model from scratch (resumes from OUT)")
     p.add_argument("task_name", metavar="TASK", help="task to train on, e.g. counting")
     p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the final model")
@@ -431,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=cmd_train_probed)
 
+
+def _add_evaluate(commands, probed) -> None:
     p = commands.add_parser("evaluate", parents=[probed], help="score a probed model on held-out inputs")
     p.add_argument(
         "--n", type=_whole_number(1), help="held-out inputs to score (default: all when they can be listed, else 2000)"
@@ -439,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_evaluate)
 
+
+def _add_train_decoder(commands, probed) -> None:
     p = commands.add_parser("train-decoder", parents=[probed], help="train a decoder (resumes from OUT)")
     p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the decoder")
     p.add_argument("--steps", type=int)
@@ -483,24 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_train_decoder)
 
-    for name, help_text in (
-        ("invert", "sample and verify the ε-preimage of one activation"),
-        ("report", "write readings at one or more sites as a self-contained HTML file"),
-    ):
-        p = commands.add_parser(name, parents=[probed], help=help_text)
-        _query_options(p, many_sites=name == "report")
-        p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
-        p.add_argument("--samples", type=_whole_number(1), default=1000)
-        p.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
-        p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
-        p.add_argument(
-            "--limit", type=_whole_number(1), default=40 if name == "invert" else 60, help="distinct samples to show"
-        )
-        p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
-        if name == "report":
-            p.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
-        p.set_defaults(run=cmd_invert if name == "invert" else cmd_report)
 
+def _add_readings(commands, probed) -> None:
+    p = commands.add_parser("invert", parents=[probed], help="sample and verify the ε-preimage of one activation")
+    _query_options(p)
+    _sampling_options(p, samples=1000)
+    p.add_argument("--limit", type=_whole_number(1), default=40, help="distinct samples to show")
+    p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+    p.set_defaults(run=cmd_invert)
+
+    help_text = "write readings at one or more sites as a self-contained HTML file"
+    p = commands.add_parser("report", parents=[probed], help=help_text)
+    _query_options(p, many_sites=True)
+    _sampling_options(p, samples=1000)
+    p.add_argument("--limit", type=_whole_number(1), default=60, help="distinct samples to show")
+    p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    p.set_defaults(run=cmd_report)
+
+
+def _add_exact(commands, probed) -> None:
     p = commands.add_parser("exact", parents=[probed], help="the exact ε-preimage, by brute force over the inputs")
     _query_options(p)
     p.add_argument("--limit", type=_whole_number(0), default=20, help="members to list, nearest first")
@@ -511,16 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("completeness", parents=[probed], help="decoder precision and recall against the exact")
     _query_options(p)
-    p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
-    p.add_argument("--samples", type=_whole_number(1), default=10_000)
-    p.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
-    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+    _sampling_options(p, samples=10_000)
     p.add_argument("--plot", type=Path, help="write the completeness scatter to this PNG")
     p.add_argument(
         "--plot-points", type=_whole_number(0), default=100_000, help="inputs drawn in the scatter (members always)"
     )
     p.set_defaults(run=cmd_completeness)
 
+
+def _add_view_and_demo(commands, probed) -> None:
     p = commands.add_parser("view", parents=[probed], help="the web page, on 127.0.0.1 by default")
     p.add_argument("--decoder", help="decoder directory for --probed (default: the bundled one)")
     p.add_argument("--port", type=_whole_number(1, 65535), default=8501)
@@ -529,11 +396,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", type=Path, help="folder whose sub-folders hold probed/ and decoder/")
     p.set_defaults(run=cmd_view)
 
-    p = commands.add_parser("demo", parents=[probed], help="read the bundled counting model at three sites")
+    help_text = "read a bundled model (counting, addition or ioi) at three sites"
+    p = commands.add_parser("demo", parents=[probed], help=help_text)
     p.add_argument("--samples", type=_whole_number(1), default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=_whole_number(1), default=12, help="distinct samples to print per site")
     p.set_defaults(run=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="inversionview", description="Read the information in a model's activations.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    probed = _probed_options()
+    _add_train_probed(commands)
+    _add_evaluate(commands, probed)
+    _add_train_decoder(commands, probed)
+    _add_readings(commands, probed)
+    _add_exact(commands, probed)
+    _add_view_and_demo(commands, probed)
     return parser
 
 

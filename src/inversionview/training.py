@@ -1,4 +1,5 @@
-"""What every training loop here shares: seeding, the learning-rate schedule, and checkpoints.
+"""The one training loop both trainers share (``fit``), with its seeding, learning-rate schedule and
+checkpoints.
 
 A checkpoint is two files written atomically: ``checkpoint.safetensors`` (model and optimizer
 tensors) and ``checkpoint.json`` (step, optimizer hyper-parameters and the loop's own state), so an
@@ -14,12 +15,15 @@ import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
+from tqdm import tqdm
 
 from inversionview.errors import UserError
 from inversionview.storage import (
@@ -85,22 +89,62 @@ class Checkpoint:
     state: dict
 
 
+@dataclass
+class RandomStreams:
+    """Every random stream a run draws from: Python's for its data, a torch generator for its
+    sampling. Both are checkpointed, so a resumed run draws exactly what it would have drawn."""
+
+    seed: int
+    data: random.Random
+    torch: torch.Generator
+
+    @classmethod
+    def seeded(cls, seed: int) -> RandomStreams:
+        """Seed torch's global generator (weights are initialised from it) and two streams."""
+        return cls(seed=seed, data=seed_everything(seed), torch=torch.Generator().manual_seed(seed))
+
+    def reseed(self, seed: int) -> None:
+        self.data.seed(seed)
+        self.torch.manual_seed(seed)
+
+    def state(self) -> tuple[list, dict[str, torch.Tensor]]:
+        """The Python stream's state as JSON, and the torch generators' as tensors."""
+        version, internal, gauss = self.data.getstate()
+        tensors = {"rng.torch": self.torch.get_state(), "rng.torch_global": torch.get_rng_state()}
+        return [version, list(internal), gauss], tensors
+
+    def restore(self, data_state: list, tensors: dict[str, torch.Tensor]) -> None:
+        self.data.setstate((data_state[0], tuple(data_state[1]), data_state[2]))
+        if "rng.torch" in tensors:
+            self.torch.set_state(tensors["rng.torch"])
+            torch.set_rng_state(tensors["rng.torch_global"])
+
+
 def save_checkpoint(
-    directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Checkpoint
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    checkpoint: Checkpoint,
+    streams: RandomStreams | None = None,
 ) -> None:
-    """Write model and optimizer tensors plus the loop's state; the JSON is written last."""
+    """Write model and optimizer tensors (and the random streams) plus the loop's state; the JSON
+    is written last."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_state = optimizer.state_dict()
     for index, param_state in opt_state["state"].items():
         for key, value in param_state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+    state = dict(checkpoint.state)
+    if streams is not None:
+        state["rng"], rng_tensors = streams.state()
+        tensors.update(rng_tensors)
     # Tied weights appear twice in a state dict; safetensors refuses shared storage, so clone.
     tensors = {k: v.clone() for k, v in tensors.items()}
     save_tensors(directory / CHECKPOINT_FILE, tensors)
     write_json(
         directory / CHECKPOINT_STATE_FILE,
-        {"step": checkpoint.step, "param_groups": opt_state["param_groups"], "state": checkpoint.state},
+        {"step": checkpoint.step, "param_groups": opt_state["param_groups"], "state": state},
     )
 
 
@@ -123,8 +167,14 @@ def saved_config(directory: Path) -> dict | None:
     return read_json(directory / CHECKPOINT_STATE_FILE, "training checkpoint")["state"].get("config")
 
 
-def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Checkpoint | None:
-    """Restore a run saved by ``save_checkpoint``; None when the directory holds none."""
+def load_checkpoint(
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    streams: RandomStreams | None = None,
+) -> Checkpoint | None:
+    """Restore a run saved by ``save_checkpoint`` (its random streams too, where it saved them);
+    None when the directory holds none."""
     if not (directory / CHECKPOINT_STATE_FILE).is_file():
         return None
     meta = read_json(directory / CHECKPOINT_STATE_FILE, "training checkpoint")
@@ -136,4 +186,123 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if streams is not None and "rng" in meta["state"]:
+        streams.restore(meta["state"]["rng"], tensors)
+    elif streams is not None:  # a checkpoint from before random state was saved: fresh, but reproducible
+        streams.reseed(streams.seed + meta["step"])
     return Checkpoint(step=meta["step"], state=meta["state"])
+
+
+@dataclass
+class LoopSettings:
+    """The shape of a run: how long, how fast it learns, how often it is measured and saved."""
+
+    steps: int
+    lr: float
+    warmup: int
+    eval_every: int
+    checkpoint_every_s: float
+    max_seconds: float | None = None
+    """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
+
+
+@dataclass
+class Run:
+    """A run in progress: its step, its training seconds (resumed time included), its history of
+    evaluations, and its checkpoint state."""
+
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    resumed: dict | None = None
+    """The checkpoint state this run resumed from (None for a new run)."""
+
+
+class Trainable(Protocol):
+    """What a trainer brings to ``fit``: the model, its optimizer, and four hooks."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
+        """One step's loss to minimise, and figures to show on the progress bar."""
+
+    def evaluate(self, step: int) -> dict:
+        """A record for the run's history; ``"done": True`` in it ends the run."""
+
+    def state(self) -> dict:
+        """What the trainer needs to resume, as JSON (beside step, seconds, history and config)."""
+
+    def restore(self, state: dict) -> None:
+        """Take back what ``state`` returned."""
+
+    def save(self, run: Run) -> None:
+        """Write what the run has made so far, at each checkpoint (a decoder writes itself)."""
+
+
+def fit(
+    job: Trainable,
+    out: Path,
+    settings: LoopSettings,
+    streams: RandomStreams,
+    *,
+    config: dict,
+    desc: str,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+) -> Run:
+    """The training loop every trainer shares: resume from ``out``; then step, evaluate every
+    ``eval_every`` steps, checkpoint every ``checkpoint_every_s`` seconds, and end (evaluated and
+    saved) at the last step, at ``max_seconds``, or when ``stop`` is set."""
+    run = _resume(job, out, streams)
+    started, last_checkpoint = time.monotonic() - run.seconds, time.monotonic()
+    bar = tqdm(total=settings.steps, initial=run.step, disable=not progress, mininterval=progress_interval(), desc=desc)
+    with bar:
+        while run.step < settings.steps:
+            bar.set_postfix(_train_step(job, settings, run.step), refresh=False)
+            run.step += 1
+            bar.update(1)
+            run.seconds = time.monotonic() - started
+            out_of_time = settings.max_seconds is not None and run.seconds >= settings.max_seconds
+            final = run.step == settings.steps or out_of_time or (stop is not None and stop.is_set())
+            if run.step % settings.eval_every == 0 or final:
+                job.model.eval()
+                record = job.evaluate(run.step)
+                final = record.pop("done", False) or final
+                run.history.append({"step": run.step, "seconds": round(time.monotonic() - started, 1), **record})
+            if final or time.monotonic() - last_checkpoint > settings.checkpoint_every_s:
+                run.seconds = time.monotonic() - started
+                _save(job, out, run, streams, config)
+                last_checkpoint = time.monotonic()
+            if final:
+                break
+    job.model.eval()
+    return run
+
+
+def _train_step(job: Trainable, settings: LoopSettings, step: int) -> dict[str, str]:
+    job.model.train()
+    for group in job.optimizer.param_groups:
+        group["lr"] = lr_at(step, peak=settings.lr, warmup=settings.warmup, total=settings.steps)
+    loss, shown = job.loss(step)
+    job.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(job.model.parameters(), 1.0)
+    job.optimizer.step()
+    return shown
+
+
+def _resume(job: Trainable, out: Path, streams: RandomStreams) -> Run:
+    checkpoint = load_checkpoint(out, job.model, job.optimizer, streams)
+    if checkpoint is None:
+        return Run()
+    log.info("resuming at step %d", checkpoint.step)
+    job.restore(checkpoint.state)
+    state = checkpoint.state
+    return Run(checkpoint.step, state.get("seconds", 0.0), state.get("history", []), resumed=state)
+
+
+def _save(job: Trainable, out: Path, run: Run, streams: RandomStreams, config: dict) -> None:
+    state = {"seconds": run.seconds, "history": run.history, "config": config, **job.state()}
+    save_checkpoint(out, job.model, job.optimizer, Checkpoint(run.step, state), streams)
+    job.save(run)

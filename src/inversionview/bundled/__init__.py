@@ -23,3 +23,27 @@ def probed_dir(name: str) -> Path | None:
 def decoder_dir(name: str) -> Path | None:
     path = ROOT / name / "decoder"
     return path if path.is_dir() and any(path.iterdir()) else None
+
+
+DEFAULT = "counting"
+"""The probed model a command reads when none is named."""
+
+DEMOS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "counting": (
+        "vvzccvczvv|v:5",
+        (
+            ("query letter", "blocks.0.hook_attn_out"),
+            (":", "blocks.0.hook_resid_post"),
+            (":", "blocks.1.hook_resid_post"),
+        ),
+    ),
+    "addition": (
+        "615+861=1476",
+        (("=", "blocks.0.hook_attn_out"), ("=", "blocks.1.hook_resid_post"), ("A1", "blocks.1.hook_resid_post")),
+    ),
+    "ioi": (
+        "When Mary and John went to the store, John gave a drink to",
+        (("S2", "blocks.0.hook_resid_post"), ("END", "blocks.0.hook_resid_post"), ("END", "blocks.1.hook_resid_post")),
+    ),
+}
+"""What ``inversionview demo`` reads for each bundled model: an input, and (named position, site) pairs."""

@@ -73,34 +73,11 @@ def sample_distinct(
     log_prob = torch.zeros(1, device=device)  # each beam's log-probability so far (at this temperature)
     score = torch.zeros(1, device=device)  # each beam's perturbed score: the root's is arbitrary, 0
     finished = torch.zeros(1, dtype=torch.bool, device=device)
+    draw = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id, "temperature": temperature}
     for pos in range(max_len - 1):
         features = decoder.step_features(state, ids[:, pos], pos)  # (B, d)
-        score_kept = torch.empty(0, device=device)  # the best children so far, at most k
-        index_kept = torch.empty(0, dtype=torch.long, device=device)
-        log_prob_kept = torch.empty(0, device=device)
-        for first in range(0, features.shape[0], rows_at_once):
-            rows = slice(first, first + rows_at_once)
-            logits = mask_unwritable(decoder.read_out(features[rows]), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
-            child_log_prob, child_score = _score_children(
-                logits,
-                log_prob[rows],
-                score[rows],
-                finished[rows],
-                pos == max_len - 2,
-                eos_id,
-                pad_id,
-                temperature,
-                generator,
-            )
-            flat = child_score.flatten()
-            top, index = flat.topk(min(k, int(torch.isfinite(flat).sum())))
-            score_kept = torch.cat([score_kept, top])
-            index_kept = torch.cat([index_kept, index + first * vocab])
-            log_prob_kept = torch.cat([log_prob_kept, child_log_prob.flatten()[index]])
-            if first > 0:  # a later slice: re-rank, so that at most 2k candidates are ever held
-                best = score_kept.topk(min(k, score_kept.numel())).indices  # sorted: the beam stays in draw order
-                score_kept, index_kept, log_prob_kept = score_kept[best], index_kept[best], log_prob_kept[best]
-        score, index, log_prob = score_kept, index_kept, log_prob_kept
+        beams = (log_prob, score, finished)
+        score, index, log_prob = _best_children(decoder, features, beams, k, pos, rows_at_once, draw, generator)
         parent, token = index // vocab, index % vocab
         state.select(parent)
         ids = ids[parent]
@@ -109,6 +86,52 @@ def sample_distinct(
         if finished.all():
             break
     return ids.cpu()
+
+
+def _best_children(
+    decoder: Decoder,
+    features: torch.Tensor,
+    beams: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    k: int,
+    pos: int,
+    rows_at_once: int,
+    draw: dict,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` children with the best perturbed scores over all beams' next tokens, in draw
+    order: (scores, flat indices parent * vocab + token, log-probabilities), each (<= k,).
+
+    ``beams`` is each beam's (log-probability, perturbed score, finished); its children are scored
+    ``rows_at_once`` beams at a time, re-ranked after each slice so that at most 2k are held."""
+    log_prob, score, finished = beams
+    vocab, max_len, device = decoder.config.vocab_size, decoder.config.max_len, features.device
+    specials = {name: draw[name] for name in ("bos_id", "eos_id", "pad_id")}
+    score_kept = torch.empty(0, device=device)
+    index_kept = torch.empty(0, dtype=torch.long, device=device)
+    log_prob_kept = torch.empty(0, device=device)
+    for first in range(0, features.shape[0], rows_at_once):
+        rows = slice(first, first + rows_at_once)
+        logits = mask_unwritable(decoder.read_out(features[rows]), **specials)
+        child_log_prob, child_score = _score_children(
+            logits,
+            log_prob[rows],
+            score[rows],
+            finished[rows],
+            pos == max_len - 2,
+            draw["eos_id"],
+            draw["pad_id"],
+            draw["temperature"],
+            generator,
+        )
+        flat = child_score.flatten()
+        top, index = flat.topk(min(k, int(torch.isfinite(flat).sum())))
+        score_kept = torch.cat([score_kept, top])
+        index_kept = torch.cat([index_kept, index + first * vocab])
+        log_prob_kept = torch.cat([log_prob_kept, child_log_prob.flatten()[index]])
+        if first > 0:  # a later slice: re-rank, so that at most 2k candidates are ever held
+            best = score_kept.topk(min(k, score_kept.numel())).indices  # sorted: the beam stays in draw order
+            score_kept, index_kept, log_prob_kept = score_kept[best], index_kept[best], log_prob_kept[best]
+    return score_kept, index_kept, log_prob_kept
 
 
 def _score_children(

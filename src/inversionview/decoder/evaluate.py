@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import torch
 
+from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.model import Decoder
-from inversionview.inversion.distance import best_positions
-from inversionview.inversion.verify import sample_ids, verify_ids
+from inversionview.decoder.sampling import sample_ids
+from inversionview.probed.distance import best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
+from inversionview.probed.verify import verify_ids
 
 
 def heldout_queries(probed: ProbedModel, n: int, seed: int, positions: str = "named") -> list[tuple[str, int]]:
@@ -61,3 +64,52 @@ def site_precision(
     """Share of samples, over all queries, whose best position is within ``epsilon`` of the query
     (``options`` as for ``query_precisions``)."""
     return float(query_precisions(decoder, probed, site, queries, **options).mean())
+
+
+@dataclass
+class DecoderPrecision:
+    """A decoder's precision on a seeded set of held-out queries, at every site it serves."""
+
+    by_site: dict[str, float]
+    per_query: torch.Tensor
+    """(sites, queries): each site's share of samples inside ε, query by query."""
+    queries: list[tuple[str, int]]
+
+    @property
+    def mean(self) -> float:
+        """Mean per-site precision: the figure the README quotes for each bundled decoder."""
+        return sum(self.by_site.values()) / len(self.by_site)
+
+    @property
+    def standard_error(self) -> float:
+        """Of the mean, over queries (every site reads the same queries)."""
+        query_means = self.per_query.mean(0)
+        return float(query_means.std() / len(query_means) ** 0.5) if len(query_means) > 1 else float("nan")
+
+    @property
+    def lowest(self) -> tuple[str, float]:
+        site = min(self.by_site, key=self.by_site.get)
+        return site, self.by_site[site]
+
+
+def decoder_precision(
+    decoder: Decoder,
+    probed: ProbedModel,
+    *,
+    queries: int = 40,
+    samples: int = 50,
+    seed: int = 2024,
+    positions: str = "named",
+    temperature: float = 1.0,
+    metric: str | None = None,
+    epsilon: float | None = None,
+) -> DecoderPrecision:
+    """Per-site precision on ``queries`` seeded held-out queries (``heldout_queries``), ``samples``
+    samples each at ``temperature``; metric and ε are the probed model's unless given."""
+    metric, epsilon = probed.distance_settings(metric, epsilon)
+    chosen = heldout_queries(probed, queries, seed=seed, positions=positions)
+    options = {"samples_per_query": samples, "epsilon": epsilon, "metric": metric, "temperature": temperature}
+    sites = decoder_sites(probed)
+    per_query = torch.stack([query_precisions(decoder, probed, s, chosen, seed=seed, **options) for s in sites])
+    by_site = {site.name: float(row.mean()) for site, row in zip(sites, per_query)}
+    return DecoderPrecision(by_site, per_query, chosen)

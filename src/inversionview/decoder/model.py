@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inversionview.tasks import before_eos
+
 
 @dataclass
 class DecoderConfig:
@@ -57,8 +59,7 @@ def occurrence_numbers(ids: torch.Tensor) -> torch.Tensor:
 def next_token_targets(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """What each position of ``ids`` (B, T) should predict: the next token up to and including EOS,
     -100 (not scored) after it, whatever the padding's id. ``lengths`` (B,) count BOS and EOS: (B, T - 1)."""
-    after_eos = torch.arange(ids.shape[1] - 1, device=ids.device)[None, :] >= (lengths.to(ids.device) - 1)[:, None]
-    return ids[:, 1:].masked_fill(after_eos, -100)
+    return ids[:, 1:].masked_fill(~before_eos(lengths.to(ids.device), ids.shape[1] - 1), -100)
 
 
 class ResidualMLP(nn.Module):

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.model import Decoder
-from inversionview.decoder.train import decoder_sites
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
-from inversionview.inversion.distance import best_positions
-from inversionview.inversion.invert import Progress, draw_samples, resolve_query
+from inversionview.inversion.invert import Progress, ResolvedQuery, draw_samples, resolve_query
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.inversion.verify import sequence_lengths, site_index, token_log_probs, verify_ids
+from inversionview.probed.distance import best_positions
 from inversionview.probed.model import ProbedModel
+from inversionview.probed.verify import verify_ids
 
 
 @dataclass
@@ -68,6 +68,44 @@ def recall_checkpoints(samples: int) -> list[int]:
     return [*points, samples]
 
 
+def ordered_samples(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    samples: int,
+    schedule: Schedule,
+    generator: torch.Generator,
+    *,
+    metric: str,
+    batch_size: int,
+    progress: Progress | None,
+) -> tuple[list[str], torch.Tensor]:
+    """The texts of ``samples`` decoder samples in the order they count for recall@k, and each
+    one's best-position distance to the query (N,)."""
+    chunks, best = [], []
+    draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
+    for ids, _, _ in draws:
+        chunks.append(ids)
+        best.append(best_positions(verify_ids(probed, query.site, ids, query.activation, metric))[0])
+    drawn = sum(len(ids) for ids in chunks)  # fewer than asked only if distinct sampling ran out of inputs
+    # Interleave the schedule's pairs, as if each sample had drawn its pair at random; distinct
+    # samples keep the order they were drawn in, so that the first k are a sample of k.
+    order = torch.arange(drawn) if schedule.distinct else torch.randperm(drawn, generator=generator)
+    tokenizer = probed.task.tokenizer
+    texts = [tokenizer.decode(row) for row in torch.cat(chunks)[order].tolist()]
+    return texts, torch.cat(best)[order]
+
+
+def recall_at(texts_in_order: list[str], members: set[str]) -> dict[str, float]:
+    """Share of the distinct ``members`` found within the first k samples, keyed by k."""
+    recall, found, done = {}, set(), 0
+    for k in recall_checkpoints(len(texts_in_order)):
+        found.update(t for t in texts_in_order[done:k] if t in members)
+        done = k
+        recall[str(k)] = len(found) / len(members) if members else 1.0
+    return recall
+
+
 def completeness(
     probed: ProbedModel,
     decoder: Decoder,
@@ -94,59 +132,31 @@ def completeness(
         )
     elif (exact.query_text, exact.site) != (text, probed.site(site).name):
         raise ValueError(f"the exact preimage given is of {exact.query_text!r} at {exact.site}, not this query")
-    metric, epsilon = exact.metric, exact.epsilon
     started = time.perf_counter()
-    query = resolve_query(probed, text, position, site, metric)
+    query = resolve_query(probed, text, position, site, exact.metric)
     generator = torch.Generator().manual_seed(seed)
-    chunks, best = [], []
     schedule = schedule or parse_schedule("auto")
-    for ids, _, _ in draw_samples(
-        decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=sampling_progress
-    ):
-        chunks.append(ids)
-        best.append(best_positions(verify_ids(probed, query.site, ids, query.activation, metric))[0])
-    drawn = sum(len(ids) for ids in chunks)  # fewer than asked only if distinct sampling ran out of inputs
-    # Interleave the schedule's pairs, as if each sample had drawn its pair at random; distinct
-    # samples keep the order they were drawn in, so that the first k are a sample of k.
-    order = torch.arange(drawn) if schedule.distinct else torch.randperm(drawn, generator=generator)
-    tokenizer = probed.task.tokenizer
-    texts_in_order = [tokenizer.decode(row) for row in torch.cat(chunks)[order].tolist()]
-    inside = torch.cat(best)[order] <= epsilon
+    texts, best = ordered_samples(
+        decoder,
+        probed,
+        query,
+        samples,
+        schedule,
+        generator,
+        metric=exact.metric,
+        batch_size=batch_size,
+        progress=sampling_progress,
+    )
     sampling_seconds = time.perf_counter() - started
-
-    members = exact.member_texts(input_space(probed.task).texts)
-    recall = {}
-    found: set[str] = set()
-    done = 0
-    for k in recall_checkpoints(drawn):
-        found.update(t for t in texts_in_order[done:k] if t in members)
-        done = k
-        recall[str(k)] = len(found) / len(members) if members else 1.0
     return Completeness(
         n_members=exact.n_members,
         space_size=exact.space_size,
         space=exact.space,
-        samples=drawn,
-        precision=float(inside.float().mean()),
-        recall=recall,
+        samples=len(texts),
+        precision=float((best <= exact.epsilon).float().mean()),
+        recall=recall_at(texts, exact.member_texts(input_space(probed.task).texts)),
         seconds={"exact": exact.seconds, "decoder": round(sampling_seconds, 3)},
         schedule=schedule.name,
         exact=exact,
-        sample_texts=texts_in_order,
+        sample_texts=texts,
     )
-
-
-@torch.no_grad()
-def sequence_log_probs(
-    decoder: Decoder, probed: ProbedModel, ids: torch.Tensor, query: torch.Tensor, site: str, batch_size: int = 4096
-) -> torch.Tensor:
-    """Decoder log-probability of generating each row of ``ids`` (N, T) given ``query``: (N,)."""
-    sid = site_index(decoder, probed.site(site))
-    eos = probed.task.tokenizer.eos_id
-    out = []
-    for start in range(0, ids.shape[0], batch_size):
-        chunk = ids[start : start + batch_size]
-        logp = token_log_probs(decoder, chunk, query, sid)
-        after_end = torch.arange(chunk.shape[1] - 1)[None, :] >= (sequence_lengths(chunk, eos) - 1)[:, None]
-        out.append(logp.masked_fill(after_end, 0.0).sum(-1))
-    return torch.cat(out)

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, input_space
-from inversionview.inversion.distance import best_positions, position_distances
-from inversionview.inversion.invert import resolve_query
-from inversionview.inversion.verify import activation_batches, queryable
+from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, InputSpace, input_space
+from inversionview.inversion.invert import ResolvedQuery, resolve_query
+from inversionview.probed.distance import best_positions, position_distances
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
+from inversionview.probed.verify import activation_batches, queryable
 
 
 @dataclass
@@ -65,6 +65,31 @@ def exact_preimage(probed: ProbedModel, text: str, position: int, site: str | Si
     return result
 
 
+def best_over_space(
+    probed: ProbedModel,
+    queries: list[ResolvedQuery],
+    space: InputSpace,
+    metric: str,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each input's best-position distance to each query, and that position: both (Q, space size).
+    The probed model runs once per input for all the queries' sites."""
+    best = torch.empty(len(queries), space.size)
+    best_at = torch.empty(len(queries), space.size, dtype=torch.long)
+    sites = sorted({query.site for query in queries})
+    eos_id = probed.task.tokenizer.eos_id
+    for start, chunk, acts in activation_batches(probed, space.ids, sites, batch_size):
+        rows = slice(start, start + len(chunk))
+        valid = queryable(chunk, eos_id)
+        for i, query in enumerate(queries):
+            distances = position_distances(query.activation, acts[query.site], valid, metric)
+            best[i, rows], best_at[i, rows] = best_positions(distances)
+        if progress:
+            progress(start + len(chunk), space.size)
+    return best, best_at
+
+
 def exact_preimages(
     probed: ProbedModel,
     queries: Sequence[tuple[str, int, str | Site]],
@@ -85,25 +110,11 @@ def exact_preimages(
     first; a space too large to enumerate is a seeded sample of ``sample_size`` inputs; ``progress``
     is called with (inputs done, space size)."""
     started = time.perf_counter()
-    metric = metric or probed.default_metric
-    epsilon = probed.default_epsilon if epsilon is None else epsilon
+    metric, epsilon = probed.distance_settings(metric, epsilon)
     resolved = [resolve_query(probed, text, position, site, metric) for text, position, site in queries]
     space = input_space(probed.task, sample_size=sample_size, seed=seed)
-    eos_id = probed.task.tokenizer.eos_id
-
-    best = torch.empty(len(resolved), space.size)
-    best_at = torch.empty(len(resolved), space.size, dtype=torch.long)
-    sites = sorted({query.site for query in resolved})
-    for start, chunk, acts in activation_batches(probed, space.ids, sites, batch_size):
-        rows = slice(start, start + len(chunk))
-        valid = queryable(chunk, eos_id)
-        for i, query in enumerate(resolved):
-            distances = position_distances(query.activation, acts[query.site], valid, metric)
-            best[i, rows], best_at[i, rows] = best_positions(distances)
-        if progress:
-            progress(start + len(chunk), space.size)
+    best, best_at = best_over_space(probed, resolved, space, metric, batch_size, progress)
     seconds = round(time.perf_counter() - started, 3)
-
     results = []
     for (text, _, _), query, distances, at in zip(queries, resolved, best, best_at, strict=True):
         inside = torch.nonzero(distances <= epsilon)[:, 0]

@@ -10,20 +10,14 @@ from dataclasses import dataclass
 import torch
 
 from inversionview.decoder.model import Decoder
+from inversionview.decoder.sampling import distinct_sample_ids, sample_ids, site_index, token_log_probs
 from inversionview.errors import UserError
-from inversionview.inversion.distance import METRICS, best_positions
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.inversion.verify import (
-    distinct_sample_ids,
-    sample_ids,
-    sequence_lengths,
-    site_index,
-    token_log_probs,
-    verify_ids,
-)
+from inversionview.probed.distance import METRICS, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
+from inversionview.probed.verify import query_activation, sequence_lengths, verify_ids
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples in all)."""
@@ -40,13 +34,6 @@ def resolve_position(position: int, n_positions: int) -> int:
     return resolved
 
 
-@torch.no_grad()
-def query_activation(probed: ProbedModel, site: Site, text: str, position: int) -> torch.Tensor:
-    """The activation (d,) at one site and position of ``text``."""
-    ids, _ = probed.encode_batch([text])
-    return probed.activations(ids, [site])[0][site][0, position]
-
-
 @dataclass(frozen=True)
 class ResolvedQuery:
     """A checked query: its site, its position among the queryable ones, and its activation (d,)."""
@@ -55,6 +42,8 @@ class ResolvedQuery:
     position: int
     activation: torch.Tensor
     n_positions: int
+    baseline: torch.Tensor
+    """The same site's activation at BOS, which sees nothing of the input: no information."""
 
 
 def resolve_query(probed: ProbedModel, text: str, position: int, site: str | Site, metric: str) -> ResolvedQuery:
@@ -68,7 +57,8 @@ def resolve_query(probed: ProbedModel, text: str, position: int, site: str | Sit
         raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
     n_positions = len(probed.task.encode(text)) - 1  # BOS and the text tokens
     position = resolve_position(position, n_positions)
-    return ResolvedQuery(site, position, query_activation(probed, site, text, position), n_positions)
+    activation = query_activation(probed, site, text, position)
+    return ResolvedQuery(site, position, activation, n_positions, query_activation(probed, site, text, 0))
 
 
 def draw_samples(
@@ -114,6 +104,49 @@ def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.T
     return torch.cat([torch.zeros(ids.shape[0], 1), probs], dim=1)
 
 
+def verified_samples(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    ids: torch.Tensor,
+    *,
+    metric: str,
+    epsilon: float,
+    temperature: float,
+    noise: float,
+) -> list[Sample]:
+    """Samples ``ids`` (N, max_len), each verified against the query and its tokens valued by how
+    much the query changed their probability against the no-information baseline."""
+    task, tokenizer = probed.task, probed.task.tokenizer
+    distances = verify_ids(probed, query.site, ids, query.activation, metric)
+    best, best_at = best_positions(distances)
+    sid = site_index(decoder, query.site)
+    change = token_probabilities(decoder, ids, query.activation, sid) - token_probabilities(
+        decoder, ids, query.baseline, sid
+    )
+    lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
+    samples = []
+    for row in range(ids.shape[0]):
+        length = int(lengths[row])
+        row_ids = ids[row, :length].tolist()
+        text = tokenizer.decode(row_ids)
+        samples.append(
+            Sample(
+                text=text,
+                tokens=[tokenizer.token_str(t) for t in row_ids],
+                distance=float(best[row]),
+                best_position=int(best_at[row]),
+                in_preimage=bool(best[row] <= epsilon),
+                probability_change=[round(float(c), 4) for c in change[row, :length]],
+                position_distances=[round(float(d), 4) for d in distances[row, :length]],
+                temperature=temperature,
+                noise=noise,
+                annotation=task.annotate(text),
+            )
+        )
+    return samples
+
+
 def invert(
     probed: ProbedModel,
     decoder: Decoder,
@@ -136,49 +169,22 @@ def invert(
     ``metric`` and ``epsilon`` default to the probed model's (euclidean and 0.1 unless it says).
     """
     started = time.perf_counter()
-    metric = metric or probed.default_metric
-    epsilon = probed.default_epsilon if epsilon is None else epsilon
+    metric, epsilon = probed.distance_settings(metric, epsilon)
     if samples < 1:
         raise UserError("--samples must be at least 1")
     if epsilon < 0:
         raise UserError("--epsilon must not be negative")
-    resolved = resolve_query(probed, text, position, site, metric)
-    site, position, query = resolved.site, resolved.position, resolved.activation
+    query = resolve_query(probed, text, position, site, metric)
     schedule = schedule or parse_schedule("auto")
-    task = probed.task
-    tokenizer = task.tokenizer
-    query_ids = task.encode(text)[:-1]  # BOS and the text tokens: the queryable positions
-    baseline = query_activation(probed, site, text, 0)  # BOS sees nothing: no information
-    sid = site_index(decoder, site)
     generator = torch.Generator().manual_seed(seed)
-    chunks = list(
-        draw_samples(decoder, probed, resolved, samples, schedule, generator, batch_size=batch_size, progress=progress)
-    )
-
-    results: list[Sample] = []
-    for ids, temperature, noise in chunks:
-        distances = verify_ids(probed, site, ids, query, metric)
-        best, best_at = best_positions(distances)
-        colors = token_probabilities(decoder, ids, query, sid) - token_probabilities(decoder, ids, baseline, sid)
-        lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
-        for row in range(ids.shape[0]):
-            length = int(lengths[row])
-            row_ids = ids[row, :length].tolist()
-            sample_text = tokenizer.decode(row_ids)
-            results.append(
-                Sample(
-                    text=sample_text,
-                    tokens=[tokenizer.token_str(t) for t in row_ids],
-                    distance=float(best[row]),
-                    best_position=int(best_at[row]),
-                    in_preimage=bool(best[row] <= epsilon),
-                    colors=[round(float(c), 4) for c in colors[row, :length]],
-                    position_distances=[round(float(d), 4) for d in distances[row, :length]],
-                    temperature=temperature,
-                    noise=noise,
-                    annotation=task.annotate(sample_text),
-                )
-            )
+    draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
+    results = [
+        sample
+        for ids, temperature, noise in list(draws)
+        for sample in verified_samples(
+            decoder, probed, query, ids, metric=metric, epsilon=epsilon, temperature=temperature, noise=noise
+        )
+    ]
     results.sort(key=lambda s: s.distance)
     settings = Settings(
         probed=probed.source,
@@ -191,11 +197,12 @@ def invert(
         schedule=schedule.name,
         schedule_pairs=[list(p) for p in schedule.pairs],
     )
+    tokens = [probed.task.tokenizer.token_str(t) for t in probed.task.encode(text)[:-1]]  # the queryable positions
     return InversionResult(
-        query=Query(text=text, tokens=[tokenizer.token_str(t) for t in query_ids], position=position, site=site.name),
+        query=Query(text=text, tokens=tokens, position=query.position, site=query.site.name),
         settings=settings,
         samples=results,
-        share_in_preimage=sum(s.in_preimage for s in results) / len(results),
+        precision=sum(s.in_preimage for s in results) / len(results),
         seconds=round(time.perf_counter() - started, 3),
-        annotation=task.annotate(text),
+        annotation=probed.task.annotate(text),
     )

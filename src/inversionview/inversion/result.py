@@ -35,12 +35,18 @@ class Sample:
     distance: float
     best_position: int
     in_preimage: bool
-    colors: list[float]
-    """p(token | query) − p(token | baseline) under the decoder, per token (0 for BOS)."""
+    probability_change: list[float]
+    """p(token | query) − p(token | baseline) under the decoder, per token (0 for BOS); the views
+    colour tokens by it."""
     position_distances: list[float]
     temperature: float
     noise: float
     annotation: str | None = None
+
+    @property
+    def colors(self) -> list[float]:
+        """The former name of ``probability_change``, kept for one release."""
+        return self.probability_change
 
 
 @dataclass
@@ -49,13 +55,26 @@ class InversionResult:
     settings: Settings
     samples: list[Sample]
     """Sorted by distance, nearest first."""
-    share_in_preimage: float
+    precision: float
+    """Share of the samples inside ε: the decoder's precision on this query (as ``completeness``
+    reports it)."""
     seconds: float
     annotation: str | None = None
     """The task's note on the query input itself."""
 
+    @property
+    def share_in_preimage(self) -> float:
+        """The former name of ``precision``, kept for one release."""
+        return self.precision
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON object of a reading. ``colors`` and ``share_in_preimage`` repeat
+        ``probability_change`` and ``precision`` under their former names, for one release."""
+        data = asdict(self)
+        for sample in data["samples"]:
+            sample["colors"] = sample["probability_change"]
+        data["share_in_preimage"] = data["precision"]
+        return data
 
     def unique_samples(self) -> list[tuple[Sample, int]]:
         """Distinct sample texts in distance order, each with how often it was drawn."""

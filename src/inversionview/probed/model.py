@@ -29,7 +29,7 @@ from inversionview.storage import (
     write_json,
 )
 from inversionview.tasks import CharTokenizer, HFTokenizer, Task, TextTask, get_task, pad_batch, tokenizer_from_dict
-from inversionview.tasks.text import DEFAULT_MAX_LEN
+from inversionview.tasks.text import DEFAULT_MAX_LEN, load_corpus, load_dataset_texts
 from inversionview.tasks.tokenizer import has_hf_tokenizer
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,24 @@ class ProbedModel:
     @property
     def default_epsilon(self) -> float:
         return float(self.meta.get("defaults", {}).get("epsilon", 0.1))
+
+    def distance_settings(self, metric: str | None = None, epsilon: float | None = None) -> tuple[str, float]:
+        """``(metric, epsilon)``, each taken from this model's defaults where not given."""
+        return metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon
+
+    def use_corpus(self, path: str | Path | None = None, *, dataset: str | None = None, field: str = "text") -> None:
+        """Draw this free-text model's inputs from a corpus file (one input a line, or JSON Lines with a
+        ``"text"`` field) or a Hugging Face dataset ``NAME[:SPLIT]`` (its ``field`` column)."""
+        if not isinstance(self.task, TextTask):
+            raise UserError(f"a corpus is for free-text models; {self.source} reads {self.task.name} inputs")
+        if (path is None) == (dataset is None):
+            raise UserError("give a corpus file or a dataset, not both or neither")
+        tokenizer, max_len = self.task.tokenizer, self.task.max_len
+        if path is not None:
+            texts = load_corpus(Path(path), tokenizer, max_len)
+        else:
+            texts = load_dataset_texts(dataset, tokenizer, max_len, field)
+        self.task.use_corpus(texts)
 
     @property
     def n_layers(self) -> int:
@@ -202,6 +220,52 @@ def _resolve_directory(name_or_dir: str) -> Path:
     )
 
 
+def _task_for(
+    directory: Path,
+    meta: dict,
+    config_data: dict,
+    task: str | None,
+    vocab: str | None,
+    specials: tuple[str | None, str | None, str | None],
+) -> Task:
+    """The task a model's inputs belong to, with its tokenizer: the caller's ``task``/``vocab``,
+    else ``inversionview.json``'s, else the directory's own Hugging Face tokenizer (free text)."""
+    bos, eos, pad = specials
+    if vocab is not None:
+        tokenizer = CharTokenizer(vocab, bos or "B", eos or "E", pad or "P")
+    elif "tokenizer" in meta:
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
+    elif has_hf_tokenizer(directory):
+        tokenizer = HFTokenizer(directory)
+        task = task or "text"
+    else:
+        raise UserError(
+            f"{directory} has no {PROBED_META_FILE} and no tokenizer: pass --task and --vocab (with --bos/--eos/--pad)"
+        )
+    task_name = task or meta.get("task")
+    if task_name is None:
+        raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task")
+    if task_name == "text":
+        context = config_data.get("n_positions", config_data.get("max_position_embeddings", DEFAULT_MAX_LEN))
+        return TextTask(tokenizer, max_len=min(DEFAULT_MAX_LEN, context))
+    return get_task(task_name, tokenizer)
+
+
+def _weights(directory: Path, meta: dict, allow_pickle: bool) -> tuple[str, bool]:
+    """The weights' content hash, and whether they are safetensors (else a pickle the user allowed)."""
+    weights = directory / WEIGHTS_FILE
+    if weights.is_file():
+        content_hash = file_hash(weights)
+        if meta.get("content_hash") not in (None, content_hash):
+            raise UserError(f"{weights} does not match the content hash in {PROBED_META_FILE} (corrupt or replaced)")
+        return content_hash, True
+    if (directory / HF_PICKLE_FILE).is_file():
+        if not allow_pickle:
+            raise UserError(f"{directory} holds only {HF_PICKLE_FILE}, a pickle; pass --allow-pickle to load it")
+        return file_hash(directory / HF_PICKLE_FILE), False
+    raise UserError(f"{directory} has no {WEIGHTS_FILE} (nor {HF_PICKLE_FILE})")
+
+
 def load_probed(
     name_or_dir: str,
     *,
@@ -227,44 +291,10 @@ def load_probed(
     directory = _resolve_directory(name_or_dir)
     meta_path = directory / PROBED_META_FILE
     meta = read_json(meta_path, "probed model metadata") if meta_path.is_file() else {}
-
-    config_path = directory / HF_CONFIG_FILE
-    config_data = read_json(config_path, "probed model config")
+    config_data = read_json(directory / HF_CONFIG_FILE, "probed model config")
     layout_for(str(config_data.get("model_type")))  # an unsupported family fails here, with the list
-    if vocab is not None:
-        tokenizer = CharTokenizer(vocab, bos or "B", eos or "E", pad or "P")
-    elif "tokenizer" in meta:
-        tokenizer = tokenizer_from_dict(meta["tokenizer"])
-    elif has_hf_tokenizer(directory):
-        tokenizer = HFTokenizer(directory)
-        task = task or "text"
-    else:
-        raise UserError(
-            f"{directory} has no {PROBED_META_FILE} and no tokenizer: pass --task and --vocab (with --bos/--eos/--pad)"
-        )
-    task_name = task or meta.get("task")
-    if task_name is None:
-        raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task")
-    if task_name == "text":
-        context = config_data.get("n_positions", config_data.get("max_position_embeddings", DEFAULT_MAX_LEN))
-        the_task = TextTask(tokenizer, max_len=min(DEFAULT_MAX_LEN, context))
-    else:
-        the_task = get_task(task_name, tokenizer)
-
-    weights = directory / WEIGHTS_FILE
-    if weights.is_file():
-        content_hash = file_hash(weights)
-        if meta.get("content_hash") not in (None, content_hash):
-            raise UserError(f"{weights} does not match the content hash in {PROBED_META_FILE} (corrupt or replaced)")
-        use_safetensors = True
-    elif (directory / HF_PICKLE_FILE).is_file():
-        if not allow_pickle:
-            raise UserError(f"{directory} holds only {HF_PICKLE_FILE}, a pickle; pass --allow-pickle to load it")
-        content_hash = file_hash(directory / HF_PICKLE_FILE)
-        use_safetensors = False
-    else:
-        raise UserError(f"{directory} has no {WEIGHTS_FILE} (nor {HF_PICKLE_FILE})")
-
+    the_task = _task_for(directory, meta, config_data, task, vocab, (bos, eos, pad))
+    content_hash, use_safetensors = _weights(directory, meta, allow_pickle)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             directory,
@@ -274,7 +304,8 @@ def load_probed(
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"cannot load probed model from {directory}: {first_line(exc)}") from None
-    if model.config.vocab_size < tokenizer.vocab_size:
-        raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
+    vocab_size = the_task.tokenizer.vocab_size
+    if model.config.vocab_size < vocab_size:
+        raise UserError(f"vocabulary has {vocab_size} tokens but the model only {model.config.vocab_size}")
     use_fused_gelu(model).eval().to(the_device)
     return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta)

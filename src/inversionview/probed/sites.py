@@ -96,6 +96,83 @@ def _first_output(output) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
+class _SiteReader:
+    """The hooks of one forward pass: each stores its site's activation, and the pass stops once
+    everything asked for is stored (with ``stop_early``)."""
+
+    def __init__(self, model: nn.Module, layout: Layout, sites: list[Site], attention_layers, stop_early: bool):
+        self.model, self.layout, self.stop_early = model, layout, stop_early
+        self.wanted, self.attention_layers = set(sites), attention_layers
+        self.cache: dict[Site, torch.Tensor] = {}
+        self.patterns: dict[int, torch.Tensor] = {}
+        self.handles: list = []
+
+    def done_check(self) -> None:
+        if self.stop_early and self.wanted.issubset(self.cache) and len(self.patterns) == len(self.attention_layers):
+            raise _StopForward
+
+    def store(self, site: Site, value: torch.Tensor) -> None:
+        self.cache[site] = value
+        self.done_check()
+
+    def _before(self, module: nn.Module, site: Site) -> None:
+        def hook(module, args, kwargs):
+            self.store(site, _first_arg(args, kwargs))
+
+        self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def _after(self, module: nn.Module, site: Site) -> None:
+        self.handles.append(module.register_forward_hook(lambda m, a, o: self.store(site, _first_output(o))))
+
+    def hook_layer(self, layer: int, block: nn.Module, kinds: set[str]) -> None:
+        """The residual-stream and sublayer sites of one block."""
+        layout = self.layout
+        if "hook_resid_pre" in kinds:
+            self._before(block, Site(layer, "hook_resid_pre"))
+        if "hook_resid_mid" in kinds:
+            if layout.mid_norm is None:
+                raise UserError("a block with a parallel residual has no hook_resid_mid")
+            self._before(submodule(block, layout.mid_norm), Site(layer, "hook_resid_mid"))
+        if "hook_attn_out" in kinds:
+            self._after(submodule(block, layout.attn), Site(layer, "hook_attn_out"))
+        if "hook_mlp_out" in kinds:
+            self._after(submodule(block, layout.mlp), Site(layer, "hook_mlp_out"))
+        if "hook_resid_post" in kinds:
+            self._after(block, Site(layer, "hook_resid_post"))
+
+    def hook_heads(self, layer: int, block: nn.Module, heads: list[int]) -> None:
+        """Each head's output: its slice of the attention's input to the output projection, times its
+        rows of that projection (no bias, as in TransformerLens)."""
+        layout, n_heads = self.layout, self.model.config.num_attention_heads
+
+        def read_heads(module, args):
+            z = args[0]  # (B, T, H * d_head), heads side by side before the output projection
+            w_o = module.weight if layout.out_proj_stores_in_out else module.weight.T  # (in, out)
+            head_dim = w_o.shape[0] // n_heads
+            for h in heads:
+                part = slice(h * head_dim, (h + 1) * head_dim)
+                self.cache[Site(layer, HEAD_SITE_KIND, h)] = z[..., part] @ w_o[part, :]
+            self.done_check()
+
+        self.handles.append(submodule(block, layout.out_proj).register_forward_pre_hook(read_heads))
+
+    def hook_pattern(self, layer: int, block: nn.Module) -> None:
+        """One layer's attention pattern (B, H, T, T), recomputed from its queries and keys."""
+        attn = submodule(block, self.layout.attn)
+
+        def read_pattern(module, args, output):
+            q, k, _ = output.split(attn.split_size, dim=2)
+            batch, length, _ = q.shape
+            q = q.view(batch, length, -1, attn.head_dim).transpose(1, 2)
+            k = k.view(batch, length, -1, attn.head_dim).transpose(1, 2)
+            scores = q @ k.transpose(-1, -2) / attn.head_dim**0.5
+            causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+            self.patterns[layer] = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+            self.done_check()
+
+        self.handles.append(submodule(block, self.layout.qkv).register_forward_hook(read_pattern))
+
+
 def run_with_sites(
     model: nn.Module,
     layout: Layout,
@@ -113,86 +190,20 @@ def run_with_sites(
     if attention_layers and layout.qkv is None:
         raise UserError("attention patterns are read from GPT-2 models only")
     blocks = submodule(model, layout.blocks)
-    cache: dict[Site, torch.Tensor] = {}
-    patterns: dict[int, torch.Tensor] = {}
-    handles = []
-    wanted = set(sites)
-    last_layer = max([s.layer for s in sites] + list(attention_layers), default=-1)
-
-    def done_check() -> None:
-        if stop_early and wanted.issubset(cache) and len(patterns) == len(attention_layers):
-            raise _StopForward
-
-    def store(site: Site, value: torch.Tensor) -> None:
-        cache[site] = value
-        done_check()
-
+    reader = _SiteReader(model, layout, sites, attention_layers, stop_early)
     for layer in sorted({s.layer for s in sites} | set(attention_layers)):
-        block = blocks[layer]
-        kinds = {s.kind for s in sites if s.layer == layer}
+        reader.hook_layer(layer, blocks[layer], {s.kind for s in sites if s.layer == layer})
         heads = sorted(s.head for s in sites if s.layer == layer and s.head is not None)
-        attn = submodule(block, layout.attn)
-
-        if "hook_resid_pre" in kinds:
-            site = Site(layer, "hook_resid_pre")
-            handles.append(
-                block.register_forward_pre_hook(
-                    lambda m, a, k, site=site: store(site, _first_arg(a, k)), with_kwargs=True
-                )
-            )
-        if "hook_resid_mid" in kinds:
-            if layout.mid_norm is None:
-                raise UserError("a block with a parallel residual has no hook_resid_mid")
-            site = Site(layer, "hook_resid_mid")
-            handles.append(
-                submodule(block, layout.mid_norm).register_forward_pre_hook(
-                    lambda m, a, k, site=site: store(site, _first_arg(a, k)), with_kwargs=True
-                )
-            )
-        if "hook_attn_out" in kinds:
-            site = Site(layer, "hook_attn_out")
-            handles.append(attn.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
-        if "hook_mlp_out" in kinds:
-            site = Site(layer, "hook_mlp_out")
-            handles.append(
-                submodule(block, layout.mlp).register_forward_hook(
-                    lambda m, a, o, site=site: store(site, _first_output(o))
-                )
-            )
-        if "hook_resid_post" in kinds:
-            site = Site(layer, "hook_resid_post")
-            handles.append(block.register_forward_hook(lambda m, a, o, site=site: store(site, _first_output(o))))
         if heads:
-
-            def read_heads(module, args, layer=layer, heads=heads):
-                z = args[0]  # (B, T, H * d_head), heads side by side before the output projection
-                w_o = module.weight if layout.out_proj_stores_in_out else module.weight.T  # (in, out)
-                head_dim = w_o.shape[0] // model.config.num_attention_heads
-                for h in heads:
-                    part = slice(h * head_dim, (h + 1) * head_dim)
-                    cache[Site(layer, HEAD_SITE_KIND, h)] = z[..., part] @ w_o[part, :]
-                done_check()
-
-            handles.append(submodule(block, layout.out_proj).register_forward_pre_hook(read_heads))
+            reader.hook_heads(layer, blocks[layer], heads)
         if layer in attention_layers:
-
-            def read_pattern(module, args, output, layer=layer, attn=attn):
-                q, k, _ = output.split(attn.split_size, dim=2)
-                batch, length, _ = q.shape
-                q = q.view(batch, length, -1, attn.head_dim).transpose(1, 2)
-                k = k.view(batch, length, -1, attn.head_dim).transpose(1, 2)
-                scores = q @ k.transpose(-1, -2) / attn.head_dim**0.5
-                causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
-                patterns[layer] = scores.masked_fill(~causal, float("-inf")).softmax(-1)
-                done_check()
-
-            handles.append(submodule(block, layout.qkv).register_forward_hook(read_pattern))
-
-    with _hooks(handles):
+            reader.hook_pattern(layer, blocks[layer])
+    with _hooks(reader.handles):
         try:
             model(input_ids=ids, use_cache=False)
         except _StopForward:
             pass
-    if last_layer >= 0 and not wanted.issubset(cache):
-        raise RuntimeError(f"hooks missed sites {sorted(s.name for s in wanted - set(cache))}")
-    return cache, patterns
+    last_layer = max([s.layer for s in sites] + list(attention_layers), default=-1)
+    if last_layer >= 0 and not reader.wanted.issubset(reader.cache):
+        raise RuntimeError(f"hooks missed sites {sorted(s.name for s in reader.wanted - set(reader.cache))}")
+    return reader.cache, reader.patterns

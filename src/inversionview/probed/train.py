@@ -5,27 +5,16 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel, new_gpt2, resolve_device
 from inversionview.tasks import Task, get_task
-from inversionview.training import (
-    Checkpoint,
-    check_run,
-    load_checkpoint,
-    lr_at,
-    progress_interval,
-    save_checkpoint,
-    saved_config,
-    seed_everything,
-)
+from inversionview.training import LoopSettings, RandomStreams, Run, check_run, fit, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +117,48 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
     return EvalResult(accuracy=correct / len(texts), n=len(texts))
 
 
+class ProbedTraining:
+    """A probed model's part in ``training.fit``: next-token loss on fresh task inputs, scored by
+    held-out accuracy."""
+
+    def __init__(self, probed: ProbedModel, config: ProbedTrainConfig, streams: RandomStreams) -> None:
+        self.probed, self.config, self.streams, self.model = probed, config, streams, probed.model
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+        )
+        self.accuracy: float | None = None
+        self.last_loss = 0.0
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
+        task, config, device = self.probed.task, self.config, self.probed.device
+        texts = task.sample_texts(self.streams.data, config.batch_size)
+        ids, labels = target_batch(task, texts, task.tokenizer.pad_id, config.full_sequence_loss)
+        logits = self.model(input_ids=ids.to(device), use_cache=False).logits
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten(), ignore_index=-100)
+        self.last_loss = loss.item()
+        shown = {"loss": f"{self.last_loss:.4f}"}
+        return loss, shown if self.accuracy is None else {**shown, "acc": f"{self.accuracy:.3f}"}
+
+    def evaluate(self, step: int) -> dict:
+        self.accuracy = evaluate_probed(self.probed, self.config.eval_size).accuracy
+        log.info("step %d loss %.4f held-out accuracy %.4f", step, self.last_loss, self.accuracy)
+        done = self.config.stop_at_accuracy is not None and self.accuracy >= self.config.stop_at_accuracy
+        return {"loss": self.last_loss, "accuracy": self.accuracy, **({"done": True} if done else {})}
+
+    def state(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        history = state.get("history", [])
+        self.accuracy = history[-1]["accuracy"] if history else None
+
+    def save(self, run: Run) -> None:
+        """The model is written once, at the end (``train_probed``); checkpoints hold the rest."""
+
+
 def train_probed(
     config: ProbedTrainConfig,
-    out: Path,
+    out: str | Path,
     *,
     progress: bool = True,
     device: str | None = None,
@@ -141,89 +169,24 @@ def train_probed(
 
     A resumed run keeps the recipe it was started with; only ``steps`` comes from ``config``.
     """
+    out = Path(out)
     check_run(out, config.steps)
     if (saved := saved_config(out)) is not None:
         config = replace(ProbedTrainConfig(**saved), steps=config.steps)
     task = get_task(config.task)
-    rng = seed_everything(config.seed)
+    streams = RandomStreams.seeded(config.seed)
     model = new_gpt2(task, d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, seed=config.seed)
     model.to(resolve_device(device))  # before the optimizer, whose state follows the weights
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     probed = ProbedModel(model, task, content_hash="", source=str(out))
-
-    resumed = load_checkpoint(out, model, optimizer)
-    step = resumed.step if resumed else 0
-    elapsed = resumed.state.get("seconds", 0.0) if resumed else 0.0
-    history = resumed.state.get("history", []) if resumed else []
-    if resumed:
-        rng.setstate(_rng_state_from_json(resumed.state["rng"]))
-        log.info("resuming at step %d", step)
-
-    pad_id = task.tokenizer.pad_id
-    started = time.monotonic() - elapsed
-    last_checkpoint = time.monotonic()
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        disable=not progress,
-        mininterval=progress_interval(),
-        desc="train-probed",
-        unit="step",
-    )
-    accuracy = None
-    while step < config.steps:
-        model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, peak=config.lr, warmup=config.warmup, total=config.steps)
-        ids, labels = target_batch(task, task.sample_texts(rng, config.batch_size), pad_id, config.full_sequence_loss)
-        logits = model(input_ids=ids.to(probed.device), use_cache=False).logits
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.to(probed.device).flatten(), ignore_index=-100)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", acc=accuracy, refresh=False)
-
-        final = step == config.steps or (stop is not None and stop.is_set())
-        if step % config.eval_every == 0 or final:
-            model.eval()
-            accuracy = evaluate_probed(probed, config.eval_size).accuracy
-            history.append(
-                {"step": step, "loss": loss.item(), "accuracy": accuracy, "seconds": time.monotonic() - started}
-            )
-            log.info("step %d loss %.4f held-out accuracy %.4f", step, loss.item(), accuracy)
-            if config.stop_at_accuracy is not None and accuracy >= config.stop_at_accuracy:
-                final = True
-        if final or time.monotonic() - last_checkpoint > config.checkpoint_every_s:
-            state = {
-                "seconds": time.monotonic() - started,
-                "history": history,
-                "rng": _rng_state_to_json(rng),
-                "config": asdict(config),
-            }
-            save_checkpoint(out, model, optimizer, Checkpoint(step, state))
-            last_checkpoint = time.monotonic()
-        if final:
-            break
-    bar.close()
-    model.eval()
+    job = ProbedTraining(probed, config, streams)
+    settings = LoopSettings(config.steps, config.lr, config.warmup, config.eval_every, config.checkpoint_every_s)
+    run = fit(job, out, settings, streams, config=asdict(config), desc="train-probed", progress=progress, stop=stop)
     provenance = {
         "recipe": asdict(config),
-        "steps": step,
-        "seconds": round(time.monotonic() - started, 1),
-        "final_heldout_accuracy": accuracy,
-        "history": history,
+        "steps": run.step,
+        "seconds": round(run.seconds, 1),
+        "final_heldout_accuracy": job.accuracy,
+        "history": run.history,
     }
     probed.save(out, provenance)
     return probed
-
-
-def _rng_state_to_json(rng: random.Random) -> list:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_state_from_json(state: list) -> tuple:
-    return (state[0], tuple(state[1]), state[2])

@@ -2,7 +2,7 @@
 
 from inversionview.errors import UserError
 from inversionview.tasks.addition import AdditionTask
-from inversionview.tasks.base import Task, pad_batch
+from inversionview.tasks.base import Task, before_eos, pad_batch
 from inversionview.tasks.counting import CountingTask
 from inversionview.tasks.ioi import IOITask
 from inversionview.tasks.text import TextTask
@@ -27,6 +27,7 @@ __all__ = [
     "Task",
     "TextTask",
     "Tokenizer",
+    "before_eos",
     "get_task",
     "pad_batch",
     "tokenizer_from_dict",

@@ -95,3 +95,11 @@ def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     for row, seq in enumerate(sequences):
         ids[row, : len(seq)] = torch.tensor(seq)
     return ids, lengths
+
+
+def before_eos(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, width) mask of each row's positions before its EOS: BOS and the text tokens.
+
+    ``lengths`` (B,) count BOS and EOS, as ``pad_batch`` returns them. Position ``j`` of a
+    next-token target row predicts token ``j + 1``, so the same mask marks the scored targets."""
+    return torch.arange(width, device=lengths.device)[None, :] < (lengths - 1)[:, None]

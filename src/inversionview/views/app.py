@@ -1,17 +1,13 @@
 """The InversionView web page (Streamlit). Started by ``inversionview view``; every reading it shows
 is rendered by ``views/html_render.py``, the same code that writes reports.
 
-Configuration comes from the environment, set by the ``view`` command: ``INVERSIONVIEW_PROBED`` and
-``INVERSIONVIEW_DECODER`` (a model given on the command line), ``INVERSIONVIEW_LOAD_OPTIONS`` (JSON:
-the command line's probed-model options, e.g. ``--task`` and ``--vocab`` for that model, ``--device``
-for all) and ``INVERSIONVIEW_MODELS_DIR`` (a folder whose sub-folders each hold ``probed/`` and
-``decoder/``). The page reads no other paths.
+Its settings (``views/server.py``'s ``ViewerSettings``) come from the ``view`` command, through the
+environment: a model given on the command line with its load options, and a models folder. The page
+reads no other paths.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +22,9 @@ from inversionview.inversion.result import InversionResult
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.probed.sites import HEAD_SITE_KIND
+from inversionview.views.cache import LeastRecentlyUsed
 from inversionview.views.html_render import CSS, render_attention, render_result
+from inversionview.views.server import ViewerSettings
 
 
 @dataclass(frozen=True)
@@ -38,18 +36,18 @@ class ModelChoice:
     """``load_probed`` options, as (name, value) pairs so that the choice stays hashable."""
 
 
-def model_choices() -> list[ModelChoice]:
+def model_choices(settings: ViewerSettings) -> list[ModelChoice]:
     """Bundled models with a decoder, the command line's model, and those in the models folder."""
     choices = []
-    options = json.loads(os.environ.get("INVERSIONVIEW_LOAD_OPTIONS") or "{}")
-    if os.environ.get("INVERSIONVIEW_PROBED"):
-        probed, decoder = os.environ["INVERSIONVIEW_PROBED"], os.environ.get("INVERSIONVIEW_DECODER") or None
-        choices.append(ModelChoice(f"command line: {probed}", probed, decoder, tuple(sorted(options.items()))))
+    options = settings.load_options
+    if settings.probed:
+        label = f"command line: {settings.probed}"
+        choices.append(ModelChoice(label, settings.probed, settings.decoder, tuple(sorted(options.items()))))
     device = (("device", options["device"]),) if "device" in options else ()
-    for name in sorted(bundled.probed_names(), key=lambda n: (n != "counting", n)):  # the first case study first
+    for name in sorted(bundled.probed_names(), key=lambda n: (n != bundled.DEFAULT, n)):  # the first case study first
         if bundled.decoder_dir(name) is not None:
             choices.append(ModelChoice(f"bundled: {name}", name, None, device))
-    folder = os.environ.get("INVERSIONVIEW_MODELS_DIR")
+    folder = settings.models_dir
     if folder and Path(folder).is_dir():
         for sub in sorted(Path(folder).iterdir()):
             if (sub / "probed").is_dir() and (sub / "decoder").is_dir():
@@ -73,9 +71,10 @@ def load_models(choice: ModelChoice):
 
 
 @st.cache_resource
-def reading_cache() -> dict:
-    """Readings by their settings, shared by every session of this server: revisiting is instant."""
-    return {}
+def reading_cache() -> LeastRecentlyUsed[InversionResult]:
+    """Readings by their settings, shared by every session of this server: revisiting is instant.
+    Bounded, so that a server left running does not grow without end."""
+    return LeastRecentlyUsed()
 
 
 def reading(
@@ -89,12 +88,10 @@ def reading(
     epsilon: float,
     schedule: str,
 ) -> InversionResult:
-    key = (choice, text, position, site, samples, seed, metric, epsilon, schedule)
-    cache = reading_cache()
-    if key not in cache:
+    def make() -> InversionResult:
         probed, decoder = load_models(choice)
         bar = st.progress(0.0, text=f"sampling {samples} inputs at {site}…")
-        cache[key] = invert(
+        result = invert(
             probed,
             decoder,
             text,
@@ -109,7 +106,10 @@ def reading(
             progress=lambda done, total: bar.progress(done / total, text=f"sampled {done}/{total}"),
         )
         bar.empty()
-    return cache[key]
+        return result
+
+    key = (choice, text, position, site, samples, seed, metric, epsilon, schedule)
+    return reading_cache().get_or_make(key, make)
 
 
 def attention_html(choice: ModelChoice, text: str, position: int, site_name: str) -> str | None:
@@ -125,44 +125,40 @@ def attention_html(choice: ModelChoice, text: str, position: int, site_name: str
     return render_attention(tokens, weights, position, site.name)
 
 
-def main() -> None:
-    st.set_page_config(page_title="InversionView", layout="wide")
-    st.html(f"<style>{CSS}</style>")
-    st.title("InversionView")
-    choices = model_choices()
-    if not choices:
-        st.error("No model with a decoder found: bundled models are missing and no models folder was given.")
-        return
-    with st.sidebar:
-        choice = choices[
-            [c.label for c in choices].index(st.selectbox("Probed model and decoder", [c.label for c in choices]))
-        ]
-        try:
-            probed, _ = load_models(choice)
-        except UserError as exc:
-            st.error(str(exc))
-            return
-        task = probed.task
-        metrics = ["euclidean", "cosine"]
-        metric = st.radio(
-            "Distance",
-            metrics,
-            index=metrics.index(probed.default_metric),
-            horizontal=True,
-            format_func={"euclidean": "‖q−a‖/‖q‖", "cosine": "1 − cos"}.get,
-        )
-        epsilon = st.number_input(
-            "ε", min_value=0.0, max_value=2.0, value=probed.default_epsilon, step=0.01, format="%.3f"
-        )
-        samples = st.slider("Samples", min_value=50, max_value=2000, value=500, step=50)
-        schedule = st.text_input(
-            "Schedule",
-            value="auto",
-            help="'auto'; 'distinct' (every sample a different input); or TEMPERATURE:NOISE pairs like 1:0,0.5:0",
-        )
-        seed = st.number_input("Seed", min_value=0, value=0, step=1)
-        show_colors = st.toggle("Colour tokens by probability change", value=True)
+@dataclass(frozen=True)
+class ReadingSettings:
+    metric: str
+    epsilon: float
+    samples: int
+    schedule: str
+    seed: int
+    show_colors: bool
 
+
+def sidebar(probed) -> ReadingSettings:
+    """The reading's settings, from the sidebar."""
+    metrics = ["euclidean", "cosine"]
+    metric = st.radio(
+        "Distance",
+        metrics,
+        index=metrics.index(probed.default_metric),
+        horizontal=True,
+        format_func={"euclidean": "‖q−a‖/‖q‖", "cosine": "1 − cos"}.get,
+    )
+    epsilon = st.number_input("ε", min_value=0.0, max_value=2.0, value=probed.default_epsilon, step=0.01, format="%.3f")
+    samples = st.slider("Samples", min_value=50, max_value=2000, value=500, step=50)
+    schedule = st.text_input(
+        "Schedule",
+        value="auto",
+        help="'auto'; 'distinct' (every sample a different input); or TEMPERATURE:NOISE pairs like 1:0,0.5:0",
+    )
+    seed = st.number_input("Seed", min_value=0, value=0, step=1)
+    show_colors = st.toggle("Colour tokens by probability change", value=True)
+    return ReadingSettings(metric, float(epsilon), samples, schedule, int(seed), show_colors)
+
+
+def input_box(choice: ModelChoice, task) -> str:
+    """The input to read: typed, or drawn at random from the task."""
     key = f"text::{choice.label}"
     if key not in st.session_state:
         st.session_state[key] = example_input(task, random.Random(0), "heldout")
@@ -173,16 +169,12 @@ def main() -> None:
         if st.button("Random example", disabled=not drawn):
             st.session_state[key] = drawn
     with left:
-        text = st.text_input("Input", key=key)
-    if not text:
-        st.info("Type an input to read one of its activations.")
-        return
-    try:
-        task.validate(text)
-    except UserError as exc:
-        st.error(str(exc))
-        return
+        return st.text_input("Input", key=key)
 
+
+def query_picker(probed, text: str) -> tuple[int, str]:
+    """The query position (a named one, or a clicked token) and the site (by layer)."""
+    task = probed.task
     tokens = [task.tokenizer.token_str(t) for t in task.encode(text)[:-1]]
     named = task.named_positions(text)
     interest = task.query_positions(text)
@@ -196,18 +188,11 @@ def main() -> None:
     layer = st.segmented_control("Layer", layers, default=layers[-1], format_func=lambda layer: f"layer {layer}")
     layer = layers[-1] if layer is None else layer
     in_layer = [s.name for s in probed.sites() if s.layer == layer]
-    site = st.selectbox("Site", in_layer, index=len(in_layer) - 1)
+    return position, st.selectbox("Site", in_layer, index=len(in_layer) - 1)
 
-    try:
-        attention = attention_html(choice, text, position, site)
-        if attention:
-            st.html(attention)
-        result = reading(choice, text, position, site, samples, int(seed), metric, float(epsilon), schedule)
-    except UserError as exc:
-        st.error(str(exc))
-        return
-    st.html(render_result(result, show_colors=show_colors))
 
+def saved_views(result: InversionResult, show_colors: bool) -> None:
+    """Readings kept to compare side by side."""
     saved = st.session_state.setdefault("saved", [])
     if st.button("Save view for comparison"):
         saved.append(result)
@@ -219,6 +204,51 @@ def main() -> None:
         for column, view in zip(st.columns(min(3, len(saved))), saved[-3:]):
             with column:
                 st.html(render_result(view, show_colors=show_colors, limit=25))
+
+
+def main() -> None:
+    st.set_page_config(page_title="InversionView", layout="wide")
+    st.html(f"<style>{CSS}</style>")
+    st.title("InversionView")
+    choices = model_choices(ViewerSettings.from_environment())
+    if not choices:
+        st.error("No model with a decoder found: bundled models are missing and no models folder was given.")
+        return
+    with st.sidebar:
+        labels = [c.label for c in choices]
+        choice = choices[labels.index(st.selectbox("Probed model and decoder", labels))]
+        try:
+            probed, _ = load_models(choice)
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        settings = sidebar(probed)
+    text = input_box(choice, probed.task)
+    if not text:
+        st.info("Type an input to read one of its activations.")
+        return
+    try:
+        probed.task.validate(text)
+        position, site = query_picker(probed, text)
+        attention = attention_html(choice, text, position, site)
+        if attention:
+            st.html(attention)
+        result = reading(
+            choice,
+            text,
+            position,
+            site,
+            settings.samples,
+            settings.seed,
+            settings.metric,
+            settings.epsilon,
+            settings.schedule,
+        )
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    st.html(render_result(result, show_colors=settings.show_colors))
+    saved_views(result, settings.show_colors)
 
 
 main()

@@ -7,9 +7,12 @@ text, hovering a token shows its position's distance and colour value.
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
+from inversionview.errors import UserError
 from inversionview.inversion.result import InversionResult, Sample
 from inversionview.views.colors import color_rgb, text_rgb
+from inversionview.views.rows import EPSILON_LINE, shown_rows
 
 CSS = """
 .iv-view { font-family: ui-sans-serif, system-ui, sans-serif; font-size: 14px; color: #222; margin: 0 0 18px 0; }
@@ -62,7 +65,12 @@ def _token_spans(
 def _sample_row(sample: Sample, count: int, scale: float, show_colors: bool) -> str:
     width = min(100.0, 100.0 * sample.distance / scale) if scale > 0 else 0.0
     tokens = _token_spans(
-        sample.tokens, sample.colors, sample.position_distances, sample.best_position, "iv-best", show_colors
+        sample.tokens,
+        sample.probability_change,
+        sample.position_distances,
+        sample.best_position,
+        "iv-best",
+        show_colors,
     )
     extra = f'<span class="iv-count">×{count}</span>' if count > 1 else ""
     note = f'<span class="iv-note">{escape(sample.annotation)}</span>' if sample.annotation else ""
@@ -83,24 +91,16 @@ def render_result(result: InversionResult, *, show_colors: bool = True, limit: i
     q, s = result.query, result.settings
     query_tokens = _token_spans(q.tokens, None, None, q.position, "iv-query", False)
     note = f' <span class="iv-note">{escape(result.annotation)}</span>' if result.annotation else ""
-    rows = []
-    drawn = False
     scale = max(2 * s.epsilon, 1e-9)
-    unique = result.unique_samples()
-    for sample, count in unique[:limit]:
-        if not drawn and not sample.in_preimage:
-            rows.append(_eps_line(s.epsilon))
-            drawn = True
-        rows.append(_sample_row(sample, count, scale, show_colors))
-    if not drawn:
-        rows.append(_eps_line(s.epsilon))
-    more = f'<div class="iv-meta">… {len(unique) - limit} more distinct samples</div>' if len(unique) > limit else ""
+    shown, left_out = shown_rows(result, limit)
+    rows = [_eps_line(s.epsilon) if row is EPSILON_LINE else _sample_row(*row, scale, show_colors) for row in shown]
+    more = f'<div class="iv-meta">… {left_out} more distinct samples</div>' if left_out else ""
     return (
         '<div class="iv-view">'
         f'<div class="iv-head"><span class="iv-tokens">{query_tokens}</span> · position {q.position} '
         f'(<code>{escape(q.tokens[q.position])}</code>) · <span class="iv-site">{escape(q.site)}</span>{note}</div>'
         f'<div class="iv-meta">{s.samples} samples ({escape(s.schedule)}), {s.metric} distance, ε = {s.epsilon:g}: '
-        f"<b>{result.share_in_preimage:.1%}</b> inside the ε-preimage · {len(unique)} distinct · "
+        f"<b>{result.precision:.1%}</b> inside the ε-preimage · {len(result.unique_samples())} distinct · "
         f"{result.seconds:.2f} s</div>" + "".join(rows) + more + "</div>"
     )
 
@@ -129,3 +129,18 @@ def document(fragments: list[str], title: str) -> str:
         + "\n".join(fragments)
         + "</body></html>\n"
     )
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse, before any work, a report path that is not an HTML file."""
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"-o {path}: the report is an HTML file; name it .html")
+
+
+def write_report(results: list[InversionResult], path: Path, *, show_colors: bool = True, limit: int = 60) -> None:
+    """Write readings (one query at several sites) as one self-contained HTML file."""
+    check_report_path(path)
+    query = results[0].query
+    fragments = [render_result(r, show_colors=show_colors, limit=limit) for r in results]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document(fragments, f"InversionView: {query.text!r} at position {query.position}"))

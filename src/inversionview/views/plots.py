@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from inversionview.decoder.model import Decoder
+from inversionview.decoder.sampling import query_log_probs
 from inversionview.errors import UserError
-from inversionview.exact.completeness import Completeness, sequence_log_probs
+from inversionview.exact.completeness import Completeness
 from inversionview.exact.space import input_space
-from inversionview.inversion.invert import query_activation
 from inversionview.probed.model import ProbedModel
+from inversionview.probed.verify import query_activation
 
 
 def check_plot_path(path: Path) -> None:
@@ -45,7 +46,7 @@ def completeness_scatter(
     chosen = torch.unique(torch.cat([members, others]))
     site = probed.site(exact.site)
     query = query_activation(probed, site, exact.query_text, exact.position)
-    log_probs = sequence_log_probs(decoder, probed, space.ids[chosen], query, exact.site)
+    log_probs = query_log_probs(decoder, probed, space.ids[chosen], query, site)
     dist = distances[chosen]
     inside = dist <= exact.epsilon
 

@@ -7,11 +7,12 @@ from rich.text import Text
 
 from inversionview.inversion.result import InversionResult, Sample
 from inversionview.views.colors import bar, color_rgb, text_rgb
+from inversionview.views.rows import EPSILON_LINE, shown_rows
 
 
 def _token_text(sample: Sample, show_colors: bool) -> Text:
     line = Text()
-    for index, (token, value) in enumerate(zip(sample.tokens, sample.colors)):
+    for index, (token, value) in enumerate(zip(sample.tokens, sample.probability_change)):
         if index == 0:
             continue  # BOS
         style = ""
@@ -36,16 +37,16 @@ def render(result: InversionResult, console: Console, *, limit: int = 40, show_c
         console.print(f"       {result.annotation}", style="dim")
     console.print(
         f"{s.samples} samples ({s.schedule}), {s.metric} distance, ε = {s.epsilon:g}: "
-        f"{result.share_in_preimage:.1%} inside the ε-preimage  [{result.seconds:.2f} s]",
+        f"{result.precision:.1%} inside the ε-preimage  [{result.seconds:.2f} s]",
         style="dim",
     )
-    unique = result.unique_samples()
     scale = max(2 * s.epsilon, 1e-9)
-    drawn_line = False
-    for sample, count in unique[:limit]:
-        if not drawn_line and not sample.in_preimage:
+    shown, left_out = shown_rows(result, limit)
+    for row in shown:
+        if row is EPSILON_LINE:
             console.print(f"{'─' * 12} ε = {s.epsilon:g} {'─' * 30}", style="bold yellow")
-            drawn_line = True
+            continue
+        sample, count = row
         line = Text(f"{bar(sample.distance, scale)} {sample.distance:6.3f} ")
         line.append_text(_token_text(sample, show_colors))
         if count > 1:
@@ -53,7 +54,5 @@ def render(result: InversionResult, console: Console, *, limit: int = 40, show_c
         if sample.annotation:
             line.append(f"  {sample.annotation}", style="dim")
         console.print(line)
-    if not drawn_line:
-        console.print(f"{'─' * 12} ε = {s.epsilon:g} {'─' * 30}", style="bold yellow")
-    if len(unique) > limit:
-        console.print(f"… {len(unique) - limit} more distinct samples (--limit, or --json for all)", style="dim")
+    if left_out:
+        console.print(f"… {left_out} more distinct samples (--limit, or --json for all)", style="dim")

@@ -12,46 +12,15 @@ all land on the same side teach nothing and cost no backward pass.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from inversionview.decoder.model import Decoder, next_token_targets
-from inversionview.inversion.distance import best_positions, position_distances
-from inversionview.inversion.verify import queryable, sequence_lengths
+from inversionview.decoder.model import Decoder
+from inversionview.decoder.sampling import sequence_log_probs
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
+from inversionview.probed.verify import sample_distances
 
 
-@torch.no_grad()
-def sample_distances(
-    probed: ProbedModel,
-    sites: list[Site],
-    ids: torch.Tensor,
-    queries: torch.Tensor,
-    site_ids: torch.Tensor,
-    metric: str,
-) -> torch.Tensor:
-    """Each sample's best-position distance to its own query: ids (N, T), queries (N, d) and
-    site_ids (N,) indexing ``sites`` -> (N,)."""
-    used = sorted(set(site_ids.tolist()))
-    acts, _ = probed.activations(ids, [sites[i] for i in used])
-    at_site = torch.stack([acts[sites[i]] for i in used])  # (S_used, N, T, d)
-    row_site = torch.tensor([used.index(i) for i in site_ids.tolist()])
-    sample_acts = at_site[row_site, torch.arange(ids.shape[0])]  # (N, T, d)
-    valid = queryable(ids, probed.task.tokenizer.eos_id)
-    return best_positions(position_distances(queries.cpu(), sample_acts, valid, metric))[0]
-
-
-def sequence_log_probs(
-    decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_ids: torch.Tensor, eos_id: int
-) -> torch.Tensor:
-    """Decoder log-probability of each whole sample, EOS included, with gradient: (N,)."""
-    targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(decoder.device)
-    logits = decoder(ids[:, :-1].to(decoder.device), activation, site_ids)  # (N, T-1, vocab)
-    token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")  # (N, T-1)
-    return -token_loss.sum(-1)
-
-
-def verified_loss(
+def reward_loss(
     decoder: Decoder,
     probed: ProbedModel,
     sites: list[Site],

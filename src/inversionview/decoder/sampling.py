@@ -1,37 +1,24 @@
-"""Generation and verification: decoder samples in, per-position distances to the query out."""
+"""Drawing inputs from a decoder for a probed model's activations, and scoring inputs under it.
+
+Decoder training (its precision checks and its reward) and reading an activation both draw samples
+this way, so it lives here, before reading in the pipeline.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
+import torch.nn.functional as F
 
 from inversionview.decoder.distinct import sample_distinct
-from inversionview.decoder.model import Decoder
-from inversionview.inversion.distance import position_distances
+from inversionview.decoder.model import Decoder, next_token_targets
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
+from inversionview.probed.verify import sequence_lengths
 
 
 def site_index(decoder: Decoder, site: Site) -> int:
     """The decoder's id for a site (aliases resolved)."""
     return decoder.config.sites.index(canonical_site(site).name)
-
-
-def sequence_lengths(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """Length of each row up to and including its first EOS after BOS (the whole row if none), (N,).
-
-    Position 0 is never read as EOS: some tokenizers (GPT-2's) use one token for both."""
-    is_eos = ids[:, 1:] == eos_id
-    first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(ids[:, 0], ids.shape[1] - 2))
-    return first + 2
-
-
-def queryable(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """(N, T) mask of positions that can hold a query: BOS and text tokens, not EOS or padding."""
-    lengths = sequence_lengths(ids, eos_id)
-    positions = torch.arange(ids.shape[1], device=ids.device)
-    return positions[None, :] < (lengths - 1)[:, None]
 
 
 @torch.no_grad()
@@ -105,44 +92,28 @@ def token_log_probs(decoder: Decoder, ids: torch.Tensor, activation: torch.Tenso
     return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0].cpu()
 
 
-@torch.no_grad()
-def activation_batches(
-    probed: ProbedModel, ids: torch.Tensor, sites: list[Site], batch_size: int = 1024
-) -> Iterator[tuple[int, torch.Tensor, dict[Site, torch.Tensor]]]:
-    """The probed model over ``ids`` (N, T) in batches: (first row, the batch's ids, its activations
-    at ``sites``). A batch that runs out of memory (a large model) is retried in halves, down to one
-    input at a time."""
-    start = 0
-    while start < ids.shape[0]:
-        chunk = ids[start : start + batch_size]
-        try:
-            acts = probed.activations(chunk, sites)[0]
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if batch_size == 1 or not is_out_of_memory(exc):
-                raise
-            batch_size //= 2
-            continue
-        yield start, chunk, acts
-        start += len(chunk)
-
-
-@torch.no_grad()
-def verify_ids(
-    probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
+def sequence_log_probs(
+    decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_ids: torch.Tensor, eos_id: int
 ) -> torch.Tensor:
-    """Distance of every position of every sample to its query: (N, T), inf where not queryable.
+    """Decoder log-probability of each whole input, EOS included, given its own activation
+    (N, d) and site (N,), with gradient: (N,)."""
+    targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(decoder.device)
+    logits = decoder(ids[:, :-1].to(decoder.device), activation.float().to(decoder.device), site_ids)  # (N, T-1, V)
+    token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")  # (N, T-1)
+    return -token_loss.sum(-1)
 
-    ``queries`` is (d,) for one query or (N, d) for one per sample.
-    """
-    eos_id = probed.task.tokenizer.eos_id
+
+@torch.no_grad()
+def query_log_probs(
+    decoder: Decoder, probed: ProbedModel, ids: torch.Tensor, query: torch.Tensor, site: Site, batch_size: int = 4096
+) -> torch.Tensor:
+    """Decoder log-probability of generating each row of ``ids`` (N, T) given one ``query`` (d,)
+    at ``site``: (N,)."""
+    eos = probed.task.tokenizer.eos_id
+    site_id = torch.tensor([site_index(decoder, site)], device=decoder.device)
     out = []
-    for start, chunk, acts in activation_batches(probed, ids, [site], batch_size):
-        query = queries if queries.dim() == 1 else queries[start : start + len(chunk)]
-        out.append(position_distances(query, acts[site], queryable(chunk, eos_id), metric))
+    for start in range(0, ids.shape[0], batch_size):
+        chunk = ids[start : start + batch_size]
+        rows = chunk.shape[0]
+        out.append(sequence_log_probs(decoder, chunk, query.expand(rows, -1), site_id.expand(rows), eos).cpu())
     return torch.cat(out)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError that says so."""
-    text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text

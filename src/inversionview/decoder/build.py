@@ -1,0 +1,87 @@
+"""Building the decoder a training run starts from."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from inversionview.decoder.model import Decoder, DecoderConfig
+from inversionview.decoder.store import continued_decoder
+from inversionview.probed.model import ProbedModel
+from inversionview.probed.sites import Site, canonical_site
+from inversionview.storage import DECODER_CONFIG_FILE
+from inversionview.tasks import before_eos
+
+
+def decoder_sites(probed: ProbedModel) -> list[Site]:
+    """The sites one decoder serves: every site of ``probed``, aliases counted once."""
+    seen: list[Site] = []
+    for site in probed.sites():
+        if canonical_site(site) not in seen:
+            seen.append(canonical_site(site))
+    return seen
+
+
+def is_decoder_directory(init_from: str | Path | None) -> bool:
+    """Whether ``init_from`` names a trained decoder (rather than a pretrained LM, or nothing)."""
+    return init_from is not None and (Path(init_from) / DECODER_CONFIG_FILE).is_file()
+
+
+def new_decoder(
+    probed: ProbedModel,
+    *,
+    d_model: int = 128,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    n_condition_layers: int = 2,
+    occurrences: bool = False,
+    init_from: str | None = None,
+) -> Decoder:
+    """The decoder a new run starts from: an earlier decoder (``init_from`` a decoder directory,
+    whose shape it takes), a pretrained LM (``init_from`` a GPT-2 directory), or a fresh one with
+    the token and position embeddings of the probed model."""
+    sites = decoder_sites(probed)
+    if is_decoder_directory(init_from):
+        return continued_decoder(
+            init_from, probed, n_layers=n_layers, n_condition_layers=n_condition_layers, occurrences=occurrences
+        )
+    if init_from is not None:
+        from inversionview.decoder.pretrained import pretrained_decoder
+
+        return pretrained_decoder(init_from, probed, [s.name for s in sites], n_condition_layers)
+    config = DecoderConfig(
+        vocab_size=probed.task.tokenizer.vocab_size,
+        max_len=probed.task.max_len,
+        d_activation=probed.d_model,
+        sites=[s.name for s in sites],
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_condition_layers=n_condition_layers,
+        occurrences=occurrences,
+    )
+    decoder = Decoder(config)
+    _copy_probed_embeddings(probed, decoder)
+    return decoder
+
+
+@torch.no_grad()
+def _copy_probed_embeddings(probed: ProbedModel, decoder: Decoder) -> None:
+    """The probed model already knows which tokens and positions are alike; start from that."""
+    width = min(decoder.config.d_model, probed.d_model)
+    wte = probed.model.get_input_embeddings().weight.float().cpu()
+    decoder.token_embedding.weight[: wte.shape[0], :width] = wte[: decoder.config.vocab_size, :width]
+    wpe = getattr(getattr(probed.model, "transformer", None), "wpe", None)  # learned positions (GPT-2)
+    if wpe is not None:
+        decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width].cpu()
+
+
+@torch.no_grad()
+def site_scales(probed: ProbedModel, sites: list[Site], rng: random.Random, n: int = 256) -> torch.Tensor:
+    """RMS of each site's activations over BOS and text positions of ``n`` training inputs: (S,)."""
+    ids, lengths = probed.encode_batch(probed.task.sample_texts(rng, n))
+    acts, _ = probed.activations(ids, sites)
+    mask = before_eos(lengths, ids.shape[1])
+    return torch.stack([acts[s][mask].pow(2).mean().sqrt() for s in sites]).clamp_min(1e-6)

@@ -1,0 +1,100 @@
+"""Checking inputs against the probed model: every position's distance to a query activation.
+
+Decoder training (its precision checks and its reward) and reading an activation both verify
+samples this way, so it lives here, before either of them in the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from inversionview.probed.distance import best_positions, position_distances
+from inversionview.probed.model import ProbedModel
+from inversionview.probed.sites import Site
+from inversionview.tasks import before_eos
+
+
+def sequence_lengths(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Length of each row up to and including its first EOS after BOS (the whole row if none), (N,).
+
+    Position 0 is never read as EOS: some tokenizers (GPT-2's) use one token for both."""
+    is_eos = ids[:, 1:] == eos_id
+    first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(ids[:, 0], ids.shape[1] - 2))
+    return first + 2
+
+
+def queryable(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(N, T) mask of positions that can hold a query: BOS and text tokens, not EOS or padding."""
+    return before_eos(sequence_lengths(ids, eos_id), ids.shape[1])
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError that says so."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+@torch.no_grad()
+def activation_batches(
+    probed: ProbedModel, ids: torch.Tensor, sites: list[Site], batch_size: int = 1024
+) -> Iterator[tuple[int, torch.Tensor, dict[Site, torch.Tensor]]]:
+    """The probed model over ``ids`` (N, T) in batches: (first row, the batch's ids, its activations
+    at ``sites``). A batch that runs out of memory (a large model) is retried in halves, down to one
+    input at a time."""
+    start = 0
+    while start < ids.shape[0]:
+        chunk = ids[start : start + batch_size]
+        try:
+            acts = probed.activations(chunk, sites)[0]
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if batch_size == 1 or not is_out_of_memory(exc):
+                raise
+            batch_size //= 2
+            continue
+        yield start, chunk, acts
+        start += len(chunk)
+
+
+@torch.no_grad()
+def verify_ids(
+    probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int = 1024
+) -> torch.Tensor:
+    """Distance of every position of every sample to its query: (N, T), inf where not queryable.
+
+    ``queries`` is (d,) for one query or (N, d) for one per sample.
+    """
+    eos_id = probed.task.tokenizer.eos_id
+    out = []
+    for start, chunk, acts in activation_batches(probed, ids, [site], batch_size):
+        query = queries if queries.dim() == 1 else queries[start : start + len(chunk)]
+        out.append(position_distances(query, acts[site], queryable(chunk, eos_id), metric))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_distances(
+    probed: ProbedModel,
+    sites: list[Site],
+    ids: torch.Tensor,
+    queries: torch.Tensor,
+    site_ids: torch.Tensor,
+    metric: str,
+) -> torch.Tensor:
+    """Each sample's best-position distance to its own query, at its own site: ids (N, T),
+    queries (N, d) and site_ids (N,) indexing ``sites`` -> (N,)."""
+    used = sorted(set(site_ids.tolist()))
+    acts, _ = probed.activations(ids, [sites[i] for i in used])
+    at_site = torch.stack([acts[sites[i]] for i in used])  # (S_used, N, T, d)
+    row_site = torch.tensor([used.index(i) for i in site_ids.tolist()])
+    sample_acts = at_site[row_site, torch.arange(ids.shape[0])]  # (N, T, d)
+    valid = queryable(ids, probed.task.tokenizer.eos_id)
+    return best_positions(position_distances(queries.cpu(), sample_acts, valid, metric))[0]
+
+
+@torch.no_grad()
+def query_activation(probed: ProbedModel, site: Site, text: str, position: int) -> torch.Tensor:
+    """The activation (d,) at one site and position of ``text``."""
+    ids, _ = probed.encode_batch([text])
+    return probed.activations(ids, [site])[0][site][0, position]

@@ -1,0 +1,31 @@
+"""The demo: a bundled model's held-out accuracy, then its demo input read at a few sites."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from inversionview import bundled
+from inversionview.decoder.store import load_decoder
+from inversionview.errors import UserError
+from inversionview.inversion.invert import invert
+from inversionview.probed.model import ProbedModel
+from inversionview.probed.train import evaluate_probed
+from inversionview.views.terminal import render
+
+
+def demo(probed: ProbedModel, console: Console, *, samples: int = 500, seed: int = 0, limit: int = 12) -> None:
+    """Print the bundled ``probed`` model's held-out accuracy and its readings of the demo input."""
+    if probed.source not in bundled.DEMOS:
+        known = ", ".join(sorted(bundled.DEMOS))
+        raise UserError(f"the demo reads a bundled model ({known}); for {probed.source!r} use invert")
+    text, queries = bundled.DEMOS[probed.source]
+    decoder = load_decoder(None, probed)
+    accuracy = evaluate_probed(probed, n=1000).accuracy
+    console.print(
+        f"bundled {probed.source} model: held-out accuracy {accuracy:.1%}; reading {text!r} at "
+        f"{len(queries)} sites ({samples} samples each)\n"
+    )
+    positions = probed.task.named_positions(text)
+    for name, site in queries:
+        render(invert(probed, decoder, text, positions[name], site, samples=samples, seed=seed), console, limit=limit)
+        console.print()
