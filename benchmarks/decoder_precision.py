@@ -20,9 +20,8 @@ import time
 
 import torch
 
-from inversionview.decoder.evaluate import decoder_precision
+from inversionview.decoder.evaluate import decoder_precision, query_position_name
 from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import query_position_name
 from inversionview.probed import load_probed
 
 

@@ -10,6 +10,8 @@ regression (a wrong site id, a broken scale, a stale decoder) costs tens of poin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from inversionview.decoder.evaluate import decoder_precision
@@ -21,6 +23,15 @@ README_FIGURES = {"counting": 0.905, "addition": 0.744, "ioi": 0.898}
 MARGIN = 0.03
 """Three points: about twice the standard error over queries of counting's and IOI's figures (1.3 and
 1.5 points), and near addition's (3.2)."""
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_guarded_figures_are_the_readmes():
+    text = README.read_text()
+    for name, figure in README_FIGURES.items():
+        assert f"**{100 * figure:.1f} %**" in text, f"the README no longer states {name}'s {figure:.1%}"
 
 
 @pytest.mark.parametrize("name", sorted(README_FIGURES))

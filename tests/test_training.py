@@ -274,10 +274,13 @@ class _StopAtStep:
         return self.asked >= self.n
 
 
-@pytest.mark.parametrize("verified", [0, 4])
-def test_a_stopped_and_resumed_decoder_run_trains_exactly_as_an_uninterrupted_one(tiny_probed, tmp_path, verified):
+@pytest.mark.parametrize("verified, stop_at", [(0, 3), (4, 3), (0, 2), (4, 4)])
+def test_a_stopped_and_resumed_decoder_run_trains_exactly_as_an_uninterrupted_one(
+    tiny_probed, tmp_path, verified, stop_at
+):
     """The random streams, the inputs drawn but not yet used, the optimizer and the weights are all
-    checkpointed: stopping at step 3 and resuming to 6 gives bit for bit the decoder of one run."""
+    checkpointed, and the evaluation of a run stopped between scheduled ones changes nothing it
+    trains on: stopping at any step and resuming to 6 gives bit for bit the decoder of one run."""
     config = DecoderTrainConfig(
         d_model=16,
         n_heads=2,
@@ -291,8 +294,8 @@ def test_a_stopped_and_resumed_decoder_run_trains_exactly_as_an_uninterrupted_on
         verified_samples=2,
     )
     straight = train_decoder(tiny_probed, config, tmp_path / "straight", progress=False)
-    train_decoder(tiny_probed, config, tmp_path / "resumed", progress=False, stop=_StopAtStep(3))
-    assert json.loads((tmp_path / "resumed" / CHECKPOINT_STATE_FILE).read_text())["step"] == 3
+    train_decoder(tiny_probed, config, tmp_path / "resumed", progress=False, stop=_StopAtStep(stop_at))
+    assert json.loads((tmp_path / "resumed" / CHECKPOINT_STATE_FILE).read_text())["step"] == stop_at
     resumed = train_decoder(tiny_probed, config, tmp_path / "resumed", progress=False)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

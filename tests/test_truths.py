@@ -61,13 +61,26 @@ def test_a_readings_distances_and_members_match_a_brute_force_computation(tiny_p
     ) / len(result.samples)
 
 
-def test_exact_preimage_distances_match_a_brute_force_computation(tiny_addition):
-    text, position = "615+861=1476", 8
-    result = exact_preimage(tiny_addition, text, position, SITE, epsilon=0.3, limit=10)
-    space = input_space(tiny_addition.task)
+def test_exact_preimage_is_the_set_a_brute_force_pass_finds(tiny_addition):
+    """Every one of the 810,000 inputs, run through the model's own forward pass: the exact preimage's
+    distances, its member count and its nearest members are what plain arithmetic gives."""
+    text, position, epsilon = "615+861=1476", 8, 0.3
+    result = exact_preimage(tiny_addition, text, position, SITE, epsilon=epsilon, limit=25)
+    space, task = input_space(tiny_addition.task), tiny_addition.task
     query = query_vector(tiny_addition, text, position)
-    rows = random.Random(1).sample(range(space.size), 300) + [space.texts.index(m.text) for m in result.members]
-    for row in rows:
-        truth = float(brute_force_distances(tiny_addition, space.texts[row], query).min())
-        assert float(result.distances[row]) == pytest.approx(truth, abs=1e-4)
-    assert all(m.distance <= 0.3 for m in result.members)
+    truth = torch.empty(space.size)
+    for start in range(0, space.size, 20_000):
+        texts = space.texts[start : start + 20_000]
+        ids = torch.tensor([task.encode(t) + [task.tokenizer.pad_id] * (12 - len(t)) for t in texts])  # 14 wide
+        lengths = torch.tensor([len(t) + 2 for t in texts])  # BOS, the characters, EOS
+        with torch.no_grad():
+            hidden = tiny_addition.model(input_ids=ids, output_hidden_states=True).hidden_states[1]  # (N, T, d)
+        distance = (hidden - query).norm(dim=-1) / query.norm()  # (N, T)
+        before_eos = torch.arange(ids.shape[1])[None, :] < (lengths - 1)[:, None]
+        truth[start : start + len(texts)] = distance.masked_fill(~before_eos, float("inf")).min(-1).values
+    torch.testing.assert_close(result.distances, truth, atol=1e-4, rtol=0)
+    assert result.n_members == int((truth <= epsilon).sum())
+    # The members listed are the 25 nearest (ties in any order).
+    kth_nearest = float(truth.sort().values[24])
+    listed = torch.tensor([space.texts.index(m.text) for m in result.members])
+    assert len(listed) == 25 and bool((truth[listed] <= kth_nearest + 1e-4).all())

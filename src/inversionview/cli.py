@@ -2,7 +2,7 @@
 
 Every mistake a user can make ends in one line on stderr and exit status 2: usage errors from
 argparse and ``UserError`` from the library alike. Anything else is a bug and keeps its traceback.
-The library is imported inside each command, so that ``--help`` and usage errors answer at once.
+The library is imported inside the commands that use it.
 """
 
 from __future__ import annotations
@@ -238,9 +238,12 @@ def cmd_view(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from rich.console import Console
 
+    from inversionview import bundled
     from inversionview.views.demo import demo
 
-    demo(_load_probed(args), Console(), samples=args.samples, seed=args.seed, limit=args.limit)
+    _set_threads(args.threads)
+    options = {"samples": args.samples, "seed": args.seed, "limit": args.limit, **_load_options(args)}
+    demo(args.probed or bundled.DEFAULT, Console(), **options)
 
 
 # ---- the parser: one function per command ----

@@ -125,7 +125,7 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     checkpoint: Checkpoint,
-    streams: RandomStreams | None = None,
+    streams: RandomStreams,
 ) -> None:
     """Write model and optimizer tensors (and the random streams) plus the loop's state; the JSON
     is written last."""
@@ -136,9 +136,8 @@ def save_checkpoint(
         for key, value in param_state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
     state = dict(checkpoint.state)
-    if streams is not None:
-        state["rng"], rng_tensors = streams.state()
-        tensors.update(rng_tensors)
+    state["rng"], rng_tensors = streams.state()
+    tensors.update(rng_tensors)
     # Tied weights appear twice in a state dict; safetensors refuses shared storage, so clone.
     tensors = {k: v.clone() for k, v in tensors.items()}
     save_tensors(directory / CHECKPOINT_FILE, tensors)
@@ -171,7 +170,7 @@ def load_checkpoint(
     directory: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    streams: RandomStreams | None = None,
+    streams: RandomStreams,
 ) -> Checkpoint | None:
     """Restore a run saved by ``save_checkpoint`` (its random streams too, where it saved them);
     None when the directory holds none."""
@@ -186,9 +185,9 @@ def load_checkpoint(
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    if streams is not None and "rng" in meta["state"]:
+    if "rng" in meta["state"]:
         streams.restore(meta["state"]["rng"], tensors)
-    elif streams is not None:  # a checkpoint from before random state was saved: fresh, but reproducible
+    else:  # a checkpoint from before random state was saved: fresh, but reproducible
         streams.reseed(streams.seed + meta["step"])
     return Checkpoint(step=meta["step"], state=meta["state"])
 
@@ -214,12 +213,10 @@ class Run:
     step: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
-    resumed: dict | None = None
-    """The checkpoint state this run resumed from (None for a new run)."""
 
 
 class Trainable(Protocol):
-    """What a trainer brings to ``fit``: the model, its optimizer, and four hooks."""
+    """What a trainer brings to ``fit``: the model, its optimizer, and five hooks."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -227,8 +224,10 @@ class Trainable(Protocol):
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
         """One step's loss to minimise, and figures to show on the progress bar."""
 
-    def evaluate(self, step: int) -> dict:
-        """A record for the run's history; ``"done": True`` in it ends the run."""
+    def evaluate(self, step: int, scheduled: bool) -> dict:
+        """A record for the run's history; ``"done": True`` in it ends the run. ``scheduled`` is
+        False for the extra evaluation of a run that ends between two scheduled ones: it must not
+        change what later steps train on, so that a stopped run resumes as if never stopped."""
 
     def state(self) -> dict:
         """What the trainer needs to resume, as JSON (beside step, seconds, history and config)."""
@@ -265,9 +264,10 @@ def fit(
             run.seconds = time.monotonic() - started
             out_of_time = settings.max_seconds is not None and run.seconds >= settings.max_seconds
             final = run.step == settings.steps or out_of_time or (stop is not None and stop.is_set())
-            if run.step % settings.eval_every == 0 or final:
+            scheduled = run.step % settings.eval_every == 0
+            if scheduled or final:
                 job.model.eval()
-                record = job.evaluate(run.step)
+                record = job.evaluate(run.step, scheduled)
                 final = record.pop("done", False) or final
                 run.history.append({"step": run.step, "seconds": round(time.monotonic() - started, 1), **record})
             if final or time.monotonic() - last_checkpoint > settings.checkpoint_every_s:
@@ -299,7 +299,7 @@ def _resume(job: Trainable, out: Path, streams: RandomStreams) -> Run:
     log.info("resuming at step %d", checkpoint.step)
     job.restore(checkpoint.state)
     state = checkpoint.state
-    return Run(checkpoint.step, state.get("seconds", 0.0), state.get("history", []), resumed=state)
+    return Run(checkpoint.step, state.get("seconds", 0.0), state.get("history", []))
 
 
 def _save(job: Trainable, out: Path, run: Run, streams: RandomStreams, config: dict) -> None:

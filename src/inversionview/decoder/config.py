@@ -54,7 +54,7 @@ class DecoderTrainConfig:
     """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
     verified_queries: int = 0
     """Queries a step (taken from the step's batch) whose decoder samples the probed model verifies;
-    samples inside ε are made more likely, those outside less (``decoder/verified.py``). 0: none.
+    samples inside ε are made more likely, those outside less (``decoder/reward.py``). 0: none.
     Meant for fine-tuning a trained decoder toward precision (with ``init_from`` that decoder)."""
     verified_samples: int = 8
     """Samples drawn for each verified query; their mean reward is the baseline."""

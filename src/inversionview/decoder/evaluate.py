@@ -34,6 +34,11 @@ def heldout_queries(probed: ProbedModel, n: int, seed: int, positions: str = "na
     return queries
 
 
+def query_position_name(probed: ProbedModel, text: str, position: int) -> str | None:
+    """The name of ``text``'s named position ``position`` (None if it has no name)."""
+    return next((name for name, at in probed.task.named_positions(text).items() if at == position), None)
+
+
 @torch.no_grad()
 def query_precisions(
     decoder: Decoder,

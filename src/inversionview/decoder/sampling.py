@@ -98,7 +98,8 @@ def sequence_log_probs(
     """Decoder log-probability of each whole input, EOS included, given its own activation
     (N, d) and site (N,), with gradient: (N,)."""
     targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(decoder.device)
-    logits = decoder(ids[:, :-1].to(decoder.device), activation.float().to(decoder.device), site_ids)  # (N, T-1, V)
+    device = decoder.device
+    logits = decoder(ids[:, :-1].to(device), activation.float().to(device), site_ids.to(device))  # (N, T-1, V)
     token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")  # (N, T-1)
     return -token_loss.sum(-1)
 

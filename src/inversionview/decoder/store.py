@@ -31,6 +31,15 @@ def save_decoder(decoder: Decoder, directory: Path, probed: ProbedModel, provena
     return content_hash
 
 
+def saved_decoder_config(directory: Path) -> DecoderConfig:
+    """The shape of the decoder saved in ``directory`` (its ``decoder.json``)."""
+    meta = read_json(directory / DECODER_CONFIG_FILE, "decoder config")
+    try:
+        return DecoderConfig.from_dict(meta["config"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"decoder config {directory / DECODER_CONFIG_FILE} is incomplete ({exc})") from None
+
+
 def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
     """Load a decoder for ``probed``: from ``directory``, or the bundled one when None; it lives on
     the probed model's device.
@@ -52,11 +61,7 @@ def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
             f"decoder {path} was trained for another probed model "
             f"(hash {str(meta.get('probed_hash'))[:12]}…, this one is {probed.content_hash[:12]}…)"
         )
-    try:
-        config = DecoderConfig.from_dict(meta["config"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"decoder config {path / DECODER_CONFIG_FILE} is incomplete ({exc})") from None
-    decoder = Decoder(config)
+    decoder = Decoder(saved_decoder_config(path))
     tensors = load_tensors(path / WEIGHTS_FILE, "decoder weights", meta.get("content_hash"))
     missing, unexpected = decoder.load_state_dict(tensors, strict=False)
     if missing or unexpected:

@@ -92,9 +92,8 @@ class ActivationStream:
         scores = torch.rand(len(source), width, generator=generator).masked_fill(~away[source], -1.0)
         return torch.where(away[source].any(-1), scores.argmax(-1), fallback)
 
-    def _positions(self, texts, lengths, source, patterns, generator) -> torch.Tensor:
-        """One query position per example (B,), by the config's position mode, a share at BOS."""
-        mode, head = parse_position_mode(self.config.positions, self.probed)
+    def _positions(self, mode: str, head, texts, lengths, source, patterns, generator) -> torch.Tensor:
+        """One query position per example (B,), by the position ``mode``, a share at BOS."""
         batch = source.shape[0]
         # Text tokens are positions 1 .. length-2 (BOS first, EOS last).
         positions = 1 + (torch.rand(batch, generator=generator) * (lengths[source] - 2)).long()
@@ -114,14 +113,14 @@ class ActivationStream:
         """(inputs (B, T-1), activations (B, d), site ids (B,), targets (B, T-1))."""
         texts = self._texts()
         ids, lengths = self.probed.encode_batch(texts)
-        _, head = parse_position_mode(self.config.positions, self.probed)
+        mode, head = parse_position_mode(self.config.positions, self.probed)  # the config may change between batches
         attention_layers = (head[0],) if head else ()
         acts, patterns = self.probed.activations(ids, self.sites, attention_layers=attention_layers)
         stacked = torch.stack([acts[s] for s in self.sites])  # (S, n_texts, T, d)
         per_input = self.config.queries_per_input
         source = torch.arange(len(texts)).repeat_interleave(per_input)[: self.config.batch_size]  # (B,) text of each
         site_ids = torch.multinomial(self.site_weights, source.shape[0], replacement=True, generator=generator)
-        positions = self._positions(texts, lengths, source, patterns, generator)
+        positions = self._positions(mode, head, texts, lengths, source, patterns, generator)
         activation = stacked[site_ids, source, positions].float()  # (B, d), float32 whatever the model's dtype
         ids, lengths = ids[source], lengths[source]
         return ids[:, :-1], activation, site_ids, next_token_targets(ids, lengths)

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 
 from inversionview.decoder.build import decoder_sites, is_decoder_directory, new_decoder, site_scales
 from inversionview.decoder.config import DEFAULT_BATCH_SIZE, DecoderTrainConfig
-from inversionview.decoder.evaluate import heldout_queries, query_precisions
+from inversionview.decoder.evaluate import heldout_queries, query_position_name, query_precisions
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.reward import reward_loss
-from inversionview.decoder.store import load_decoder, save_decoder
+from inversionview.decoder.store import save_decoder, saved_decoder_config
 from inversionview.decoder.stream import ActivationStream, parse_position_mode
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
@@ -30,12 +30,7 @@ from inversionview.training import LoopSettings, RandomStreams, Run, check_run, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DecoderTrainConfig", "train_decoder", "query_position_name"]
-
-
-def query_position_name(probed: ProbedModel, text: str, position: int) -> str | None:
-    """The name of ``text``'s named position ``position`` (None if it has no name)."""
-    return next((name for name, at in probed.task.named_positions(text).items() if at == position), None)
+__all__ = ["DecoderTrainConfig", "train_decoder"]
 
 
 class DecoderTraining:
@@ -99,7 +94,7 @@ class DecoderTraining:
             weakness = [1.0 - by_position[n] if n in by_position else mean_weakness for n in names]
             self.stream.position_weights = torch.tensor(weakness) + floor
 
-    def evaluate(self, step: int) -> dict:
+    def evaluate(self, step: int, scheduled: bool) -> dict:
         per_query = self._precisions(step)
         precision = {site.name: float(row.mean()) for site, row in zip(self.sites, per_query)}
         names = self.probed.task.query_position_names()
@@ -108,7 +103,8 @@ class DecoderTraining:
             for name in names
             if name in self.eval_names
         }
-        self._reweight(per_query, by_position)
+        if scheduled:  # a run stopped between evaluations trains on as if it had not been stopped
+            self._reweight(per_query, by_position)
         mean = sum(precision.values()) / len(precision)
         loss = self.reconstruction.item()
         sites = " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items())
@@ -187,12 +183,12 @@ def train_decoder(
     it was started with (``resolved_config``), so a run can be extended, on another machine too.
     """
     out = Path(out)
-    config = resolved_config(probed, config, out)
     resuming = saved_config(out) is not None
+    config = resolved_config(probed, config, out)
     streams = RandomStreams.seeded(config.seed)
-    # A resumed run rebuilds the decoder it saved (its weights then come from the checkpoint); where a
-    # new run's weights start (--init-from) matters no more, and may be gone.
-    decoder = load_decoder(out, probed) if resuming else new_decoder(probed, **config.shape())
+    # A resumed run rebuilds the decoder it saved, whose weights then come from the checkpoint; where
+    # a new run's weights start (--init-from) matters no more, and may be gone.
+    decoder = Decoder(saved_decoder_config(out)) if resuming else new_decoder(probed, **config.shape())
     decoder = decoder.to(probed.device)  # before the optimizer, whose state follows the weights
     # The recipe records the shape that was built, which an --init-from source decides.
     built = {k: v for k, v in asdict(decoder.config).items() if k in config.shape()}
@@ -201,7 +197,12 @@ def train_decoder(
     if not resuming and not is_decoder_directory(config.init_from):  # a trained decoder brings its own scales
         decoder.condition.site_scale.copy_(site_scales(probed, job.sites, streams.data))
     settings = LoopSettings(
-        config.steps, config.lr, config.warmup, config.eval_every, config.checkpoint_every_s, config.max_seconds
+        steps=config.steps,
+        lr=config.lr,
+        warmup=config.warmup,
+        eval_every=config.eval_every,
+        checkpoint_every_s=config.checkpoint_every_s,
+        max_seconds=config.max_seconds,
     )
     fit(job, out, settings, streams, config=asdict(config), desc="train-decoder", progress=progress, stop=stop)
     return decoder

@@ -42,8 +42,6 @@ class ResolvedQuery:
     position: int
     activation: torch.Tensor
     n_positions: int
-    baseline: torch.Tensor
-    """The same site's activation at BOS, which sees nothing of the input: no information."""
 
 
 def resolve_query(probed: ProbedModel, text: str, position: int, site: str | Site, metric: str) -> ResolvedQuery:
@@ -57,8 +55,7 @@ def resolve_query(probed: ProbedModel, text: str, position: int, site: str | Sit
         raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
     n_positions = len(probed.task.encode(text)) - 1  # BOS and the text tokens
     position = resolve_position(position, n_positions)
-    activation = query_activation(probed, site, text, position)
-    return ResolvedQuery(site, position, activation, n_positions, query_activation(probed, site, text, 0))
+    return ResolvedQuery(site, position, query_activation(probed, site, text, position), n_positions)
 
 
 def draw_samples(
@@ -108,6 +105,7 @@ def verified_samples(
     decoder: Decoder,
     probed: ProbedModel,
     query: ResolvedQuery,
+    baseline: torch.Tensor,
     ids: torch.Tensor,
     *,
     metric: str,
@@ -116,14 +114,12 @@ def verified_samples(
     noise: float,
 ) -> list[Sample]:
     """Samples ``ids`` (N, max_len), each verified against the query and its tokens valued by how
-    much the query changed their probability against the no-information baseline."""
+    much the query changed their probability against the no-information ``baseline`` activation."""
     task, tokenizer = probed.task, probed.task.tokenizer
     distances = verify_ids(probed, query.site, ids, query.activation, metric)
     best, best_at = best_positions(distances)
     sid = site_index(decoder, query.site)
-    change = token_probabilities(decoder, ids, query.activation, sid) - token_probabilities(
-        decoder, ids, query.baseline, sid
-    )
+    change = token_probabilities(decoder, ids, query.activation, sid) - token_probabilities(decoder, ids, baseline, sid)
     lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
     samples = []
     for row in range(ids.shape[0]):
@@ -176,13 +172,14 @@ def invert(
         raise UserError("--epsilon must not be negative")
     query = resolve_query(probed, text, position, site, metric)
     schedule = schedule or parse_schedule("auto")
+    baseline = query_activation(probed, query.site, text, 0)  # BOS sees nothing: no information
     generator = torch.Generator().manual_seed(seed)
     draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
     results = [
         sample
         for ids, temperature, noise in list(draws)
         for sample in verified_samples(
-            decoder, probed, query, ids, metric=metric, epsilon=epsilon, temperature=temperature, noise=noise
+            decoder, probed, query, baseline, ids, metric=metric, epsilon=epsilon, temperature=temperature, noise=noise
         )
     ]
     results.sort(key=lambda s: s.distance)

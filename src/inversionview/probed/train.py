@@ -139,7 +139,7 @@ class ProbedTraining:
         shown = {"loss": f"{self.last_loss:.4f}"}
         return loss, shown if self.accuracy is None else {**shown, "acc": f"{self.accuracy:.3f}"}
 
-    def evaluate(self, step: int) -> dict:
+    def evaluate(self, step: int, scheduled: bool) -> dict:
         self.accuracy = evaluate_probed(self.probed, self.config.eval_size).accuracy
         log.info("step %d loss %.4f held-out accuracy %.4f", step, self.last_loss, self.accuracy)
         done = self.config.stop_at_accuracy is not None and self.accuracy >= self.config.stop_at_accuracy
@@ -179,7 +179,13 @@ def train_probed(
     model.to(resolve_device(device))  # before the optimizer, whose state follows the weights
     probed = ProbedModel(model, task, content_hash="", source=str(out))
     job = ProbedTraining(probed, config, streams)
-    settings = LoopSettings(config.steps, config.lr, config.warmup, config.eval_every, config.checkpoint_every_s)
+    settings = LoopSettings(
+        steps=config.steps,
+        lr=config.lr,
+        warmup=config.warmup,
+        eval_every=config.eval_every,
+        checkpoint_every_s=config.checkpoint_every_s,
+    )
     run = fit(job, out, settings, streams, config=asdict(config), desc="train-probed", progress=progress, stop=stop)
     provenance = {
         "recipe": asdict(config),

@@ -92,6 +92,7 @@ def render_result(result: InversionResult, *, show_colors: bool = True, limit: i
     query_tokens = _token_spans(q.tokens, None, None, q.position, "iv-query", False)
     note = f' <span class="iv-note">{escape(result.annotation)}</span>' if result.annotation else ""
     scale = max(2 * s.epsilon, 1e-9)
+    n_distinct = len(result.unique_samples())
     shown, left_out = shown_rows(result, limit)
     rows = [_eps_line(s.epsilon) if row is EPSILON_LINE else _sample_row(*row, scale, show_colors) for row in shown]
     more = f'<div class="iv-meta">… {left_out} more distinct samples</div>' if left_out else ""
@@ -100,7 +101,7 @@ def render_result(result: InversionResult, *, show_colors: bool = True, limit: i
         f'<div class="iv-head"><span class="iv-tokens">{query_tokens}</span> · position {q.position} '
         f'(<code>{escape(q.tokens[q.position])}</code>) · <span class="iv-site">{escape(q.site)}</span>{note}</div>'
         f'<div class="iv-meta">{s.samples} samples ({escape(s.schedule)}), {s.metric} distance, ε = {s.epsilon:g}: '
-        f"<b>{result.precision:.1%}</b> inside the ε-preimage · {len(result.unique_samples())} distinct · "
+        f"<b>{result.precision:.1%}</b> inside the ε-preimage · {n_distinct} distinct · "
         f"{result.seconds:.2f} s</div>" + "".join(rows) + more + "</div>"
     )
 
