@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -203,6 +203,12 @@ class LoopSettings:
     checkpoint_every_s: float
     max_seconds: float | None = None
     """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
+
+    @classmethod
+    def of(cls, config) -> LoopSettings:
+        """The loop's settings from a trainer's config, which names them alike (``max_seconds``
+        where it has one)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
 
 
 @dataclass

@@ -196,13 +196,14 @@ def train_decoder(
     job = DecoderTraining(probed, config, decoder, streams, out)
     if not resuming and not is_decoder_directory(config.init_from):  # a trained decoder brings its own scales
         decoder.condition.site_scale.copy_(site_scales(probed, job.sites, streams.data))
-    settings = LoopSettings(
-        steps=config.steps,
-        lr=config.lr,
-        warmup=config.warmup,
-        eval_every=config.eval_every,
-        checkpoint_every_s=config.checkpoint_every_s,
-        max_seconds=config.max_seconds,
+    fit(
+        job,
+        out,
+        LoopSettings.of(config),
+        streams,
+        config=asdict(config),
+        desc="train-decoder",
+        progress=progress,
+        stop=stop,
     )
-    fit(job, out, settings, streams, config=asdict(config), desc="train-decoder", progress=progress, stop=stop)
     return decoder

@@ -179,14 +179,16 @@ def train_probed(
     model.to(resolve_device(device))  # before the optimizer, whose state follows the weights
     probed = ProbedModel(model, task, content_hash="", source=str(out))
     job = ProbedTraining(probed, config, streams)
-    settings = LoopSettings(
-        steps=config.steps,
-        lr=config.lr,
-        warmup=config.warmup,
-        eval_every=config.eval_every,
-        checkpoint_every_s=config.checkpoint_every_s,
+    run = fit(
+        job,
+        out,
+        LoopSettings.of(config),
+        streams,
+        config=asdict(config),
+        desc="train-probed",
+        progress=progress,
+        stop=stop,
     )
-    run = fit(job, out, settings, streams, config=asdict(config), desc="train-probed", progress=progress, stop=stop)
     provenance = {
         "recipe": asdict(config),
         "steps": run.step,
