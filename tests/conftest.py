@@ -85,3 +85,23 @@ def tiny_addition_decoder_dir(tiny_addition, tmp_path_factory) -> Path:
     )
     train_decoder(tiny_addition, config, out, progress=False)
     return out
+
+
+@pytest.fixture
+def fake_server(monkeypatch):
+    """Stands in for the page's server process: records how ``view`` starts it (``launched``) and
+    exits at once with ``status``, so that no real server is left behind."""
+
+    class FakeServer:
+        status = 0
+        launched: dict = {}
+
+        def __init__(self, command, env=None, start_new_session=False):
+            FakeServer.launched.update(command=command, env=env, start_new_session=start_new_session)
+            self.pid = 0
+
+        def wait(self, timeout=None):
+            return FakeServer.status
+
+    monkeypatch.setattr("inversionview.views.server.subprocess.Popen", FakeServer)
+    return FakeServer

@@ -3,7 +3,6 @@
 import json
 import shutil
 import socket
-import subprocess
 
 import pytest
 import torch
@@ -260,8 +259,8 @@ def test_view_refuses_a_port_in_use_in_one_line(capsys):
     assert_user_error(code, err, f"port {port} on 127.0.0.1 is in use")
 
 
-def test_view_reports_a_server_that_fails(capsys, monkeypatch):
-    monkeypatch.setattr(subprocess, "run", lambda command, env, check: subprocess.CompletedProcess(command, 1))
+def test_view_reports_a_server_that_fails(capsys, fake_server):
+    fake_server.status = 1
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]

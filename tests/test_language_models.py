@@ -309,3 +309,25 @@ def test_hugging_face_dataset_as_a_data_source(tiny_lm_dir, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     assert train_decoder_on(tiny_lm_dir, dataset="toy/ioi", steps=1, out=tmp_path / "y") == 2
     assert "pip install datasets" in capsys.readouterr().err
+
+
+def test_free_text_commands_take_the_corpus_they_ask_for(tiny_lm_dir, corpus_file, capsys):
+    """`evaluate` on a free-text model needs inputs: it names the option it has, and takes it."""
+    assert main(cli_args("evaluate", probed=tiny_lm_dir, n=5)) == 2
+    err = capsys.readouterr().err
+    assert "pass --corpus FILE" in err
+    assert main(cli_args("evaluate", probed=tiny_lm_dir, corpus=corpus_file, n=20, json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 20
+    with pytest.raises(SystemExit):
+        main(["exact", "--help"])
+    assert "--corpus" in capsys.readouterr().out
+
+
+def test_non_ascii_text_is_shown_whole_although_its_bytes_are_split_over_tokens(tiny_lm_dir, capsys):
+    probed = load_probed(str(tiny_lm_dir))
+    ids = probed.task.tokenizer.encode("Größe")
+    assert any("\ufffd" in probed.task.tokenizer._tok.decode([i]) for i in ids)  # ö's bytes are split
+    assert "".join(probed.query_tokens("Größe")[1:]) == "Größe"
+    assert main(cli_args("tokens", probed=tiny_lm_dir, input="Größe", json=True)) == 0
+    shown = [t["token"] for t in json.loads(capsys.readouterr().out)["tokens"]]
+    assert "".join(shown[1:]) == "Größe" and not any("\ufffd" in t for t in shown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from inversionview.decoder.store import load_decoder
 from inversionview.inversion.invert import invert
 from inversionview.probed import load_probed
 from inversionview.views.html_render import render_result
-from inversionview.views.server import SETTINGS_VARIABLE, is_loopback
+from inversionview.views.rows import shown_rows
+from inversionview.views.server import SETTINGS_VARIABLE, is_loopback, port_in_use
 from tests.browser import chromium
 
 APP = Path(__file__).resolve().parents[1] / "src" / "inversionview" / "views" / "app.py"
@@ -56,8 +58,26 @@ def test_page_reads_an_input_at_a_chosen_site_and_position():
     probed = load_probed("counting")
     result = invert(probed, load_decoder(None, probed), "vvzccvczvv|v:5", 13, "blocks.0.hook_resid_pre", samples=100)
     assert without_timing(render_result(result)) in without_timing(page)
-    assert page.count('class="iv-row') == min(60, len(result.unique_samples())) > 3
-    assert page.count('class="iv-eps"') == 1
+    shown, counts = shown_rows(result, 60)
+    assert page.count('class="iv-row') == len(shown) - 1 > 3  # every row but the ε line
+    assert counts.outside > 0 and page.count('iv-row iv-out"') == min(counts.outside, 15)  # both sides of ε are shown
+    assert page.count('class="iv-eps"') == 1 and 'class="iv-legend"' in page
+
+
+def test_a_repeated_reading_comes_from_the_cache(monkeypatch):
+    """Streamlit runs the page's script afresh on every interaction; a reading it has made is not
+    made again (the cache's keys must survive the rerun), and comes back within 0.3 s."""
+    import inversionview.inversion.invert as reading_module
+
+    calls = []
+    real = reading_module.invert
+    monkeypatch.setattr(reading_module, "invert", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    at = open_page("abcabcab|b:3")
+    assert not at.exception and calls
+    made = len(calls)
+    started = time.perf_counter()
+    at.run()
+    assert len(calls) == made and time.perf_counter() - started <= 0.3
 
 
 def test_page_shows_a_message_for_bad_input():
@@ -82,7 +102,9 @@ def test_loopback_check_and_refusal(capsys):
     assert "--allow-remote" in err and len(err.strip().splitlines()) == 1
 
 
-def test_page_loads_the_command_lines_model_with_its_options(tiny_probed_dir, tiny_decoder_dir, tmp_path, monkeypatch):
+def test_page_loads_the_command_lines_model_with_its_options(
+    tiny_probed_dir, tiny_decoder_dir, tmp_path, monkeypatch, fake_server
+):
     """`view --probed HF_DIR --task … --vocab …`: a model without inversionview.json reaches the page
     with the options that load it (the environment `view` builds is the one the page reads)."""
     import shutil
@@ -92,17 +114,11 @@ def test_page_loads_the_command_lines_model_with_its_options(tiny_probed_dir, ti
     plain = tmp_path / "hf"
     shutil.copytree(tiny_probed_dir, plain)
     (plain / PROBED_META_FILE).unlink()
-    launched = {}
-
-    def launch(command, env, check):  # records the page's environment instead of starting it
-        launched.update(env=env)
-        return subprocess.CompletedProcess(command, 0)
-
-    monkeypatch.setattr(subprocess, "run", launch)
     vocab = ["--task", "counting", "--vocab", "abcdefghijklmnopqrstuvwxyz123456789|:BEP", "--bos", "B", "--eos", "E"]
     options = [*vocab, "--pad", "P", "--device", "cpu"]
     assert main(["view", "--probed", str(plain), "--decoder", str(tiny_decoder_dir), *options]) == 0
-    monkeypatch.setenv(SETTINGS_VARIABLE, launched["env"][SETTINGS_VARIABLE])
+    assert "--client.toolbarMode" in fake_server.launched["command"]  # no Deploy button
+    monkeypatch.setenv(SETTINGS_VARIABLE, fake_server.launched["env"][SETTINGS_VARIABLE])
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     at.slider[0].set_value(50)
@@ -117,29 +133,72 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def servers_on(port: int) -> list[int]:
+    """Processes whose command line serves ``port`` (the page's Streamlit server among them)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(port).encode() in args and any(b"streamlit" in a or b"inversionview" in a for a in args):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def wait_until_served(url: str, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the viewer did not start within {seconds:.0f} s")
+
+
+def assert_stopped_within(port: int, seconds: float) -> None:
+    """The port is free and no process serves it any more, within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not servers_on(port) and not port_in_use("127.0.0.1", port):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the page's server outlived its command: {servers_on(port)} still serve port {port}")
+
+
+def start_view(port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "inversionview.cli", "view", "--port", str(port)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 @pytest.fixture()
 def server():
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inversionview.cli", "view", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process = start_view(port)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the viewer did not start within 90 s")
-        yield url
+        wait_until_served(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=20)
+        assert_stopped_within(port, 5)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_view_stops_its_server_on_sigterm_and_ctrl_c(stop):
+    """`kill PID` or Ctrl-C on `inversionview view` stops the Streamlit server it started (which
+    ignores SIGTERM itself) and frees the port within 5 s."""
+    port = _free_port()
+    process = start_view(port)
+    try:
+        wait_until_served(f"http://127.0.0.1:{port}")
+        assert len(servers_on(port)) == 2  # the command and its server
+        process.send_signal(stop)
+        assert_stopped_within(port, 5)
+        assert process.wait(timeout=5) in (0, 130)
+    finally:
+        process.kill()
 
 
 def test_page_in_a_real_browser(server, tmp_path):
@@ -190,6 +249,9 @@ def test_report_opens_offline_with_the_same_samples(tmp_path, capsys):
             row.find_element(By.CSS_SELECTOR, ".iv-tokens").text
             for row in views[1].find_elements(By.CSS_SELECTOR, ".iv-row")
         ]
-        expected = [sample.text for sample, _ in result.unique_samples()[: len(shown)]]
-        assert shown == expected and len(shown) > 5
+        rows, counts = shown_rows(result, 60)
+        expected = [row[0].text for row in rows if row is not None]  # the ε line is not a sample row
+        assert shown == expected and len(shown) > 5 and counts.outside > 0
+        title = driver.find_element(By.TAG_NAME, "h2").text
+        assert "position 13" in title and "position 13" in views[1].text  # -2 resolved alike in both
         assert len(views[1].find_elements(By.CSS_SELECTOR, ".iv-eps")) == 1

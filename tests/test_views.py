@@ -7,7 +7,8 @@ import pytest
 
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.views.cache import LeastRecentlyUsed
-from inversionview.views.rows import EPSILON_LINE, shown_rows
+from inversionview.views.html_render import CSS, render_result
+from inversionview.views.rows import EPSILON_LINE, SideCounts, shown_rows, side_summary
 from inversionview.views.server import ViewerSettings
 
 
@@ -21,15 +22,40 @@ def reading(distances: list[float], epsilon: float = 0.1) -> InversionResult:
     return InversionResult(Query("q", ["B", "q"], 1, "site"), settings, samples, inside, 0.0)
 
 
-def test_the_epsilon_line_sits_before_the_first_sample_outside():
-    rows, left_out = shown_rows(reading([0.0, 0.05, 0.2, 0.3]), limit=10)
-    assert [row if row is EPSILON_LINE else row[0].text for row in rows] == ["s0", "s1", EPSILON_LINE, "s2", "s3"]
-    assert left_out == 0
+def texts(rows) -> list:
+    return [row if row is EPSILON_LINE else row[0].text for row in rows]
 
 
-def test_the_epsilon_line_closes_a_view_of_samples_all_inside_and_says_what_is_left_out():
-    rows, left_out = shown_rows(reading([0.0, 0.01, 0.02, 0.5]), limit=2)
-    assert rows[-1] is EPSILON_LINE and len(rows) == 3 and left_out == 2
+def test_a_view_shows_both_sides_of_epsilon_with_the_line_between():
+    rows, counts = shown_rows(reading([0.0, 0.05, 0.2, 0.3]), limit=10)
+    assert texts(rows) == ["s0", "s1", EPSILON_LINE, "s2", "s3"]
+    assert counts == SideCounts(inside=2, outside=2, inside_hidden=0, outside_hidden=0)
+
+
+def test_the_nearest_non_members_keep_their_rows_however_many_members_there_are():
+    """The problem as found: 60 rows of members, the ε line under them, and no non-member shown."""
+    result = reading([0.01 * i for i in range(10)] + [0.2 + 0.01 * i for i in range(5)])
+    rows, counts = shown_rows(result, limit=8)  # a quarter of the rows go to the outside by default
+    assert texts(rows) == ["s0", "s1", "s2", "s3", "s4", "s5", EPSILON_LINE, "s10", "s11"]
+    assert (counts.inside_hidden, counts.outside_hidden) == (4, 3)
+    rows, _ = shown_rows(result, limit=8, outside=0)
+    assert texts(rows)[-1] is EPSILON_LINE and len(rows) == 9
+    rows, _ = shown_rows(reading([0.0] + [0.2 + 0.01 * i for i in range(10)]), limit=8)
+    assert texts(rows)[:2] == ["s0", EPSILON_LINE] and len(rows) == 9  # rows one side does not need go to the other
+
+
+def test_a_view_with_no_sample_outside_says_so_plainly():
+    rows, counts = shown_rows(reading([0.0, 0.01, 0.02]), limit=10)
+    assert texts(rows) == ["s0", "s1", "s2", EPSILON_LINE]
+    assert "no sample fell outside" in side_summary(counts)
+    html = render_result(reading([0.0, 0.01, 0.02]))
+    assert "no sample fell outside" in html and 'class="iv-legend"' in html
+
+
+def test_the_html_view_has_a_legend_and_wraps_long_samples():
+    html = render_result(reading([0.0, 0.3]))
+    assert "more / less likely" in html and "ε = 0.1: members above, non-members below" in html
+    assert "white-space: pre-wrap" in CSS and "overflow-wrap: anywhere" in CSS
 
 
 def test_the_reading_cache_keeps_at_most_its_bound_dropping_the_least_recently_used():

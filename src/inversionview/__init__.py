@@ -7,24 +7,33 @@ result = invert(probed, load_decoder(None, probed), "vvzccvczvv|v:5", -2, "block
 
 A decoder for your own model: ``train_decoder(probed, DecoderTrainConfig(steps=2000), "runs/mine")``
 (for a free-text model, ``probed.use_corpus("corpus.txt")`` first).
+
+The names below are imported when first used, so that ``import inversionview.cli`` (and
+``inversionview --help``) does not pay for torch and transformers.
 """
 
-from inversionview.decoder.store import load_decoder
-from inversionview.decoder.train import DecoderTrainConfig, train_decoder
-from inversionview.errors import UserError
-from inversionview.inversion.invert import invert
-from inversionview.inversion.result import InversionResult, Query, Sample, Settings
-from inversionview.probed import load_probed
+from importlib import import_module
 
-__all__ = [
-    "DecoderTrainConfig",
-    "InversionResult",
-    "Query",
-    "Sample",
-    "Settings",
-    "UserError",
-    "invert",
-    "load_decoder",
-    "load_probed",
-    "train_decoder",
-]
+_PUBLIC = {
+    "DecoderTrainConfig": "inversionview.decoder.config",
+    "InversionResult": "inversionview.inversion.result",
+    "Query": "inversionview.inversion.result",
+    "Sample": "inversionview.inversion.result",
+    "Settings": "inversionview.inversion.result",
+    "UserError": "inversionview.errors",
+    "invert": "inversionview.inversion.invert",
+    "load_decoder": "inversionview.decoder.store",
+    "load_probed": "inversionview.probed.model",
+    "train_decoder": "inversionview.decoder.train",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'inversionview' has no attribute {name!r}")
+    return getattr(import_module(_PUBLIC[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -23,6 +23,7 @@ SCHEDULE_HELP = (
     "'auto'; 'distinct' (without replacement: every sample a different input); "
     "or TEMPERATURE:NOISE pairs, e.g. 1:0,0.5:0,1:0.05"
 )
+RESUME_HINT = "interrupted; the run resumes from its last checkpoint with the same command"
 TEMPERATURE_HELP = "use this one temperature and no noise (with --schedule distinct: its temperature, default 1)"
 LOAD_OPTIONS = ("task", "vocab", "bos", "eos", "pad", "allow_pickle", "dtype", "device")
 
@@ -62,7 +63,10 @@ def _load_probed(args: argparse.Namespace):
     from inversionview.probed import load_probed
 
     _set_threads(args.threads)
-    return load_probed(args.probed or bundled.DEFAULT, **_load_options(args))
+    probed = load_probed(args.probed or bundled.DEFAULT, **_load_options(args))
+    if args.corpus is not None or args.dataset is not None:
+        probed.use_corpus(args.corpus, dataset=args.dataset, field=args.dataset_field)
+    return probed
 
 
 def _set_threads(threads: int | None) -> None:
@@ -72,18 +76,32 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+PROGRESS_AFTER_SECONDS = 2.0
+"""Work that lasts longer than this shows a bar with its estimate on a terminal, updated twice a second."""
+LOGGED_PROGRESS_SECONDS = 10.0
+"""When stderr is a file (a log), the bar's first line and each next one come this far apart."""
+
+
 @contextmanager
 def _progress_bar(description: str, unit: str) -> Iterator:
-    """A progress callback drawing a bar on stderr (silent when stderr is no terminal)."""
+    """A progress callback drawing a bar with its time estimate on stderr, once the work has taken a
+    few seconds (``PROGRESS_AFTER_SECONDS``, or ``LOGGED_PROGRESS_SECONDS`` when stderr is no terminal)."""
     from tqdm import tqdm
 
-    with tqdm(desc=description, unit=unit, disable=not sys.stderr.isatty(), leave=False) as bar:
+    delay, interval = (PROGRESS_AFTER_SECONDS, 0.5) if sys.stderr.isatty() else (LOGGED_PROGRESS_SECONDS,) * 2
+    options = {"mininterval": interval, "delay": delay, "leave": False, "file": sys.stderr}
+    with tqdm(desc=description, unit=unit, **options) as bar:
 
         def update(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         yield update
+
+
+def _report_training() -> None:
+    """Training logs each evaluation (and, for a decoder, what its precision means): show them."""
+    logging.getLogger("inversionview").setLevel(logging.INFO)
 
 
 def _say_if_stopped(stop, out: Path) -> None:
@@ -96,6 +114,7 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.training import stop_requests
 
     _set_threads(args.threads)
+    _report_training()
     recipe = recipe_for(args.task_name, seed=args.seed, steps=args.steps)
     with stop_requests() as stop:
         probed = train_probed(recipe, args.out, device=args.device, stop=stop)
@@ -119,14 +138,41 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     from inversionview.training import stop_requests
 
     probed = _load_probed(args)
-    if args.corpus is not None or args.dataset is not None:
-        probed.use_corpus(args.corpus, dataset=args.dataset, field=args.dataset_field)
+    _report_training()
     given = {f.name: getattr(args, f.name) for f in fields(DecoderTrainConfig) if hasattr(args, f.name)}
     config = DecoderTrainConfig(**{name: value for name, value in given.items() if value is not None})
     with stop_requests() as stop:
         train_decoder(probed, config, args.out, stop=stop)
     print(f"saved decoder to {args.out}")
     _say_if_stopped(stop, args.out)
+
+
+QUICK_SAMPLES = 20_000
+"""Readings of up to this many samples start at once; larger ones are timed first."""
+LONG_READING_SECONDS = 600.0
+
+
+def _check_cost(args: argparse.Namespace, probed, decoder, sites: list[str], options: dict) -> None:
+    """Refuse, with its estimate, a reading that would run far longer than minutes (unless --yes)."""
+    from inversionview.inversion.invert import estimated_seconds
+
+    if args.samples <= QUICK_SAMPLES:
+        return
+    rest = {key: value for key, value in options.items() if key != "samples"}
+    one_site = estimated_seconds(decoder, probed, args.input, args.position, sites[0], args.samples, **rest)
+    seconds = len(sites) * one_site
+    if seconds > LONG_READING_SECONDS and not args.yes:
+        raise UserError(
+            f"--samples {args.samples:,} would take about {_duration(seconds)} here (timed on a few samples); "
+            "ask for fewer, or pass --yes to go ahead"
+        )
+    print(f"about {_duration(seconds)} of sampling", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _invert_each(args: argparse.Namespace, sites: list[str]) -> list:
@@ -139,6 +185,7 @@ def _invert_each(args: argparse.Namespace, sites: list[str]) -> list:
     decoder = load_decoder(args.decoder, probed)
     options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
     options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
+    _check_cost(args, probed, decoder, sites, options)
     results = []
     for site in sites:
         with _progress_bar(f"sampling {site}", "sample") as progress:
@@ -155,7 +202,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        render(result, Console(), limit=args.limit, show_colors=not args.no_color)
+        render(result, Console(), limit=args.limit, outside=args.outside, show_colors=not args.no_color)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -163,7 +210,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     check_report_path(args.output)
     results = _invert_each(args, args.site)
-    write_report(results, args.output, show_colors=not args.no_color, limit=args.limit)
+    write_report(results, args.output, show_colors=not args.no_color, limit=args.limit, outside=args.outside)
     print(f"wrote {args.output} ({len(results)} site{'s' * (len(results) > 1)})")
 
 
@@ -215,6 +262,16 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
+def cmd_tokens(args: argparse.Namespace) -> None:
+    tokens = _load_probed(args).query_tokens(args.input)
+    if args.json:
+        print(json.dumps({"input": args.input, "tokens": [{"position": i, "token": t} for i, t in enumerate(tokens)]}))
+        return
+    print("position  from end  token")
+    for position, token in enumerate(tokens):
+        print(f"{position:8d}  {position - len(tokens):8d}  {token}")
+
+
 def cmd_view(args: argparse.Namespace) -> None:
     from inversionview import bundled
     from inversionview.views.server import ViewerSettings, check_address, serve
@@ -263,6 +320,10 @@ def _probed_options() -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
     group.add_argument("--device", default="auto", help=DEVICE_HELP)
     group.add_argument("--threads", type=_whole_number(1), help="CPU threads for torch (default: torch's choice)")
+    data = group.add_mutually_exclusive_group()
+    data.add_argument("--corpus", type=Path, help="free-text models: inputs from this file (one a line, or JSONL)")
+    data.add_argument("--dataset", help="free-text models: inputs from this Hugging Face dataset, NAME or NAME:SPLIT")
+    group.add_argument("--dataset-field", default="text", help="the dataset's text column")
     return parent
 
 
@@ -282,8 +343,19 @@ def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) ->
 def _sampling_options(parser: argparse.ArgumentParser, samples: int) -> None:
     parser.add_argument("--decoder", help="decoder directory (default: the bundled one)")
     parser.add_argument("--samples", type=_whole_number(1), default=samples)
+    parser.add_argument("--yes", action="store_true", help="go ahead with a reading estimated to take over 10 minutes")
     parser.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
     parser.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+
+
+def _view_options(parser: argparse.ArgumentParser, limit: int) -> None:
+    parser.add_argument("--limit", type=_whole_number(1), default=limit, help="distinct samples to show")
+    parser.add_argument(
+        "--outside",
+        type=_whole_number(0),
+        help="of those, how many of the nearest outside ε to show (default: a quarter of --limit)",
+    )
+    parser.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
 
 
 def _add_train_probed(commands) -> None:
@@ -294,7 +366,7 @@ def _add_train_probed(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_whole_number(1), help="CPU threads for torch")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.set_defaults(run=cmd_train_probed)
+    p.set_defaults(run=cmd_train_probed, interrupted=RESUME_HINT)
 
 
 def _add_evaluate(commands, probed) -> None:
@@ -345,30 +417,32 @@ def _add_train_decoder(commands, probed) -> None:
         help="added to each site's and named position's 1 - precision to give its share of the steps (0.2); "
         "smaller spends more of them on the weakest",
     )
-    data = p.add_mutually_exclusive_group()
-    data.add_argument("--corpus", type=Path, help="text (one input a line) or JSONL file for free-text models")
-    data.add_argument("--dataset", help="Hugging Face dataset NAME or NAME:SPLIT for free-text models")
-    p.add_argument("--dataset-field", default="text", help="the dataset's text column")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=cmd_train_decoder)
+    p.set_defaults(run=cmd_train_decoder, interrupted=RESUME_HINT)
 
 
 def _add_readings(commands, probed) -> None:
     p = commands.add_parser("invert", parents=[probed], help="sample and verify the ε-preimage of one activation")
     _query_options(p)
     _sampling_options(p, samples=1000)
-    p.add_argument("--limit", type=_whole_number(1), default=40, help="distinct samples to show")
-    p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+    _view_options(p, limit=40)
     p.set_defaults(run=cmd_invert)
 
     help_text = "write readings at one or more sites as a self-contained HTML file"
     p = commands.add_parser("report", parents=[probed], help=help_text)
     _query_options(p, many_sites=True)
     _sampling_options(p, samples=1000)
-    p.add_argument("--limit", type=_whole_number(1), default=60, help="distinct samples to show")
-    p.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+    _view_options(p, limit=60)
     p.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
     p.set_defaults(run=cmd_report)
+
+
+def _add_tokens(commands, probed) -> None:
+    help_text = "list an input's positions and tokens as a reading sees them (BOS = 0, then from the end)"
+    p = commands.add_parser("tokens", parents=[probed], help=help_text)
+    p.add_argument("--input", required=True, help="the input to list")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_tokens)
 
 
 def _add_exact(commands, probed) -> None:
@@ -415,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands, probed)
     _add_train_decoder(commands, probed)
     _add_readings(commands, probed)
+    _add_tokens(commands, probed)
     _add_exact(commands, probed)
     _add_view_and_demo(commands, probed)
     return parser
@@ -423,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    args = None
     try:
         args = build_parser().parse_args(argv)
         from transformers.utils import logging as hf_logging
@@ -434,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; training resumes from its last checkpoint", file=sys.stderr)
+        print(getattr(args, "interrupted", "interrupted"), file=sys.stderr)
         return 130
     return 0
 

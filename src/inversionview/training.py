@@ -192,6 +192,10 @@ def load_checkpoint(
     return Checkpoint(step=meta["step"], state=meta["state"])
 
 
+MAX_WARMUP_SHARE = 10
+"""A run's learning-rate warm-up is at most 1/10 of its steps: a short run must not end still warming up."""
+
+
 @dataclass
 class LoopSettings:
     """The shape of a run: how long, how fast it learns, how often it is measured and saved."""
@@ -207,8 +211,10 @@ class LoopSettings:
     @classmethod
     def of(cls, config) -> LoopSettings:
         """The loop's settings from a trainer's config, which names them alike (``max_seconds``
-        where it has one)."""
-        return cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
+        where it has one). Warm-up never takes more than a tenth of the run."""
+        settings = cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
+        settings.warmup = min(settings.warmup, settings.steps // MAX_WARMUP_SHARE)
+        return settings
 
 
 @dataclass
@@ -261,7 +267,8 @@ def fit(
     saved) at the last step, at ``max_seconds``, or when ``stop`` is set."""
     run = _resume(job, out, streams)
     started, last_checkpoint = time.monotonic() - run.seconds, time.monotonic()
-    bar = tqdm(total=settings.steps, initial=run.step, disable=not progress, mininterval=progress_interval(), desc=desc)
+    shown = {"disable": not progress, "mininterval": progress_interval(), "desc": desc, "unit": "step"}
+    bar = tqdm(total=settings.steps, initial=run.step, **shown)
     with bar:
         while run.step < settings.steps:
             bar.set_postfix(_train_step(job, settings, run.step), refresh=False)

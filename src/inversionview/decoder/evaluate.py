@@ -118,3 +118,23 @@ def decoder_precision(
     per_query = torch.stack([query_precisions(decoder, probed, s, chosen, seed=seed, **options) for s in sites])
     by_site = {site.name: float(row.mean()) for site, row in zip(sites, per_query)}
     return DecoderPrecision(by_site, per_query, chosen)
+
+
+USABLE_PRECISION = 0.5
+"""From here half a reading's samples are members: a view shows the preimage well at default settings."""
+LOW_PRECISION = 0.1
+
+
+def precision_verdict(mean: float) -> str:
+    """What a decoder's mean precision means for readings, and how to go on."""
+    if mean >= USABLE_PRECISION:
+        return "usable: most samples of a reading fall inside its ε-preimage"
+    if mean >= LOW_PRECISION:
+        return (
+            "usable with more samples (every sample is verified, so readings stay correct); more --steps "
+            "would sharpen it: the same command with a larger --steps resumes the run"
+        )
+    return (
+        "not usable yet: few samples land inside ε; train on with a larger --steps (the run resumes), "
+        "or on a GPU (--device cuda --batch-size 1024). The bundled decoders took 50,000-100,000 steps"
+    )

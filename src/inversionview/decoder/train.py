@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from inversionview.decoder.build import decoder_sites, is_decoder_directory, new_decoder, site_scales
 from inversionview.decoder.config import DEFAULT_BATCH_SIZE, DecoderTrainConfig
-from inversionview.decoder.evaluate import heldout_queries, query_position_name, query_precisions
+from inversionview.decoder.evaluate import heldout_queries, precision_verdict, query_position_name, query_precisions
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.reward import reward_loss
 from inversionview.decoder.store import save_decoder, saved_decoder_config
@@ -196,14 +196,9 @@ def train_decoder(
     job = DecoderTraining(probed, config, decoder, streams, out)
     if not resuming and not is_decoder_directory(config.init_from):  # a trained decoder brings its own scales
         decoder.condition.site_scale.copy_(site_scales(probed, job.sites, streams.data))
-    fit(
-        job,
-        out,
-        LoopSettings.of(config),
-        streams,
-        config=asdict(config),
-        desc="train-decoder",
-        progress=progress,
-        stop=stop,
-    )
+    loop = {"config": asdict(config), "desc": "train-decoder", "progress": progress, "stop": stop}
+    run = fit(job, out, LoopSettings.of(config), streams, **loop)
+    if run.history:
+        mean = run.history[-1]["mean_precision"]
+        log.info("mean precision %.1f%% at step %d: %s", 100 * mean, run.step, precision_verdict(mean))
     return decoder

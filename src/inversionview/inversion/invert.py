@@ -18,6 +18,7 @@ from inversionview.probed.distance import METRICS, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import query_activation, sequence_lengths, verify_ids
+from inversionview.tasks.tokenizer import display_tokens
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples in all)."""
@@ -129,7 +130,7 @@ def verified_samples(
         samples.append(
             Sample(
                 text=text,
-                tokens=[tokenizer.token_str(t) for t in row_ids],
+                tokens=display_tokens(tokenizer, row_ids),
                 distance=float(best[row]),
                 best_position=int(best_at[row]),
                 in_preimage=bool(best[row] <= epsilon),
@@ -141,6 +142,52 @@ def verified_samples(
             )
         )
     return samples
+
+
+BOUNDARY_PAIRS = ((1.5, 0.1), (2.0, 0.25), (3.0, 0.5))
+"""(temperature, noise) pairs tried in turn, each broader than the last, when no scheduled sample fell
+outside ε: a reading is read by its contrast, so the view needs samples on both sides."""
+
+
+def search_boundary(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    baseline: torch.Tensor,
+    count: int,
+    generator: torch.Generator,
+    *,
+    metric: str,
+    epsilon: float,
+) -> tuple[list[Sample], str]:
+    """Up to ``count`` samples at each of ``BOUNDARY_PAIRS`` in turn, until some fall outside ε; and a
+    sentence on what was found."""
+    found: list[Sample] = []
+    for temperature, noise in BOUNDARY_PAIRS:
+        ids = sample_ids(
+            decoder,
+            probed,
+            query.site,
+            query.activation.expand(count, -1),
+            temperature=temperature,
+            noise=noise,
+            generator=generator,
+        )
+        batch = verified_samples(
+            decoder, probed, query, baseline, ids, metric=metric, epsilon=epsilon, temperature=temperature, noise=noise
+        )
+        for sample in batch:
+            sample.boundary_search = True
+        found += batch
+        if outside := sum(not sample.in_preimage for sample in batch):
+            return found, (
+                f"no scheduled sample fell outside ε; {len(found)} more, drawn at up to T = {temperature:g} with "
+                f"noise {noise:g}, found {outside} outside (they do not count in the precision)"
+            )
+    return found, (
+        f"no sample fell outside ε, nor any of {len(found)} more drawn at up to T = {temperature:g} with noise "
+        f"{noise:g}: few inputs give a different activation here, or ε is wide"
+    )
 
 
 def invert(
@@ -158,48 +205,62 @@ def invert(
     batch_size: int = 500,
     decoder_name: str = "bundled",
     progress: Progress | None = None,
+    find_boundary: bool = True,
 ) -> InversionResult:
     """Sample ``samples`` inputs whose activation at ``site`` should match ``text``'s at ``position``.
 
     Returns every sample with its distance to the query (its best position's), sorted nearest first.
-    ``metric`` and ``epsilon`` default to the probed model's (euclidean and 0.1 unless it says).
+    ``metric`` and ``epsilon`` default to the probed model's (euclidean and 0.1 unless it says). With
+    ``find_boundary``, a reading whose samples all fall inside ε draws more at broader settings
+    (``search_boundary``) so that its view can show the boundary.
     """
     started = time.perf_counter()
     metric, epsilon = probed.distance_settings(metric, epsilon)
     if samples < 1:
         raise UserError("--samples must be at least 1")
-    if epsilon < 0:
-        raise UserError("--epsilon must not be negative")
     query = resolve_query(probed, text, position, site, metric)
     schedule = schedule or parse_schedule("auto")
     baseline = query_activation(probed, query.site, text, 0)  # BOS sees nothing: no information
     generator = torch.Generator().manual_seed(seed)
+    options = {"metric": metric, "epsilon": epsilon}
     draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
     results = [
         sample
-        for ids, temperature, noise in list(draws)
-        for sample in verified_samples(
-            decoder, probed, query, baseline, ids, metric=metric, epsilon=epsilon, temperature=temperature, noise=noise
-        )
+        for ids, t, noise in draws
+        for sample in verified_samples(decoder, probed, query, baseline, ids, temperature=t, noise=noise, **options)
     ]
+    precision = sum(s.in_preimage for s in results) / len(results)
+    boundary_note = None
+    if find_boundary and precision == 1.0:
+        count = max(50, samples // 10)
+        extra, boundary_note = search_boundary(decoder, probed, query, baseline, count, generator, **options)
+        results += extra
     results.sort(key=lambda s: s.distance)
+    pairs = [list(p) for p in schedule.pairs]
     settings = Settings(
-        probed=probed.source,
-        probed_hash=probed.content_hash,
-        decoder=decoder_name,
-        samples=samples,
-        seed=seed,
-        metric=metric,
-        epsilon=epsilon,
-        schedule=schedule.name,
-        schedule_pairs=[list(p) for p in schedule.pairs],
+        probed.source, probed.content_hash, decoder_name, samples, seed, metric, epsilon, schedule.name, pairs
     )
-    tokens = [probed.task.tokenizer.token_str(t) for t in probed.task.encode(text)[:-1]]  # the queryable positions
+    tokens = probed.query_tokens(text)
     return InversionResult(
         query=Query(text=text, tokens=tokens, position=query.position, site=query.site.name),
         settings=settings,
         samples=results,
-        precision=sum(s.in_preimage for s in results) / len(results),
+        precision=precision,
         seconds=round(time.perf_counter() - started, 3),
         annotation=probed.task.annotate(text),
+        boundary_note=boundary_note,
     )
+
+
+TIMED_SAMPLES = 64
+"""Samples a cost estimate times before a long reading."""
+
+
+def estimated_seconds(
+    decoder: Decoder, probed: ProbedModel, text: str, position: int, site: str | Site, samples: int, **options
+) -> float:
+    """About how long ``invert`` with ``samples`` samples (and ``options``) takes here, from timing
+    ``TIMED_SAMPLES`` of them. Reading time grows about linearly with the samples."""
+    started = time.perf_counter()
+    invert(probed, decoder, text, position, site, samples=TIMED_SAMPLES, find_boundary=False, **options)
+    return (time.perf_counter() - started) * samples / TIMED_SAMPLES

@@ -42,6 +42,9 @@ class Sample:
     temperature: float
     noise: float
     annotation: str | None = None
+    boundary_search: bool = False
+    """Drawn by the search for the ε boundary (no scheduled sample fell outside ε); not counted in
+    the reading's precision."""
 
     @property
     def colors(self) -> list[float]:
@@ -61,6 +64,8 @@ class InversionResult:
     seconds: float
     annotation: str | None = None
     """The task's note on the query input itself."""
+    boundary_note: str | None = None
+    """Set when no scheduled sample fell outside ε: what the search for the boundary drew and found."""
 
     @property
     def share_in_preimage(self) -> float:

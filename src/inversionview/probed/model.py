@@ -30,7 +30,7 @@ from inversionview.storage import (
 )
 from inversionview.tasks import CharTokenizer, HFTokenizer, Task, TextTask, get_task, pad_batch, tokenizer_from_dict
 from inversionview.tasks.text import DEFAULT_MAX_LEN, load_corpus, load_dataset_texts
-from inversionview.tasks.tokenizer import has_hf_tokenizer
+from inversionview.tasks.tokenizer import display_tokens, has_hf_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class ProbedModel:
 
     def distance_settings(self, metric: str | None = None, epsilon: float | None = None) -> tuple[str, float]:
         """``(metric, epsilon)``, each taken from this model's defaults where not given."""
+        if epsilon is not None and epsilon < 0:
+            raise UserError("--epsilon must not be negative")
         return metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon
 
     def use_corpus(self, path: str | Path | None = None, *, dataset: str | None = None, field: str = "text") -> None:
@@ -131,6 +133,12 @@ class ProbedModel:
 
     def site(self, name: str) -> Site:
         return parse_site(name, self.n_layers, self.n_heads, resid_mid=self.layout.mid_norm is not None)
+
+    def query_tokens(self, text: str) -> list[str]:
+        """The positions a reading of ``text`` can query, as every view shows them: BOS (position 0),
+        then the text's tokens (EOS is never a query position)."""
+        self.task.validate(text)
+        return display_tokens(self.task.tokenizer, self.task.encode(text)[:-1])
 
     def encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``(B, T)`` (``BOS + text + EOS``, right-padded) and lengths ``(B,)``."""

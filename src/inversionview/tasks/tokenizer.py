@@ -167,6 +167,11 @@ HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
 
 
+REPLACEMENT = "\ufffd"
+"""What a decoder writes for bytes that are not yet a whole UTF-8 character."""
+MAX_UTF8_BYTES = 4
+
+
 class HFTokenizer:
     """A Hugging Face tokenizer from a local directory (byte-level BPE and the like).
 
@@ -206,8 +211,33 @@ class HFTokenizer:
         special = {self.bos_id, self.eos_id, self.pad_id}
         return self._tok.decode([i for i in ids if i not in special])
 
+    def token_strs(self, ids: list[int]) -> list[str]:
+        """Each token's text as ``token_str`` shows it, except that a character whose UTF-8 bytes
+        are split over several tokens (byte-level BPE: ``ö`` may be two) is shown whole on the token
+        that completes it, and as "" on those before."""
+        shown, pending = [], []
+        for token_id in ids:
+            candidate = [*pending, token_id]
+            text = self._tok.decode(candidate)
+            if REPLACEMENT in text and len(candidate) < MAX_UTF8_BYTES and token_id not in (self.bos_id, self.eos_id):
+                shown.append("")
+                pending = candidate
+                continue
+            shown.append("".join(VISIBLE.get(c, c) for c in text) if pending else self.token_str(token_id))
+            pending = []
+        if pending:  # bytes that never completed a character: show what the tokenizer makes of them
+            shown[-1] = self._tok.decode(pending)
+        return shown
+
     def to_dict(self) -> dict:
         return {"kind": "hf", "directory": self.directory}
+
+
+def display_tokens(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
+    """How every view shows the tokens ``ids``: one string a token, non-ASCII text whole."""
+    if isinstance(tokenizer, HFTokenizer):
+        return tokenizer.token_strs(ids)
+    return [tokenizer.token_str(token_id) for token_id in ids]
 
 
 def has_hf_tokenizer(directory: Path) -> bool:

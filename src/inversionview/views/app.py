@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 
-from inversionview import bundled
 from inversionview.decoder.store import load_decoder
 from inversionview.errors import UserError
 from inversionview.inversion.invert import invert
@@ -24,36 +22,10 @@ from inversionview.probed import load_probed
 from inversionview.probed.sites import HEAD_SITE_KIND
 from inversionview.views.cache import LeastRecentlyUsed
 from inversionview.views.html_render import CSS, render_attention, render_result
-from inversionview.views.server import ViewerSettings
+from inversionview.views.rows import default_outside
+from inversionview.views.server import ModelChoice, ViewerSettings, model_choices
 
-
-@dataclass(frozen=True)
-class ModelChoice:
-    label: str
-    probed: str
-    decoder: str | None
-    options: tuple[tuple[str, object], ...] = ()
-    """``load_probed`` options, as (name, value) pairs so that the choice stays hashable."""
-
-
-def model_choices(settings: ViewerSettings) -> list[ModelChoice]:
-    """Bundled models with a decoder, the command line's model, and those in the models folder."""
-    choices = []
-    options = settings.load_options
-    if settings.probed:
-        label = f"command line: {settings.probed}"
-        choices.append(ModelChoice(label, settings.probed, settings.decoder, tuple(sorted(options.items()))))
-    device = (("device", options["device"]),) if "device" in options else ()
-    for name in sorted(bundled.probed_names(), key=lambda n: (n != bundled.DEFAULT, n)):  # the first case study first
-        if bundled.decoder_dir(name) is not None:
-            choices.append(ModelChoice(f"bundled: {name}", name, None, device))
-    folder = settings.models_dir
-    if folder and Path(folder).is_dir():
-        for sub in sorted(Path(folder).iterdir()):
-            if (sub / "probed").is_dir() and (sub / "decoder").is_dir():
-                label, probed, decoder = f"models folder: {sub.name}", str(sub / "probed"), str(sub / "decoder")
-                choices.append(ModelChoice(label, probed, decoder, device))
-    return choices
+SHOWN_ROWS = 60
 
 
 def example_input(task, rng: random.Random, split: str) -> str:
@@ -121,7 +93,7 @@ def attention_html(choice: ModelChoice, text: str, position: int, site_name: str
     ids, _ = probed.encode_batch([text])
     _, patterns = probed.activations(ids, [], attention_layers=(site.layer,))
     weights = patterns[site.layer][0, site.head, position, : position + 1].tolist()
-    tokens = [probed.task.tokenizer.token_str(t) for t in ids[0, : position + 1].tolist()]
+    tokens = probed.query_tokens(text)[: position + 1]
     return render_attention(tokens, weights, position, site.name)
 
 
@@ -133,6 +105,7 @@ class ReadingSettings:
     schedule: str
     seed: int
     show_colors: bool
+    outside: int
 
 
 def sidebar(probed) -> ReadingSettings:
@@ -154,7 +127,14 @@ def sidebar(probed) -> ReadingSettings:
     )
     seed = st.number_input("Seed", min_value=0, value=0, step=1)
     show_colors = st.toggle("Colour tokens by probability change", value=True)
-    return ReadingSettings(metric, float(epsilon), samples, schedule, int(seed), show_colors)
+    outside = st.slider(
+        "Rows outside ε",
+        min_value=0,
+        max_value=60,
+        value=default_outside(SHOWN_ROWS),
+        help=f"of the {SHOWN_ROWS} rows shown, how many go to the nearest samples outside ε",
+    )
+    return ReadingSettings(metric, float(epsilon), samples, schedule, int(seed), show_colors, outside)
 
 
 def input_box(choice: ModelChoice, task) -> str:
@@ -175,7 +155,7 @@ def input_box(choice: ModelChoice, task) -> str:
 def query_picker(probed, text: str) -> tuple[int, str]:
     """The query position (a named one, or a clicked token) and the site (by layer)."""
     task = probed.task
-    tokens = [task.tokenizer.token_str(t) for t in task.encode(text)[:-1]]
+    tokens = probed.query_tokens(text)
     named = task.named_positions(text)
     interest = task.query_positions(text)
     default = interest[-1] if interest else len(tokens) - 1
@@ -247,7 +227,7 @@ def main() -> None:
     except UserError as exc:
         st.error(str(exc))
         return
-    st.html(render_result(result, show_colors=settings.show_colors))
+    st.html(render_result(result, show_colors=settings.show_colors, limit=SHOWN_ROWS, outside=settings.outside))
     saved_views(result, settings.show_colors)
 
 

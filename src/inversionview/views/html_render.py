@@ -12,18 +12,19 @@ from pathlib import Path
 from inversionview.errors import UserError
 from inversionview.inversion.result import InversionResult, Sample
 from inversionview.views.colors import color_rgb, text_rgb
-from inversionview.views.rows import EPSILON_LINE, shown_rows
+from inversionview.views.rows import EPSILON_LINE, hidden_note, shown_rows, side_summary
 
 CSS = """
 .iv-view { font-family: ui-sans-serif, system-ui, sans-serif; font-size: 14px; color: #222; margin: 0 0 18px 0; }
 .iv-head { margin-bottom: 6px; }
 .iv-head .iv-site { font-weight: 600; }
 .iv-meta { color: #666; font-size: 12px; margin-bottom: 8px; }
-.iv-row { display: flex; align-items: center; gap: 8px; padding: 1px 0; }
-.iv-bar { width: 90px; height: 10px; background: #eee; border-radius: 2px; flex: none; }
+.iv-row { display: flex; align-items: flex-start; gap: 8px; padding: 1px 0; }
+.iv-bar { width: 90px; height: 10px; margin-top: 4px; background: #eee; border-radius: 2px; flex: none; }
 .iv-bar > div { height: 100%; background: #4a78b5; border-radius: 2px; }
 .iv-dist { width: 52px; text-align: right; font-variant-numeric: tabular-nums; flex: none; }
-.iv-tokens { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre; }
+.iv-tokens { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre-wrap;
+             overflow-wrap: anywhere; min-width: 0; }
 .iv-tok { padding: 0 1px; border-radius: 2px; }
 .iv-best { outline: 2px solid #111; outline-offset: -1px; font-weight: 700; }
 .iv-query { text-decoration: underline; font-weight: 700; }
@@ -31,6 +32,13 @@ CSS = """
 .iv-eps { border-top: 2px dashed #d08700; margin: 4px 0; position: relative; height: 0; }
 .iv-eps span { position: absolute; right: 0; top: -9px; background: #fff; color: #d08700;
                font-size: 11px; padding: 0 4px; }
+.iv-legend { color: #555; font-size: 12px; margin: 2px 0 8px 0; display: flex; flex-wrap: wrap; gap: 14px; }
+.iv-legend .iv-tok { font-family: ui-monospace, monospace; }
+.iv-eps-key { display: inline-block; width: 28px; margin: 0 4px 3px 0; vertical-align: middle;
+              border-top: 2px dashed #d08700; }
+.iv-bar-key { display: inline-block; vertical-align: middle; width: 40px; height: 10px; background: #eee;
+              border-radius: 2px; }
+.iv-bar-key > span { display: block; width: 50%; height: 100%; background: #4a78b5; border-radius: 2px; }
 .iv-attn td { padding: 0 2px; font-family: ui-monospace, monospace; text-align: center; }
 """
 
@@ -86,23 +94,48 @@ def _eps_line(epsilon: float) -> str:
     return f'<div class="iv-eps" role="separator"><span>ε = {epsilon:g}</span></div>'
 
 
-def render_result(result: InversionResult, *, show_colors: bool = True, limit: int = 60) -> str:
-    """One reading as an HTML fragment: the query, then distinct samples nearest first with the ε line."""
+def legend(epsilon: float, scale: float) -> str:
+    """What the colours, the bar and the dashed line mean."""
+    more, less = color_rgb(0.6), color_rgb(-0.6)
+    return (
+        '<div class="iv-legend">'
+        f'<span><span class="iv-tok" style="background: rgb{more}">red</span> / '
+        f'<span class="iv-tok" style="background: rgb{less}; color: rgb{text_rgb(less)}">blue</span>: '
+        "the query made the token more / less likely than no information did</span>"
+        f'<span><span class="iv-bar-key"><span></span></span> distance to the query (full bar: {scale:g})</span>'
+        f'<span><span class="iv-eps-key"></span>ε = {epsilon:g}: members above, non-members below</span>'
+        '<span><span class="iv-best">x</span> best position</span></div>'
+    )
+
+
+def render_result(
+    result: InversionResult, *, show_colors: bool = True, limit: int = 60, outside: int | None = None
+) -> str:
+    """One reading as an HTML fragment: the query, a legend, then distinct samples on both sides of
+    ε, nearest first (at most ``limit``, ``outside`` of them outside ε: a quarter by default)."""
     q, s = result.query, result.settings
     query_tokens = _token_spans(q.tokens, None, None, q.position, "iv-query", False)
     note = f' <span class="iv-note">{escape(result.annotation)}</span>' if result.annotation else ""
     scale = max(2 * s.epsilon, 1e-9)
-    n_distinct = len(result.unique_samples())
-    shown, left_out = shown_rows(result, limit)
-    rows = [_eps_line(s.epsilon) if row is EPSILON_LINE else _sample_row(*row, scale, show_colors) for row in shown]
-    more = f'<div class="iv-meta">… {left_out} more distinct samples</div>' if left_out else ""
+    shown, counts = shown_rows(result, limit, outside)
+    rows = []
+    for row in shown:
+        if row is EPSILON_LINE:
+            if hidden := hidden_note(counts.inside_hidden, "inside"):
+                rows.append(f'<div class="iv-meta">{escape(hidden)}</div>')
+            rows.append(_eps_line(s.epsilon))
+        else:
+            rows.append(_sample_row(*row, scale, show_colors))
+    if hidden := hidden_note(counts.outside_hidden, "outside"):
+        rows.append(f'<div class="iv-meta">{escape(hidden)}</div>')
+    boundary = f'<div class="iv-meta">{escape(result.boundary_note)}</div>' if result.boundary_note else ""
     return (
         '<div class="iv-view">'
         f'<div class="iv-head"><span class="iv-tokens">{query_tokens}</span> · position {q.position} '
         f'(<code>{escape(q.tokens[q.position])}</code>) · <span class="iv-site">{escape(q.site)}</span>{note}</div>'
         f'<div class="iv-meta">{s.samples} samples ({escape(s.schedule)}), {s.metric} distance, ε = {s.epsilon:g}: '
-        f"<b>{result.precision:.1%}</b> inside the ε-preimage · {n_distinct} distinct · "
-        f"{result.seconds:.2f} s</div>" + "".join(rows) + more + "</div>"
+        f"<b>{result.precision:.1%}</b> inside the ε-preimage · {escape(side_summary(counts))} · "
+        f"{result.seconds:.2f} s</div>" + boundary + legend(s.epsilon, scale) + "".join(rows) + "</div>"
     )
 
 
@@ -138,10 +171,12 @@ def check_report_path(path: Path) -> None:
         raise UserError(f"-o {path}: the report is an HTML file; name it .html")
 
 
-def write_report(results: list[InversionResult], path: Path, *, show_colors: bool = True, limit: int = 60) -> None:
+def write_report(
+    results: list[InversionResult], path: Path, *, show_colors: bool = True, limit: int = 60, outside: int | None = None
+) -> None:
     """Write readings (one query at several sites) as one self-contained HTML file."""
     check_report_path(path)
     query = results[0].query
-    fragments = [render_result(r, show_colors=show_colors, limit=limit) for r in results]
+    fragments = [render_result(r, show_colors=show_colors, limit=limit, outside=outside) for r in results]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document(fragments, f"InversionView: {query.text!r} at position {query.position}"))

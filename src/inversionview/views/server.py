@@ -13,9 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inversionview import bundled
 from inversionview.errors import UserError
 
 SETTINGS_VARIABLE = "INVERSIONVIEW_VIEWER"
@@ -43,6 +47,39 @@ class ViewerSettings:
     def from_environment(cls, environ: dict[str, str] | None = None) -> ViewerSettings:
         text = (os.environ if environ is None else environ).get(SETTINGS_VARIABLE)
         return cls(**json.loads(text)) if text else cls()
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the page's model list. Defined here, not in the page's script, which Streamlit
+    runs afresh on every interaction: a class defined there would be a new class each run, and the
+    readings cached under the last run's choices would never be found again."""
+
+    label: str
+    probed: str
+    decoder: str | None
+    options: tuple[tuple[str, object], ...] = ()
+    """``load_probed`` options, as (name, value) pairs so that the choice stays hashable."""
+
+
+def model_choices(settings: ViewerSettings) -> list[ModelChoice]:
+    """Bundled models with a decoder, the command line's model, and those in the models folder."""
+    choices = []
+    options = settings.load_options
+    if settings.probed:
+        label = f"command line: {settings.probed}"
+        choices.append(ModelChoice(label, settings.probed, settings.decoder, tuple(sorted(options.items()))))
+    device = (("device", options["device"]),) if "device" in options else ()
+    for name in sorted(bundled.probed_names(), key=lambda n: (n != bundled.DEFAULT, n)):  # the first case study first
+        if bundled.decoder_dir(name) is not None:
+            choices.append(ModelChoice(f"bundled: {name}", name, None, device))
+    folder = settings.models_dir
+    if folder and Path(folder).is_dir():
+        for sub in sorted(Path(folder).iterdir()):
+            if (sub / "probed").is_dir() and (sub / "decoder").is_dir():
+                label, probed, decoder = f"models folder: {sub.name}", str(sub / "probed"), str(sub / "decoder")
+                choices.append(ModelChoice(label, probed, decoder, device))
+    return choices
 
 
 def is_loopback(host: str) -> bool:
@@ -78,18 +115,60 @@ def check_address(host: str, port: int, *, allow_remote: bool = False) -> None:
         raise UserError(f"port {port} on {host} is in use; pick another with --port")
 
 
+STOP_GRACE_SECONDS = 3.0
+"""How long the server gets to stop on SIGTERM before it is killed."""
+
+
 def serve(settings: ViewerSettings, *, host: str = "127.0.0.1", port: int = 8501, threads: int | None = None) -> None:
-    """Run the page's server until it is stopped (Ctrl-C). A server that fails is a UserError that
-    points at its own messages."""
+    """Run the page's server until it is stopped (Ctrl-C or SIGTERM), then stop it and everything it
+    started, freeing the port. A server that fails is a UserError that points at its own messages."""
     env = {**os.environ, **settings.to_environment()}
     if threads is not None:  # the page runs in its own process; torch reads this at start-up
         env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "streamlit", "run", str(APP)]
     command += ["--server.address", host, "--server.port", str(port), "--server.headless", "true"]
-    command += ["--browser.gatherUsageStats", "false"]
+    command += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]  # no Deploy button
+    # Its own process group: the server and whatever it starts are stopped together, by us.
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        status = subprocess.run(command, env=env, check=False).returncode
+        with _sigterm_as_interrupt():
+            status = server.wait()
     except KeyboardInterrupt:
+        stop_process_group(server)
         return
     if status not in (0, -signal.SIGINT, -signal.SIGTERM):  # stopped by hand is not a failure
         raise UserError(f"the page's server stopped with status {status}; its messages are above")
+
+
+def stop_process_group(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM to the process's whole group, then SIGKILL to what is left of it after ``grace``
+    seconds (or at once, once the process itself has ended)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM (``kill PID``) stops the wait as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,7 @@ from rich.text import Text
 
 from inversionview.inversion.result import InversionResult, Sample
 from inversionview.views.colors import bar, color_rgb, text_rgb
-from inversionview.views.rows import EPSILON_LINE, shown_rows
+from inversionview.views.rows import EPSILON_LINE, hidden_note, shown_rows, side_summary
 
 
 def _token_text(sample: Sample, show_colors: bool) -> Text:
@@ -25,34 +25,50 @@ def _token_text(sample: Sample, show_colors: bool) -> Text:
     return line
 
 
-def render(result: InversionResult, console: Console, *, limit: int = 40, show_colors: bool = True) -> None:
-    """Print the query, then distinct samples nearest first with a distance bar and the ε line."""
+def _sample_line(sample: Sample, count: int, scale: float, show_colors: bool) -> Text:
+    line = Text(f"{bar(sample.distance, scale)} {sample.distance:6.3f} ")
+    line.append_text(_token_text(sample, show_colors))
+    if count > 1:
+        line.append(f"  ×{count}", style="dim")
+    if sample.annotation:
+        line.append(f"  {sample.annotation}", style="dim")
+    return line
+
+
+def render(
+    result: InversionResult,
+    console: Console,
+    *,
+    limit: int = 40,
+    outside: int | None = None,
+    show_colors: bool = True,
+) -> None:
+    """Print the query, then distinct samples on both sides of ε, nearest first, each with a
+    distance bar: at most ``limit``, ``outside`` of them (a quarter by default) outside ε."""
     q, s = result.query, result.settings
     marked = Text()
     for index, token in enumerate(q.tokens):
         marked.append(token if index else "", style="reverse bold" if index == q.position else "")
-    query_token = q.tokens[q.position]
-    console.print(Text.assemble("query ", marked, f"  position {q.position} ({query_token})  site {q.site}"))
+    console.print(Text.assemble("query ", marked, f"  position {q.position} ({q.tokens[q.position]})  site {q.site}"))
     if result.annotation:
         console.print(f"       {result.annotation}", style="dim")
+    shown, counts = shown_rows(result, limit, outside)
     console.print(
         f"{s.samples} samples ({s.schedule}), {s.metric} distance, ε = {s.epsilon:g}: "
-        f"{result.precision:.1%} inside the ε-preimage  [{result.seconds:.2f} s]",
+        f"{result.precision:.1%} inside the ε-preimage; {side_summary(counts)}  [{result.seconds:.2f} s]",
         style="dim",
     )
+    if result.boundary_note:
+        console.print(result.boundary_note, style="dim")
     scale = max(2 * s.epsilon, 1e-9)
-    shown, left_out = shown_rows(result, limit)
     for row in shown:
         if row is EPSILON_LINE:
+            if note := hidden_note(counts.inside_hidden, "inside"):
+                console.print(note, style="dim")
             console.print(f"{'─' * 12} ε = {s.epsilon:g} {'─' * 30}", style="bold yellow")
             continue
-        sample, count = row
-        line = Text(f"{bar(sample.distance, scale)} {sample.distance:6.3f} ")
-        line.append_text(_token_text(sample, show_colors))
-        if count > 1:
-            line.append(f"  ×{count}", style="dim")
-        if sample.annotation:
-            line.append(f"  {sample.annotation}", style="dim")
-        console.print(line)
-    if left_out:
-        console.print(f"… {left_out} more distinct samples (--limit, or --json for all)", style="dim")
+        console.print(_sample_line(*row, scale, show_colors))
+    if note := hidden_note(counts.outside_hidden, "outside"):
+        console.print(note, style="dim")
+    if counts.inside_hidden or counts.outside_hidden:
+        console.print("(--limit and --outside show more; --json gives every sample)", style="dim")

@@ -1,0 +1,129 @@
+"""What a newcomer meets in the first hour: a quick command line, readings that show the ε boundary,
+long work announced, training that says what it reached, and tokens listed as a reading sees them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from inversionview.cli import main
+from inversionview.decoder.config import DecoderTrainConfig
+from inversionview.decoder.store import load_decoder
+from inversionview.inversion.invert import invert
+from inversionview.inversion.schedule import parse_schedule
+from inversionview.probed import load_probed
+from inversionview.training import LoopSettings
+from inversionview.views.terminal import render
+from tests.commands import cli_args
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+QUERY = {"input": "vvzccvczvv|v:5", "position": -2, "site": "blocks.1.hook_resid_post"}
+READ = ("vvzccvczvv|v:5", -2, "blocks.1.hook_resid_post")  # the same query, as invert() takes it
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["invert", "--help"], ["invert", "--bogus"]])
+def test_the_command_line_answers_help_and_usage_errors_at_once(argv):
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "inversionview.cli", *argv], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    assert done.returncode in (0, 2) and seconds <= 1.5, f"{argv} took {seconds:.2f} s"
+
+
+def test_the_command_line_imports_no_model_library_before_a_command_needs_one():
+    code = "import sys, inversionview.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_reading_far_beyond_minutes_is_refused_with_its_estimate(capsys, tiny_probed_dir, tiny_decoder_dir):
+    args = cli_args("invert", probed=tiny_probed_dir, decoder=tiny_decoder_dir, samples=10_000_000, **QUERY)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--samples 10,000,000 would take about" in err and "--yes" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_reading_with_every_sample_inside_searches_for_the_boundary():
+    """The view needs samples on both sides: when the schedule's all land inside ε, broader ones are
+    drawn until some fall outside; they are shown below the line, not counted in the precision."""
+    probed = load_probed("counting")
+    decoder = load_decoder(None, probed)
+    greedy = parse_schedule(None, temperature=0)  # every sample the same, most likely input
+    first = invert(probed, decoder, *READ, samples=20, schedule=greedy, find_boundary=False)
+    epsilon = first.samples[-1].distance + 1e-4  # all of them inside
+    result = invert(probed, decoder, *READ, samples=20, schedule=greedy, epsilon=epsilon)
+    assert result.precision == 1.0 and "found" in result.boundary_note
+    searched = [s for s in result.samples if s.boundary_search]
+    assert searched and any(not s.in_preimage for s in searched)
+    console = Console(record=True, width=200)
+    render(result, console, limit=10)
+    below = console.export_text().split("ε = ")[-1]
+    assert any(s.text in below for s in searched if not s.in_preimage)
+
+
+def test_a_reading_that_no_sample_can_leave_says_so(tiny_probed, tiny_decoder_dir):
+    """At BOS every input has the same activation: nothing can fall outside ε, and the view says so."""
+    result = invert(tiny_probed, load_decoder(tiny_decoder_dir, tiny_probed), "abcab|a:2", 0, "blocks.0.hook_resid_pre")
+    assert result.precision == 1.0 and "nor any" in result.boundary_note
+    console = Console(record=True, width=200)
+    render(result, console)
+    assert "no sample fell outside" in console.export_text()
+
+
+def test_train_decoder_says_what_its_precision_means(caplog, tiny_probed_dir, tmp_path):
+    shape = {"d_model": 16, "n_layers": 1, "batch_size": 8, "eval_every": 2}
+    with caplog.at_level(logging.INFO, logger="inversionview"):
+        assert main(cli_args("train-decoder", probed=tiny_probed_dir, out=tmp_path / "run", steps=4, **shape)) == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("mean precision" in m for m in messages) == 3  # steps 2 and 4, then the verdict
+    assert any("usable" in m and ("--steps" in m or "most samples" in m) for m in messages)
+
+
+def test_warm_up_never_takes_more_than_a_tenth_of_the_run():
+    assert LoopSettings.of(DecoderTrainConfig(steps=300)).warmup == 30
+    assert LoopSettings.of(DecoderTrainConfig(steps=100_000)).warmup == 500
+
+
+def test_tokens_lists_the_positions_a_reading_sees(capsys):
+    assert main(["tokens", "--input", "vvzccvczvv|v:5", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["tokens"]
+    assert [t["position"] for t in listed] == list(range(15)) and listed[0]["token"] == "<BOS>"
+    assert listed[13]["token"] == ":"  # the position `invert --position -2` reads
+    assert main(["tokens", "--input", "vvzccvczvv|v:5"]) == 0
+    assert "      13        -2  :" in capsys.readouterr().out
+
+
+def test_ctrl_c_says_what_fits_the_command(capsys, monkeypatch, tiny_probed_dir, tiny_decoder_dir):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("inversionview.inversion.invert.invert", interrupted)
+    assert main(cli_args("invert", probed=tiny_probed_dir, decoder=tiny_decoder_dir, **QUERY)) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    monkeypatch.setattr("inversionview.decoder.train.train_decoder", interrupted)
+    assert main(cli_args("train-decoder", probed=tiny_probed_dir, out="unused", steps=2)) == 130
+    assert "resumes from its last checkpoint" in capsys.readouterr().err
+
+
+def test_the_readme_says_what_the_install_line_installs():
+    text = README.read_text()
+    assert "CUDA build" in text and "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+
+
+def test_long_work_shows_its_progress_and_estimate_on_stderr(capsys, monkeypatch):
+    """`invert --samples 10000000` once ran 150 s without a word: work past two seconds shows a bar."""
+    from inversionview import cli
+
+    monkeypatch.setattr(cli, "LOGGED_PROGRESS_SECONDS", 0.2)  # stderr is captured here, as in a log
+    with cli._progress_bar("sampling blocks.1.hook_resid_post", "sample") as progress:
+        progress(100, 10_000)
+        time.sleep(0.3)
+        progress(200, 10_000)
+    err = capsys.readouterr().err
+    assert "sampling blocks.1.hook_resid_post" in err and "200/10000" in err and "<" in err  # "<" precedes the ETA
