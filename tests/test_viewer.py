@@ -182,7 +182,11 @@ def server():
     finally:
         process.terminate()
         process.wait(timeout=20)
-        assert_stopped_within(port, 5)
+        try:
+            assert_stopped_within(port, 5)
+        finally:
+            for pid in servers_on(port):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
@@ -199,6 +203,8 @@ def test_view_stops_its_server_on_sigterm_and_ctrl_c(stop):
         assert process.wait(timeout=5) in (0, 130)
     finally:
         process.kill()
+        for pid in servers_on(port):  # a failed check must not leave a server behind either
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_page_in_a_real_browser(server, tmp_path):

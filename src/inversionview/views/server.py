@@ -131,7 +131,7 @@ def serve(settings: ViewerSettings, *, host: str = "127.0.0.1", port: int = 8501
     # Its own process group: the server and whatever it starts are stopped together, by us.
     server = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        with _sigterm_as_interrupt():
+        with _stop_signals_as_interrupt():
             status = server.wait()
     except KeyboardInterrupt:
         stop_process_group(server)
@@ -158,8 +158,9 @@ def stop_process_group(process: subprocess.Popen, grace: float = STOP_GRACE_SECO
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM (``kill PID``) stops the wait as Ctrl-C does (main thread only)."""
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM (``kill PID``) and SIGINT (Ctrl-C) stop the wait, even where the shell
+    that started us ignores SIGINT (a background job); main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -167,8 +168,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
