@@ -262,6 +262,40 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
+def _site_at(text: str) -> tuple[str, int]:
+    """An argparse type for ``SITE@POSITION``."""
+    site, at, position = text.rpartition("@")
+    try:
+        return site, int(position) if at and site else int("x")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write SITE@POSITION, e.g. blocks.0.hook_attn_out@-2") from None
+
+
+def cmd_patch(args: argparse.Namespace) -> None:
+    from inversionview.causal.metrics import task_metric
+    from inversionview.causal.patch import patch
+
+    probed = _load_probed(args)
+    metric = task_metric(probed, args.input, args.source, target=args.target, answer=args.answer, alt=args.alt)
+    result = patch(probed, args.input, args.source, args.patch, metric)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return
+    where = ", ".join(f"{p['site']}@{p['position']}" for p in result.patches)
+    print(f"metric: {result.metric}")
+    print(f"input   {result.input!r}: predicts {result.clean.prediction!r}" + _ld(result.clean.logit_diff))
+    print(f"source  {result.source!r}: predicts {result.source_prediction!r}")
+    print(f"patched {where}: predicts {result.patched.prediction!r}" + _ld(result.patched.logit_diff))
+    if result.effect is not None:
+        print(f"effect {result.effect:.3f} (0: none; 1: as the source)")
+    if result.kl is not None:
+        print(f"KL(clean ‖ patched) {result.kl:.4f}; top token changed: {result.top_token_changed}")
+
+
+def _ld(value: float | None) -> str:
+    return "" if value is None else f" (LD {value:+.3f})"
+
+
 def cmd_tokens(args: argparse.Namespace) -> None:
     tokens = _load_probed(args).query_tokens(args.input)
     if args.json:
@@ -437,6 +471,25 @@ def _add_readings(commands, probed) -> None:
     p.set_defaults(run=cmd_report)
 
 
+def _add_patch(commands, probed) -> None:
+    help_text = "activation patching: the input's run with activations taken from a source input's"
+    p = commands.add_parser("patch", parents=[probed], help=help_text)
+    p.add_argument("--input", required=True, help="the input whose run is patched")
+    p.add_argument("--source", required=True, help="the input whose activations are patched in (same length)")
+    p.add_argument(
+        "--patch",
+        required=True,
+        action="append",
+        type=_site_at,
+        help="SITE@POSITION to patch (positions as in invert: BOS = 0, negative from the end); repeat for several",
+    )
+    p.add_argument("--target", help="addition: the answer digit measured, A1-A4 (default: the first that differs)")
+    p.add_argument("--answer", help="free text: the token whose logit counts for (with --alt)")
+    p.add_argument("--alt", help="free text: the token whose logit counts against")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_patch)
+
+
 def _add_tokens(commands, probed) -> None:
     help_text = "list an input's positions and tokens as a reading sees them (BOS = 0, then from the end)"
     p = commands.add_parser("tokens", parents=[probed], help=help_text)
@@ -490,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_decoder(commands, probed)
     _add_readings(commands, probed)
     _add_tokens(commands, probed)
+    _add_patch(commands, probed)
     _add_exact(commands, probed)
     _add_view_and_demo(commands, probed)
     return parser

@@ -1,0 +1,1 @@
+"""Causal checks of a reading: activation patching with task-aware metrics."""

@@ -1,0 +1,132 @@
+"""Activation patching: run the probed model on an input with chosen activations replaced by the
+ones the same model computes on a source input, at chosen positions.
+
+A site is patched where it is read (``sites.py``): the residual stream before a block (its input),
+a sublayer's output, a block's output, or one head's share of the attention, which is its slice of
+the input to the output projection (so patching every head of a layer is patching the layer's
+attention output). The model itself is never changed, and its hooks are removed whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inversionview.errors import UserError
+from inversionview.probed.layouts import Layout, submodule
+from inversionview.probed.sites import HEAD_SITE_KIND, Site
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """Where a site's value lives: a module's input (``before``) or output, a slice of its width."""
+
+    module: nn.Module
+    before: bool
+    width: slice
+
+
+def hook_point(model: nn.Module, layout: Layout, site: Site) -> HookPoint:
+    """The module whose input or output holds ``site``'s value, as patching replaces it."""
+    block = submodule(model, layout.blocks)[site.layer]
+    everything = slice(None)
+    if site.kind == HEAD_SITE_KIND:
+        head_dim = model.config.hidden_size // model.config.num_attention_heads
+        return HookPoint(
+            submodule(block, layout.out_proj), True, slice(site.head * head_dim, (site.head + 1) * head_dim)
+        )
+    if site.kind == "hook_resid_pre":
+        return HookPoint(block, True, everything)
+    if site.kind == "hook_attn_out":
+        return HookPoint(submodule(block, layout.attn), False, everything)
+    if site.kind == "hook_mlp_out":
+        return HookPoint(submodule(block, layout.mlp), False, everything)
+    if site.kind == "hook_resid_post":
+        return HookPoint(block, False, everything)
+    raise UserError(
+        f"{site.name} cannot be patched on its own (the MLP reads it, the residual stream keeps its own copy); "
+        f"patch blocks.{site.layer}.hook_attn_out instead"
+    )
+
+
+def _value_of(args: tuple, kwargs: dict, output) -> torch.Tensor:
+    if output is not None:
+        return output[0] if isinstance(output, tuple) else output
+    return args[0] if args else kwargs["hidden_states"]
+
+
+@contextmanager
+def _hooks(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def hook_values(model: nn.Module, layout: Layout, ids: torch.Tensor, sites: list[Site]) -> dict[Site, torch.Tensor]:
+    """Each site's value at its hook point in a run on ``ids`` (B, T): (B, T, width of the site)."""
+    values: dict[Site, torch.Tensor] = {}
+    handles = []
+    for site in sites:
+        point = hook_point(model, layout, site)
+
+        def store(module, args, kwargs=None, output=None, site=site, point=point):
+            values[site] = _value_of(args, kwargs or {}, output)[..., point.width].clone()
+
+        if point.before:
+            handles.append(point.module.register_forward_pre_hook(store, with_kwargs=True))
+        else:
+            handles.append(point.module.register_forward_hook(lambda m, a, o, store=store: store(m, a, output=o)))
+    with _hooks(handles):
+        model(input_ids=ids, use_cache=False)
+    return values
+
+
+def _replace(value: torch.Tensor, point: HookPoint, positions: list[int], source: torch.Tensor) -> torch.Tensor:
+    patched = value.clone()
+    for position in positions:
+        patched[:, position, point.width] = source[:, position].to(patched.dtype)
+    return patched
+
+
+@torch.no_grad()
+def patched_logits(
+    model: nn.Module,
+    layout: Layout,
+    ids: torch.Tensor,
+    patches: list[tuple[Site, int]],
+    source_values: dict[Site, torch.Tensor],
+) -> torch.Tensor:
+    """Logits (B, T, V) of a run on ``ids`` in which each (site, position) of ``patches`` takes its
+    value from ``source_values`` (as ``hook_values`` returns them for the source inputs)."""
+    by_site: dict[Site, list[int]] = {}
+    for site, position in patches:
+        by_site.setdefault(site, []).append(position)
+    handles = []
+    for site, positions in by_site.items():
+        point = hook_point(model, layout, site)
+        source = source_values[site]
+        if point.before:
+
+            def before(module, args, kwargs, point=point, positions=positions, source=source):
+                if args:
+                    return (_replace(args[0], point, positions, source), *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": _replace(kwargs["hidden_states"], point, positions, source)}
+
+            handles.append(point.module.register_forward_pre_hook(before, with_kwargs=True))
+        else:
+
+            def after(module, args, output, point=point, positions=positions, source=source):
+                if isinstance(output, tuple):
+                    return (_replace(output[0], point, positions, source), *output[1:])
+                return _replace(output, point, positions, source)
+
+            handles.append(point.module.register_forward_hook(after))
+    with _hooks(handles):
+        return model(input_ids=ids, use_cache=False).logits
