@@ -12,7 +12,7 @@ from inversionview.causal.metrics import task_metric
 from inversionview.causal.patch import patch
 from inversionview.cli import main
 from inversionview.probed.model import ProbedModel
-from inversionview.probed.patching import hook_values, patched_logits
+from inversionview.probed.patching import hook_values, patched_logits, position_masks
 from inversionview.tasks import get_task
 from tests.commands import cli_args
 
@@ -48,9 +48,9 @@ def logits_of(probed: ProbedModel, text: str) -> torch.Tensor:
 
 def patched(probed: ProbedModel, pairs: list[tuple[str, int]], text: str = TEXT, source: str = SOURCE) -> torch.Tensor:
     ids, _ = probed.encode_batch([text, source])
-    sites = [(probed.site(site), position) for site, position in pairs]
-    values = hook_values(probed.model, probed.layout, ids[1:], sorted({site for site, _ in sites}))
-    return patched_logits(probed.model, probed.layout, ids[:1], sites, values)[0]
+    masks = position_masks([[(probed.site(site), position) for site, position in pairs]], ids.shape[1])
+    values = hook_values(probed.model, probed.layout, ids[1:], sorted(masks))
+    return patched_logits(probed.model, probed.layout, ids[:1], masks, values)[0]
 
 
 def test_a_source_equal_to_the_input_changes_nothing(model):
@@ -75,8 +75,13 @@ def test_every_head_of_a_layer_is_the_layers_attention_output(model):
 
 def test_patching_leaves_the_model_as_it_was(tiny_probed):
     before = logits_of(tiny_probed, TEXT)
-    with pytest.raises(IndexError):  # a failure inside the patched run must still remove the hooks
-        patched(tiny_probed, [("blocks.0.hook_attn_out", 99)])
+    ids, _ = tiny_probed.encode_batch([TEXT])
+    site = tiny_probed.site("blocks.0.hook_attn_out")
+    wrong = {site: torch.zeros(1, ids.shape[1], 3)}  # a source of the wrong width fails inside the run
+    with pytest.raises(RuntimeError):
+        patched_logits(
+            tiny_probed.model, tiny_probed.layout, ids, {site: torch.ones(1, ids.shape[1], dtype=bool)}, wrong
+        )
     torch.testing.assert_close(logits_of(tiny_probed, TEXT), before, atol=0, rtol=0)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in tiny_probed.model.modules())
 
@@ -116,3 +121,40 @@ def test_bad_patches_are_one_line_errors(capsys, tiny_probed_dir, options, needl
     assert main(cli_args("patch", **args)) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_contrasts_change_the_answer_and_keep_the_length(tiny_probed, tiny_addition):
+    from inversionview.causal.patch import contrast_pairs
+
+    for probed in (tiny_probed, tiny_addition):
+        for text, source in contrast_pairs(probed, 30, seed=1):
+            probed.task.validate(source)
+            assert len(probed.task.encode(source)) == len(probed.task.encode(text)) and source != text
+            assert text.split("=")[-1].split(":")[-1] != source.split("=")[-1].split(":")[-1]  # the answer moved
+
+
+def test_a_scan_of_a_one_head_model_finds_the_head_where_the_attention_is(capsys, tmp_path):
+    """The bundled counting model has one head a layer: patching it is patching the attention output,
+    cell for cell."""
+    plot = tmp_path / "scan.png"
+    assert main(["patch-scan", "--probed", "counting", "--n", "20", "--json", "--plot", str(plot)]) == 0
+    scan = json.loads(capsys.readouterr().out)
+    assert set(scan) == {"positions", "components", "effect", "n"} and scan["n"] == 20
+    assert scan["positions"][:4] == ["|", "query letter", ":", "count"] and scan["positions"][-1] == "other"
+    assert len(scan["effect"]) == len(scan["positions"]) and all(
+        len(r) == len(scan["components"]) for r in scan["effect"]
+    )
+    for layer in range(2):
+        head = scan["components"].index(f"blocks.{layer}.attn.hook_result.0")
+        whole = scan["components"].index(f"blocks.{layer}.hook_attn_out")
+        for row in scan["effect"]:
+            assert row[head] == pytest.approx(row[whole], abs=1e-3)
+    assert plot.stat().st_size > 10_000
+
+
+def test_a_scan_refuses_no_pairs_and_unknown_components(capsys):
+    assert main(["patch-scan", "--n", "0"]) == 2
+    assert "--n: must be at least 1" in capsys.readouterr().err
+    assert main(["patch-scan", "--n", "5", "--components", "blocks.7.hook_mlp_out"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown site 'blocks.7.hook_mlp_out'" in err and len(err.strip().splitlines()) == 1

@@ -262,13 +262,15 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
-def _site_at(text: str) -> tuple[str, int]:
-    """An argparse type for ``SITE@POSITION``."""
+def _site_at(text: str) -> tuple[str, int | str]:
+    """An argparse type for ``SITE@POSITION``: a position as ``invert`` takes it, or a named one."""
     site, at, position = text.rpartition("@")
+    if not (at and site and position):
+        raise argparse.ArgumentTypeError(f"{text!r}: write SITE@POSITION, e.g. blocks.0.hook_attn_out@-2 or @:")
     try:
-        return site, int(position) if at and site else int("x")
+        return site, int(position)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: write SITE@POSITION, e.g. blocks.0.hook_attn_out@-2") from None
+        return site, position  # a named position, e.g. ":" or "query letter"
 
 
 def cmd_patch(args: argparse.Namespace) -> None:
@@ -276,6 +278,11 @@ def cmd_patch(args: argparse.Namespace) -> None:
     from inversionview.causal.patch import patch
 
     probed = _load_probed(args)
+    if args.source == "auto":
+        _patch_contrasts(args, probed)
+        return
+    if args.input is None:
+        raise UserError("give --input (or --source auto to draw inputs and their contrasts)")
     metric = task_metric(probed, args.input, args.source, target=args.target, answer=args.answer, alt=args.alt)
     result = patch(probed, args.input, args.source, args.patch, metric)
     if args.json:
@@ -290,6 +297,38 @@ def cmd_patch(args: argparse.Namespace) -> None:
         print(f"effect {result.effect:.3f} (0: none; 1: as the source)")
     if result.kl is not None:
         print(f"KL(clean ‖ patched) {result.kl:.4f}; top token changed: {result.top_token_changed}")
+
+
+def _patch_contrasts(args: argparse.Namespace, probed) -> None:
+    from inversionview.causal.patch import contrast_pairs, patch_pairs
+
+    summary = patch_pairs(probed, contrast_pairs(probed, args.n, seed=args.seed), args.patch)
+    if args.json:
+        print(json.dumps({**summary.to_dict(), "patches": [f"{s}@{p}" for s, p in args.patch]}))
+        return
+    effect = "none (no logit difference)" if summary.mean_effect is None else f"{summary.mean_effect:.3f}"
+    print(f"{summary.n} held-out inputs and their contrasts: mean effect {effect}; flipped {summary.flipped:.1%}")
+
+
+def cmd_patch_scan(args: argparse.Namespace) -> None:
+    from inversionview.causal.scan import patch_scan
+    from inversionview.views.plots import check_plot_path, scan_heatmap
+
+    if args.plot:
+        check_plot_path(args.plot)
+    probed = _load_probed(args)
+    scan = patch_scan(probed, args.n, components=args.components, seed=args.seed)
+    if args.plot:
+        scan_heatmap(scan, args.plot, f"patching scan of {args.probed or 'counting'}")
+    if args.json:
+        print(json.dumps(scan.to_dict()))
+        return
+    print(f"mean effect over {scan.n} contrast pairs (rows: positions; columns: components)")
+    print(" " * 14 + " ".join(f"{i:>6d}" for i in range(len(scan.components))))
+    for row, effects in zip(scan.positions, scan.effect):
+        print(f"{row[:13]:13s} " + " ".join("     -" if e is None else f"{e:6.2f}" for e in effects))
+    for i, component in enumerate(scan.components):
+        print(f"{i:>6d}  {component}")
 
 
 def _ld(value: float | None) -> str:
@@ -474,8 +513,15 @@ def _add_readings(commands, probed) -> None:
 def _add_patch(commands, probed) -> None:
     help_text = "activation patching: the input's run with activations taken from a source input's"
     p = commands.add_parser("patch", parents=[probed], help=help_text)
-    p.add_argument("--input", required=True, help="the input whose run is patched")
-    p.add_argument("--source", required=True, help="the input whose activations are patched in (same length)")
+    p.add_argument("--input", help="the input whose run is patched")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="the input whose activations are patched in (same length), or 'auto': --n held-out inputs, "
+        "each with a contrast from the task's own generator",
+    )
+    p.add_argument("--n", type=_whole_number(1), default=100, help="with --source auto: how many pairs (100)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--patch",
         required=True,
@@ -488,6 +534,21 @@ def _add_patch(commands, probed) -> None:
     p.add_argument("--alt", help="free text: the token whose logit counts against")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_patch)
+
+
+def _add_patch_scan(commands, probed) -> None:
+    help_text = "patch one (position, component) cell at a time over --n contrast pairs: the grid of mean effects"
+    p = commands.add_parser("patch-scan", parents=[probed], help=help_text)
+    p.add_argument("--n", type=_whole_number(1), default=200, help="contrast pairs (200)")
+    p.add_argument(
+        "--components",
+        nargs="+",
+        help="sites to scan (default: per layer hook_resid_pre, each head, hook_attn_out, hook_mlp_out)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", type=Path, help="write the heatmap to this PNG")
+    p.set_defaults(run=cmd_patch_scan)
 
 
 def _add_tokens(commands, probed) -> None:
@@ -544,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_readings(commands, probed)
     _add_tokens(commands, probed)
     _add_patch(commands, probed)
+    _add_patch_scan(commands, probed)
     _add_exact(commands, probed)
     _add_view_and_demo(commands, probed)
     return parser

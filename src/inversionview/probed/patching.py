@@ -88,10 +88,11 @@ def hook_values(model: nn.Module, layout: Layout, ids: torch.Tensor, sites: list
     return values
 
 
-def _replace(value: torch.Tensor, point: HookPoint, positions: list[int], source: torch.Tensor) -> torch.Tensor:
+def _replace(value: torch.Tensor, point: HookPoint, mask: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``value`` (B, T, d) with its ``point.width`` slice taken from ``source`` where ``mask`` (B, T)."""
     patched = value.clone()
-    for position in positions:
-        patched[:, position, point.width] = source[:, position].to(patched.dtype)
+    region = patched[..., point.width]
+    patched[..., point.width] = torch.where(mask[..., None].to(value.device), source.to(value.dtype), region)
     return patched
 
 
@@ -100,33 +101,40 @@ def patched_logits(
     model: nn.Module,
     layout: Layout,
     ids: torch.Tensor,
-    patches: list[tuple[Site, int]],
+    masks: dict[Site, torch.Tensor],
     source_values: dict[Site, torch.Tensor],
 ) -> torch.Tensor:
-    """Logits (B, T, V) of a run on ``ids`` in which each (site, position) of ``patches`` takes its
-    value from ``source_values`` (as ``hook_values`` returns them for the source inputs)."""
-    by_site: dict[Site, list[int]] = {}
-    for site, position in patches:
-        by_site.setdefault(site, []).append(position)
+    """Logits (B, T, V) of a run on ``ids`` (B, T) in which each site's value is taken from
+    ``source_values`` (as ``hook_values`` returns them for the B source inputs) where its mask
+    (B, T) is set: each input may be patched at positions of its own."""
     handles = []
-    for site, positions in by_site.items():
-        point = hook_point(model, layout, site)
-        source = source_values[site]
+    for site, mask in masks.items():
+        point, source = hook_point(model, layout, site), source_values[site]
         if point.before:
 
-            def before(module, args, kwargs, point=point, positions=positions, source=source):
+            def before(module, args, kwargs, point=point, mask=mask, source=source):
                 if args:
-                    return (_replace(args[0], point, positions, source), *args[1:]), kwargs
-                return args, {**kwargs, "hidden_states": _replace(kwargs["hidden_states"], point, positions, source)}
+                    return (_replace(args[0], point, mask, source), *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": _replace(kwargs["hidden_states"], point, mask, source)}
 
             handles.append(point.module.register_forward_pre_hook(before, with_kwargs=True))
         else:
 
-            def after(module, args, output, point=point, positions=positions, source=source):
+            def after(module, args, output, point=point, mask=mask, source=source):
                 if isinstance(output, tuple):
-                    return (_replace(output[0], point, positions, source), *output[1:])
-                return _replace(output, point, positions, source)
+                    return (_replace(output[0], point, mask, source), *output[1:])
+                return _replace(output, point, mask, source)
 
             handles.append(point.module.register_forward_hook(after))
     with _hooks(handles):
         return model(input_ids=ids, use_cache=False).logits
+
+
+def position_masks(per_input: list[list[tuple[Site, int]]], width: int) -> dict[Site, torch.Tensor]:
+    """Per site, a (B, width) mask of the positions each input is patched at (``per_input``: for
+    each input, its (site, position) pairs)."""
+    masks: dict[Site, torch.Tensor] = {}
+    for row, pairs in enumerate(per_input):
+        for site, position in pairs:
+            masks.setdefault(site, torch.zeros(len(per_input), width, dtype=torch.bool))[row, position] = True
+    return masks

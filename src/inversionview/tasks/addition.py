@@ -56,6 +56,20 @@ class AdditionTask(Task):
             raise UserError(f"{text!r} is not an addition input like '615+861=1476' (operands 100-999)")
         return int(match[1]), int(match[2]), match[3]
 
+    def contrast(self, text: str, rng: random.Random) -> str:
+        """One column's digit pair (hundreds, tens or units, chosen at random) resampled until an
+        answer digit changes, the answer keeping its length so that positions line up."""
+        a, b, answer = self.operands(text)
+        column = rng.randrange(3)
+        place = 10 ** (2 - column)
+        for _ in range(1000):
+            new_a = a - (a // place % 10) * place + rng.randrange(1 if column == 0 else 0, 10) * place
+            new_b = b - (b // place % 10) * place + rng.randrange(1 if column == 0 else 0, 10) * place
+            total = str(new_a + new_b)
+            if total != answer and len(total) == len(answer):
+                return self.format(new_a, new_b)
+        raise UserError(f"{text!r}: no resampled digit pair changes the answer at its length")
+
     def validate(self, text: str) -> None:
         super().validate(text)
         self.operands(text)

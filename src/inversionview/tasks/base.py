@@ -47,6 +47,11 @@ class Task(ABC):
         named = self.named_positions(text)
         return [named[n] for n in self.query_position_names() if n in named]
 
+    def contrast(self, text: str, rng: random.Random) -> str:
+        """An input of the same length whose answer differs from ``text``'s in one controlled way,
+        for activation patching (``--source auto``)."""
+        raise UserError(f"the {self.name} task has no contrast inputs; give --source")
+
     def enumerate_texts(self) -> list[str] | None:
         """Every input of the task, when the input space is small enough to list; else None."""
         return None

@@ -41,6 +41,23 @@ class CountingTask(Task):
         super().validate(text)
         self._split(text)
 
+    def contrast(self, text: str, rng: random.Random) -> str:
+        """One letter before ``|`` changed so that the query letter's count changes (by one), the
+        input keeping three letters: the source answers a different count at ``:``."""
+        body, letter, _ = self._split(text)
+        others = sorted(set(body) - {letter})
+        candidates = [
+            (i, new)
+            for i, old in enumerate(body)
+            for new in ([o for o in others if o != old] if old == letter else [letter])
+            if body.count(old) > 1 and (body.count(letter) + (1 if new == letter else -1)) in range(1, 10)
+        ]
+        if not candidates:
+            raise UserError(f"{text!r}: no one-letter change keeps it a counting input and changes the count")
+        i, new = rng.choice(candidates)
+        changed = body[:i] + new + body[i + 1 :]
+        return f"{changed}|{letter}:{changed.count(letter)}"
+
     def named_positions(self, text: str) -> dict[str, int]:
         bar = text.index("|") + 1  # +1 for BOS
         return {"|": bar, "query letter": bar + 1, ":": bar + 2, "count": bar + 3}

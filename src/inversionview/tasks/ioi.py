@@ -102,6 +102,15 @@ class IOITask(Task):
         super().validate(text)
         self.parse(text)
 
+    def contrast(self, text: str, rng: random.Random) -> str:
+        """The same sentence with both names replaced by two others (the usual "ABC" contrast): it
+        says nothing about which of the input's names is the indirect object."""
+        words, positions, _ = self.parse(text)
+        io, subject = words[positions["IO"] - 1], words[positions["S1"] - 1]
+        new_io, new_subject = rng.sample([name for name in NAMES if name not in (io, subject)], 2)
+        swap = {io: new_io, subject: new_subject}
+        return WordTokenizer.join([swap.get(word, word) for word in words])
+
     def named_positions(self, text: str) -> dict[str, int]:
         return self.parse(text)[1]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from inversionview.causal.scan import ScanResult
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import query_log_probs
 from inversionview.errors import UserError
@@ -22,6 +23,46 @@ def check_plot_path(path: Path) -> None:
         raise UserError(f"--plot {path}: the scatter is written as PNG; name a .png file")
     if path.is_dir():
         raise UserError(f"--plot {path} is a directory; name a .png file")
+
+
+def scan_heatmap(scan: ScanResult, path: Path, title: str) -> None:
+    """The patching scan as a labelled heatmap: positions down, components across, mean effect in
+    each cell (blank where it is undefined)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    check_plot_path(path)
+    grid = np.array([[np.nan if v is None else v for v in row] for row in scan.effect], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(scan.components), 1.4 + 0.42 * len(scan.positions)), dpi=110)
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(
+        range(len(scan.components)),
+        [c.replace("blocks.", "").replace("attn.hook_result", "head") for c in scan.components],
+        rotation=60,
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_yticks(range(len(scan.positions)), scan.positions, fontsize=8)
+    for (row, column), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            ax.text(
+                column,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(value) > 0.6 else "black",
+            )
+    fig.colorbar(image, ax=ax, label="mean effect (1: as the source)")
+    ax.set_title(f"{title} (n = {scan.n})", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def completeness_scatter(
