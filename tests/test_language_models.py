@@ -331,3 +331,20 @@ def test_non_ascii_text_is_shown_whole_although_its_bytes_are_split_over_tokens(
     assert main(cli_args("tokens", probed=tiny_lm_dir, input="Größe", json=True)) == 0
     shown = [t["token"] for t in json.loads(capsys.readouterr().out)["tokens"]]
     assert "".join(shown[1:]) == "Größe" and not any("\ufffd" in t for t in shown)
+
+
+def test_patching_a_free_text_model_by_answer_tokens_or_by_the_next_token_distribution(tiny_lm_dir, capsys):
+    base = {"probed": tiny_lm_dir, "input": "John gave a drink to", "source": "Mary gave a drink to"}
+    tok = load_probed(str(tiny_lm_dir)).task.tokenizer
+    answer, alt = [w for w in (" Mary", " John", " the", " a", " to", " drink", "a", "e") if len(tok.encode(w)) == 1][
+        :2
+    ]
+    args = cli_args("patch", **base, patch="blocks.0.hook_resid_pre@1", answer=answer, alt=alt, json=True)
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["effect"] is not None and "logit" in result["metric"]
+    assert main(cli_args("patch", **base, patch="blocks.0.hook_resid_pre@1", json=True)) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kl"] >= 0 and result["effect"] is None and isinstance(result["top_token_changed"], bool)
+    assert main(cli_args("patch", **base, patch="blocks.0.hook_resid_pre@1", answer="zzqx Mary", alt=alt)) == 2
+    assert "give one token" in capsys.readouterr().err

@@ -158,3 +158,22 @@ def test_a_scan_refuses_no_pairs_and_unknown_components(capsys):
     assert main(["patch-scan", "--n", "5", "--components", "blocks.7.hook_mlp_out"]) == 2
     err = capsys.readouterr().err
     assert "unknown site 'blocks.7.hook_mlp_out'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cumulative_scans_end_with_every_head_patched_whichever_the_order(tiny_probed):
+    from inversionview.causal.scan import cumulative_scan
+
+    forward = cumulative_scan(tiny_probed, 12, "forward", seed=3)
+    backward = cumulative_scan(tiny_probed, 12, "backward", seed=3)
+    assert forward.components[0] == "blocks.0.attn.hook_result.0" and len(forward.components) == 4
+    assert backward.components[0] == "blocks.1.attn.hook_result.1"
+    assert forward.effect[0][-1] == pytest.approx(backward.effect[0][-1], abs=1e-6)  # the same set, all heads
+
+
+def test_a_report_can_carry_a_patching_scan_and_stays_self_contained(capsys, tmp_path):
+    report = tmp_path / "report.html"
+    argv = ["report", "--input", TEXT, "--position", "-2", "--site", "blocks.1.hook_resid_post", "--samples", "40"]
+    assert main([*argv, "--scan", "10", "-o", str(report)]) == 0
+    html = report.read_text()
+    assert html.count('src="data:image/png;base64,') == 1 and "http://" not in html and "<script" not in html
+    assert "a patching scan" in capsys.readouterr().out

@@ -261,3 +261,15 @@ def test_report_opens_offline_with_the_same_samples(tmp_path, capsys):
         title = driver.find_element(By.TAG_NAME, "h2").text
         assert "position 13" in title and "position 13" in views[1].text  # -2 resolved alike in both
         assert len(views[1].find_elements(By.CSS_SELECTOR, ".iv-eps")) == 1
+
+
+def test_the_page_patches_the_query_position_with_a_contrast():
+    at = open_page("vvzccvczvv|v:5")
+    at.pills[0].set_value("13::").run()  # the ':' token
+    next(s for s in at.selectbox if s.label == "Site").select("blocks.1.hook_resid_post").run()
+    source = next(t for t in at.text_input if t.label == "Source (same length)")
+    assert source.value and source.value != "vvzccvczvv|v:5"  # the task's contrast, drawn for the input
+    next(b for b in at.button if b.label == "Patch").click().run()
+    assert not at.exception and not at.error
+    page = html_of(at)
+    assert "effect <b>" in page and "blocks.1.hook_resid_post@13" in page

@@ -175,13 +175,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def _invert_each(args: argparse.Namespace, sites: list[str]) -> list:
+def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> list:
     """One reading per site, with the invert options of ``args``."""
     from inversionview.decoder.store import load_decoder
     from inversionview.inversion.invert import invert
     from inversionview.inversion.schedule import parse_schedule
 
-    probed = _load_probed(args)
+    probed = probed or _load_probed(args)
     decoder = load_decoder(args.decoder, probed)
     options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
     options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
@@ -209,9 +209,24 @@ def cmd_report(args: argparse.Namespace) -> None:
     from inversionview.views.html_render import check_report_path, write_report
 
     check_report_path(args.output)
-    results = _invert_each(args, args.site)
-    write_report(results, args.output, show_colors=not args.no_color, limit=args.limit, outside=args.outside)
-    print(f"wrote {args.output} ({len(results)} site{'s' * (len(results) > 1)})")
+    probed = _load_probed(args)
+    results = _invert_each(args, args.site, probed)
+    figures = [_scan_figure(probed, args.scan, args.seed)] if args.scan else []
+    options = {"show_colors": not args.no_color, "limit": args.limit, "outside": args.outside, "figures": figures}
+    write_report(results, args.output, **options)
+    print(f"wrote {args.output} ({len(results)} site{'s' * (len(results) > 1)}{', a patching scan' * bool(figures)})")
+
+
+def _scan_figure(probed, n: int, seed: int) -> tuple[bytes, str]:
+    """A patching scan over ``n`` contrast pairs, as a PNG heatmap and its caption."""
+    import io
+
+    from inversionview.causal.scan import patch_scan
+    from inversionview.views.plots import scan_heatmap
+
+    scan, png = patch_scan(probed, n, seed=seed), io.BytesIO()
+    scan_heatmap(scan, png, f"patching scan of {probed.source}")
+    return png.getvalue(), f"mean effect of patching each component at each position, over {n} contrast pairs"
 
 
 def cmd_exact(args: argparse.Namespace) -> None:
@@ -311,13 +326,16 @@ def _patch_contrasts(args: argparse.Namespace, probed) -> None:
 
 
 def cmd_patch_scan(args: argparse.Namespace) -> None:
-    from inversionview.causal.scan import patch_scan
+    from inversionview.causal.scan import cumulative_scan, patch_scan
     from inversionview.views.plots import check_plot_path, scan_heatmap
 
     if args.plot:
         check_plot_path(args.plot)
     probed = _load_probed(args)
-    scan = patch_scan(probed, args.n, components=args.components, seed=args.seed)
+    if args.cumulative:
+        scan = cumulative_scan(probed, args.n, args.cumulative, seed=args.seed)
+    else:
+        scan = patch_scan(probed, args.n, components=args.components, seed=args.seed)
     if args.plot:
         scan_heatmap(scan, args.plot, f"patching scan of {args.probed or 'counting'}")
     if args.json:
@@ -506,6 +524,7 @@ def _add_readings(commands, probed) -> None:
     _query_options(p, many_sites=True)
     _sampling_options(p, samples=1000)
     _view_options(p, limit=60)
+    p.add_argument("--scan", type=_whole_number(1), help="also include a patching scan over this many contrast pairs")
     p.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
     p.set_defaults(run=cmd_report)
 
@@ -547,6 +566,11 @@ def _add_patch_scan(commands, probed) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--cumulative",
+        choices=("forward", "backward"),
+        help="instead: heads patched at every position, a growing set in layer order (or its reverse)",
+    )
     p.add_argument("--plot", type=Path, help="write the heatmap to this PNG")
     p.set_defaults(run=cmd_patch_scan)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from inversionview.causal.metrics import task_metric
 from inversionview.causal.patch import contrast_pairs, patch_batch
+from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import HEAD_SITE_KIND, Site
 
@@ -66,9 +67,34 @@ def patch_scan(probed: ProbedModel, n: int, *, components: list[str] | None = No
     return ScanResult(rows, components, effect, len(pairs))
 
 
+ALL_POSITIONS = "all positions"
+ORDERS = ("forward", "backward")
+
+
+def cumulative_scan(probed: ProbedModel, n: int, order: str, *, seed: int = 0) -> ScanResult:
+    """Heads patched cumulatively at every text position, in layer order (``forward``) or its reverse
+    (``backward``): column k is the effect of patching the first k + 1 heads of that order together."""
+    if order not in ORDERS:
+        raise UserError(f"--cumulative {order!r}: use forward or backward")
+    heads = [Site(layer, HEAD_SITE_KIND, h) for layer in range(probed.n_layers) for h in range(probed.n_heads)]
+    heads = heads if order == "forward" else heads[::-1]
+    pairs = contrast_pairs(probed, n, seed=seed)
+    metrics = [task_metric(probed, text, source) for text, source in pairs]
+    positions = [range(1, len(probed.task.encode(text)) - 1) for text, _ in pairs]
+    row = []
+    for k in range(1, len(heads) + 1):
+        per_input = [[(head, p) for head in heads[:k] for p in text_positions] for text_positions in positions]
+        row.append(_mean(patch_batch(probed, pairs, per_input, metrics).mean_effect))
+    labels = [("+ " if k else "") + head.name for k, head in enumerate(heads)]
+    return ScanResult([ALL_POSITIONS], labels, [row], len(pairs))
+
+
+def _mean(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _cell(probed, pairs, metrics, site: Site, positions: list[list[int]]) -> float | None:
     """Mean effect of patching ``site`` at each input's ``positions`` (inputs with none are left out)."""
     kept = [i for i, p in enumerate(positions) if p]
     per_input = [[(site, position) for position in positions[i]] for i in kept]
-    summary = patch_batch(probed, [pairs[i] for i in kept], per_input, [metrics[i] for i in kept])
-    return None if summary.mean_effect is None else round(summary.mean_effect, 4)
+    return _mean(patch_batch(probed, [pairs[i] for i in kept], per_input, [metrics[i] for i in kept]).mean_effect)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from html import escape
 
 import streamlit as st
 
+from inversionview.causal.patch import patch
 from inversionview.decoder.store import load_decoder
 from inversionview.errors import UserError
 from inversionview.inversion.invert import invert
@@ -171,6 +173,54 @@ def query_picker(probed, text: str) -> tuple[int, str]:
     return position, st.selectbox("Site", in_layer, index=len(in_layer) - 1)
 
 
+def contrast_of(task, text: str) -> str:
+    """The task's contrast input for ``text`` (seeded), or "" where it has none."""
+    try:
+        return task.contrast(text, random.Random(0))
+    except UserError:
+        return ""
+
+
+def patch_panel(probed, text: str, position: int, site: str) -> None:
+    """Activation patching at the query position: does the activation read above carry the answer?"""
+    with st.expander("Patch: run the input with activations taken from a source input"):
+        source = st.text_input("Source (same length)", value=contrast_of(probed.task, text), key=f"source::{text}")
+        names = [s.name for s in probed.sites() if s.kind != "hook_resid_mid"]
+        sites = st.multiselect("Sites to patch at the query position", names, default=[site] if site in names else [])
+        if not (source and sites and st.button("Patch")):
+            return
+        try:
+            result = patch(probed, text, source, [(name, position) for name in sites])
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        effect = "n/a" if result.effect is None else f"{result.effect:.3f}"
+        st.html(render_patch(result, effect))
+
+
+def render_patch(result, effect: str) -> str:
+    rows = [
+        ("input", result.input, result.clean.prediction, result.clean.logit_diff),
+        ("source", result.source, result.source_prediction, None),
+        (
+            "patched",
+            ", ".join(f"{p['site']}@{p['position']}" for p in result.patches),
+            result.patched.prediction,
+            result.patched.logit_diff,
+        ),
+    ]
+    cells = "".join(
+        f"<tr><td>{escape(name)}</td><td><code>{escape(what)}</code></td><td>{escape(prediction)}</td>"
+        f"<td>{'' if ld is None else f'{ld:+.3f}'}</td></tr>"
+        for name, what, prediction, ld in rows
+    )
+    return (
+        f'<div class="iv-view"><div class="iv-meta">{escape(result.metric)}; effect <b>{effect}</b> '
+        "(0: none; 1: as the source)</div><table><tr><th></th><th></th><th>prediction</th><th>LD</th></tr>"
+        f"{cells}</table></div>"
+    )
+
+
 def saved_views(result: InversionResult, show_colors: bool) -> None:
     """Readings kept to compare side by side."""
     saved = st.session_state.setdefault("saved", [])
@@ -228,6 +278,7 @@ def main() -> None:
         st.error(str(exc))
         return
     st.html(render_result(result, show_colors=settings.show_colors, limit=SHOWN_ROWS, outside=settings.outside))
+    patch_panel(probed, text, position, site)
     saved_views(result, settings.show_colors)
 
 

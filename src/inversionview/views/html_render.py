@@ -6,6 +6,7 @@ text, hovering a token shows its position's distance and colour value.
 
 from __future__ import annotations
 
+import base64
 from html import escape
 from pathlib import Path
 
@@ -171,12 +172,29 @@ def check_report_path(path: Path) -> None:
         raise UserError(f"-o {path}: the report is an HTML file; name it .html")
 
 
+def render_figure(png: bytes, caption: str) -> str:
+    """A PNG inside the page itself (a data URL): the report stays one self-contained file."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure class="iv-view"><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
+        f'<figcaption class="iv-meta">{escape(caption)}</figcaption></figure>'
+    )
+
+
 def write_report(
-    results: list[InversionResult], path: Path, *, show_colors: bool = True, limit: int = 60, outside: int | None = None
+    results: list[InversionResult],
+    path: Path,
+    *,
+    show_colors: bool = True,
+    limit: int = 60,
+    outside: int | None = None,
+    figures: list[tuple[bytes, str]] = (),
 ) -> None:
-    """Write readings (one query at several sites) as one self-contained HTML file."""
+    """Write readings (one query at several sites), and any ``figures`` (PNG, caption), as one
+    self-contained HTML file."""
     check_report_path(path)
     query = results[0].query
     fragments = [render_result(r, show_colors=show_colors, limit=limit, outside=outside) for r in results]
+    fragments += [render_figure(png, caption) for png, caption in figures]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document(fragments, f"InversionView: {query.text!r} at position {query.position}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -25,16 +26,18 @@ def check_plot_path(path: Path) -> None:
         raise UserError(f"--plot {path} is a directory; name a .png file")
 
 
-def scan_heatmap(scan: ScanResult, path: Path, title: str) -> None:
-    """The patching scan as a labelled heatmap: positions down, components across, mean effect in
-    each cell (blank where it is undefined)."""
+def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:
+    """The patching scan as a labelled heatmap, written as PNG to a path or a binary file: positions
+    down, components across, the mean effect in each cell (blank where it is undefined)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    check_plot_path(path)
+    if isinstance(path, Path):
+        check_plot_path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     grid = np.array([[np.nan if v is None else v for v in row] for row in scan.effect], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(scan.components), 1.4 + 0.42 * len(scan.positions)), dpi=110)
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -60,8 +63,7 @@ def scan_heatmap(scan: ScanResult, path: Path, title: str) -> None:
     fig.colorbar(image, ax=ax, label="mean effect (1: as the source)")
     ax.set_title(f"{title} (n = {scan.n})", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
