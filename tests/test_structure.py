@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inversionview"
-PIPELINE = ("tasks", "probed", "decoder", "inversion", "exact", "causal", "views", "cli")
+PIPELINE = ("tasks", "probed", "decoder", "inversion", "exact", "causal", "interpret", "views", "cli")
 """Each stage may import the stages before it, never one after it."""
 SHARED = ("errors", "storage", "training", "bundled")
 """Used by every stage; they import only each other."""

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from inversionview.cli import main
 from inversionview.decoder.store import load_decoder
+from inversionview.interpret.explain import explain
 from inversionview.inversion.invert import invert
 from inversionview.probed import load_probed
 from inversionview.views.html_render import render_result
@@ -57,7 +58,8 @@ def test_page_reads_an_input_at_a_chosen_site_and_position():
     # The same reading from the library: the page shows its samples, nearest first.
     probed = load_probed("counting")
     result = invert(probed, load_decoder(None, probed), "vvzccvczvv|v:5", 13, "blocks.0.hook_resid_pre", samples=100)
-    assert without_timing(render_result(result)) in without_timing(page)
+    assert without_timing(render_result(explain(probed, result))) in without_timing(page)
+    assert 'class="iv-explain"' in page  # the feature table and its sentence
     shown, counts = shown_rows(result, 60)
     assert page.count('class="iv-row') == len(shown) - 1 > 3  # every row but the ε line
     assert counts.outside > 0 and page.count('iv-row iv-out"') == min(counts.outside, 15)  # both sides of ε are shown

@@ -190,19 +190,26 @@ def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> lis
     for site in sites:
         with _progress_bar(f"sampling {site}", "sample") as progress:
             results.append(invert(probed, decoder, args.input, args.position, site, progress=progress, **options))
+    if args.explain or args.features:
+        from inversionview.interpret.explain import explain, load_features
+
+        features = {**probed.task.features(), **load_features(args.features)} if args.features else None
+        results = [explain(probed, result, features=features) for result in results]
     return results
 
 
 def cmd_invert(args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from inversionview.views.terminal import render
+    from inversionview.views.terminal import render, render_features
 
     (result,) = _invert_each(args, [args.site])
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        render(result, Console(), limit=args.limit, outside=args.outside, show_colors=not args.no_color)
+        console = Console()
+        render(result, console, limit=args.limit, outside=args.outside, show_colors=not args.no_color)
+        render_features(result, console)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -434,7 +441,6 @@ def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) ->
 def _sampling_options(parser: argparse.ArgumentParser, samples: int) -> None:
     parser.add_argument("--decoder", help="decoder directory (default: the bundled one)")
     parser.add_argument("--samples", type=_whole_number(1), default=samples)
-    parser.add_argument("--yes", action="store_true", help="go ahead with a reading estimated to take over 10 minutes")
     parser.add_argument("--schedule", default="auto", help=SCHEDULE_HELP)
     parser.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
 
@@ -447,6 +453,13 @@ def _view_options(parser: argparse.ArgumentParser, limit: int) -> None:
         help="of those, how many of the nearest outside ε to show (default: a quarter of --limit)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
+    parser.add_argument("--yes", action="store_true", help="go ahead with a reading estimated to take over 10 minutes")
+    parser.add_argument(
+        "--explain", action="store_true", help="which features of the input the preimage keeps, against chance"
+    )
+    parser.add_argument(
+        "--features", type=Path, help="a Python file of functions name(text, position) -> value to check too (runs it)"
+    )
 
 
 def _add_train_probed(commands) -> None:

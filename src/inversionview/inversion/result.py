@@ -66,6 +66,11 @@ class InversionResult:
     """The task's note on the query input itself."""
     boundary_note: str | None = None
     """Set when no scheduled sample fell outside ε: what the search for the boundary drew and found."""
+    features: list[dict] | None = None
+    """With ``--explain`` (``interpret/explain.py``): each feature's ``name``, ``query_value``,
+    ``consistency``, ``baseline``, ``verdict`` and ``n_members``, ranked."""
+    explanation: str | None = None
+    """With ``--explain``: one sentence on what the activation keeps."""
 
     @property
     def share_in_preimage(self) -> float:

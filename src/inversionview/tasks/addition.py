@@ -16,7 +16,7 @@ from functools import cached_property
 import torch
 
 from inversionview.errors import UserError
-from inversionview.tasks.base import Task
+from inversionview.tasks.base import Feature, Task
 from inversionview.tasks.tokenizer import CharTokenizer
 
 VOCAB = "0123456789+=" + "BEP"
@@ -55,6 +55,36 @@ class AdditionTask(Task):
         if not match or not all(LOW <= int(x) <= HIGH for x in match.groups()[:2]):
             raise UserError(f"{text!r} is not an addition input like '615+861=1476' (operands 100-999)")
         return int(match[1]), int(match[2]), match[3]
+
+    def features(self) -> dict[str, Feature]:
+        """Digits by position name (F1 is the first operand's hundreds), column sums, carries and the
+        unordered digit pairs of each column."""
+
+        def digits(text: str) -> dict[str, int]:
+            a, b, answer = self.operands(text)
+            named = {f"F{i + 1}": int(d) for i, d in enumerate(f"{a:03d}")}
+            named |= {f"S{i + 1}": int(d) for i, d in enumerate(f"{b:03d}")}
+            return named | {f"A{i + 1}": int(d) for i, d in enumerate(answer)}  # A1 is the answer's first digit
+
+        def carry(text: str, column: int) -> int:
+            """Whether column ``column`` (1: hundreds … 3: units) passes a carry to the next one left."""
+            d, incoming = digits(text), 0
+            for c in range(3, column - 1, -1):
+                incoming = int(d[f"F{c}"] + d[f"S{c}"] + incoming >= 10)
+            return incoming
+
+        found: dict[str, Feature] = {}
+        for name in ("F1", "F2", "F3", "S1", "S2", "S3", "A1", "A2", "A3", "A4"):
+            found[name] = lambda text, position, name=name: digits(text).get(name)  # a 3-digit sum has no A4
+        for c in (1, 2, 3):
+            found[f"F{c}+S{c}"] = lambda text, position, c=c: digits(text)[f"F{c}"] + digits(text)[f"S{c}"]
+        for c in (1, 2, 3):
+            found[f"carry{c}"] = lambda text, position, c=c: carry(text, c)
+        for c in (1, 2, 3):
+            found[f"{{F{c},S{c}}}"] = lambda text, position, c=c: frozenset(
+                (digits(text)[f"F{c}"], digits(text)[f"S{c}"])
+            )
+        return found
 
     def contrast(self, text: str, rng: random.Random) -> str:
         """One column's digit pair (hundreds, tens or units, chosen at random) resampled until an

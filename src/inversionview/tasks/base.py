@@ -9,11 +9,15 @@ from __future__ import annotations
 import random
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
 
 import torch
 
 from inversionview.errors import UserError
 from inversionview.tasks.tokenizer import Tokenizer
+
+Feature = Callable[[str, int], Hashable]
+"""A feature of an input: a function of its text and the position being read."""
 
 
 class Task(ABC):
@@ -46,6 +50,11 @@ class Task(ABC):
         """The positions of interest that ``text`` has (a short input may lack some)."""
         named = self.named_positions(text)
         return [named[n] for n in self.query_position_names() if n in named]
+
+    def features(self) -> dict[str, Feature]:
+        """Named features of an input, each a function ``(text, position) -> value``: the hypotheses a
+        reading's preimage is checked against (``interpret/``)."""
+        return {"length": lambda text, position: len(self.tokenizer.encode(text))}
 
     def contrast(self, text: str, rng: random.Random) -> str:
         """An input of the same length whose answer differs from ``text``'s in one controlled way,

@@ -10,7 +10,7 @@ import random
 import string
 
 from inversionview.errors import UserError
-from inversionview.tasks.base import Task
+from inversionview.tasks.base import Feature, Task
 from inversionview.tasks.tokenizer import CharTokenizer
 
 VOCAB = string.ascii_lowercase + "123456789|:" + "BEP"
@@ -40,6 +40,17 @@ class CountingTask(Task):
     def validate(self, text: str) -> None:
         super().validate(text)
         self._split(text)
+
+    def features(self) -> dict[str, Feature]:
+        def body(text: str) -> str:
+            return self._split(text)[0]
+
+        return {
+            "query_letter": lambda text, position: self._split(text)[1],
+            "count": lambda text, position: body(text).count(self._split(text)[1]),
+            "n_distinct": lambda text, position: len(set(body(text))),
+            "length": lambda text, position: len(body(text)),
+        }
 
     def contrast(self, text: str, rng: random.Random) -> str:
         """One letter before ``|`` changed so that the query letter's count changes (by one), the

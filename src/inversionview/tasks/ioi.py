@@ -16,7 +16,7 @@ import re
 import torch
 
 from inversionview.errors import UserError
-from inversionview.tasks.base import Task
+from inversionview.tasks.base import Feature, Task
 from inversionview.tasks.tokenizer import WordTokenizer
 
 NAMES = (
@@ -101,6 +101,23 @@ class IOITask(Task):
     def validate(self, text: str) -> None:
         super().validate(text)
         self.parse(text)
+
+    def features(self) -> dict[str, Feature]:
+        def word(text: str, name: str) -> str:
+            words, positions, _ = self.parse(text)
+            return words[positions[name] - 1]
+
+        def slot(text: str, kind: str) -> str:
+            words, positions, _ = self.parse(text)
+            return next(w for w in words if w in (PLACES if kind == "place" else OBJECTS))
+
+        return {
+            "IO": lambda text, position: word(text, "IO"),
+            "S": lambda text, position: word(text, "S1"),
+            "order": lambda text, position: "ABBA" if self.parse(text)[1]["IO"] < self.parse(text)[1]["S1"] else "BABA",
+            "place": lambda text, position: slot(text, "place"),
+            "object": lambda text, position: slot(text, "object"),
+        }
 
     def contrast(self, text: str, rng: random.Random) -> str:
         """The same sentence with both names replaced by two others (the usual "ABC" contrast): it

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from inversionview.errors import UserError, first_line
-from inversionview.tasks.base import Task
+from inversionview.tasks.base import Feature, Task
 from inversionview.tasks.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,20 @@ class TextTask(Task):
 
     def named_positions(self, text: str) -> dict[str, int]:
         return {}
+
+    def features(self) -> dict[str, Feature]:
+        """The token at the position read, the 1-3 tokens before it, and the length."""
+
+        def tokens(text: str, position: int, back: int) -> tuple[int, ...]:
+            ids = self.tokenizer.encode(text)  # position p (BOS = 0) is ids[p - 1]
+            if position - back < 1 or position > len(ids):
+                return ()
+            return tuple(ids[position - 1 - back : position])
+
+        found: dict[str, Feature] = {"token": lambda text, position: tokens(text, position, 0)}
+        for back in (1, 2, 3):
+            found[f"previous {back}"] = lambda text, position, back=back: tokens(text, position, back)[:back]
+        return found | {"length": lambda text, position: len(self.tokenizer.encode(text))}
 
     def target_positions(self, text: str) -> list[int]:
         return list(range(len(self.tokenizer.encode(text)) + 1))

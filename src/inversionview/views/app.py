@@ -17,6 +17,7 @@ import streamlit as st
 from inversionview.causal.patch import patch
 from inversionview.decoder.store import load_decoder
 from inversionview.errors import UserError
+from inversionview.interpret.explain import explain
 from inversionview.inversion.invert import invert
 from inversionview.inversion.result import InversionResult
 from inversionview.inversion.schedule import parse_schedule
@@ -80,7 +81,7 @@ def reading(
             progress=lambda done, total: bar.progress(done / total, text=f"sampled {done}/{total}"),
         )
         bar.empty()
-        return result
+        return explain(probed, result)  # the feature table costs milliseconds
 
     key = (choice, text, position, site, samples, seed, metric, epsilon, schedule)
     return reading_cache().get_or_make(key, make)

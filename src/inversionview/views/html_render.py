@@ -40,6 +40,8 @@ CSS = """
 .iv-bar-key { display: inline-block; vertical-align: middle; width: 40px; height: 10px; background: #eee;
               border-radius: 2px; }
 .iv-bar-key > span { display: block; width: 50%; height: 100%; background: #4a78b5; border-radius: 2px; }
+.iv-explain { font-size: 12px; margin: 4px 0 8px 0; }
+.iv-explain td, .iv-explain th { padding: 0 8px 0 0; text-align: left; }
 .iv-attn td { padding: 0 2px; font-family: ui-monospace, monospace; text-align: center; }
 """
 
@@ -109,6 +111,26 @@ def legend(epsilon: float, scale: float) -> str:
     )
 
 
+def render_features(result: InversionResult) -> str:
+    """The feature table of an explained reading and its sentence ("" when it was not explained)."""
+    if result.features is None:
+        return ""
+
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    rows = "".join(
+        f"<tr><td>{escape(f['name'])}</td><td><code>{escape(f['query_value'])}</code></td>"
+        f"<td>{cell(f['consistency'])}</td><td>{cell(f['baseline'])}</td><td>{escape(f['verdict'])}</td></tr>"
+        for f in result.features
+    )
+    return (
+        f'<div class="iv-explain"><b>{escape(result.explanation)}</b>'
+        "<table><tr><th>feature</th><th>query</th><th>members</th><th>chance</th><th>verdict</th></tr>"
+        f"{rows}</table></div>"
+    )
+
+
 def render_result(
     result: InversionResult, *, show_colors: bool = True, limit: int = 60, outside: int | None = None
 ) -> str:
@@ -136,7 +158,12 @@ def render_result(
         f'(<code>{escape(q.tokens[q.position])}</code>) · <span class="iv-site">{escape(q.site)}</span>{note}</div>'
         f'<div class="iv-meta">{s.samples} samples ({escape(s.schedule)}), {s.metric} distance, ε = {s.epsilon:g}: '
         f"<b>{result.precision:.1%}</b> inside the ε-preimage · {escape(side_summary(counts))} · "
-        f"{result.seconds:.2f} s</div>" + boundary + legend(s.epsilon, scale) + "".join(rows) + "</div>"
+        f"{result.seconds:.2f} s</div>"
+        + render_features(result)
+        + boundary
+        + legend(s.epsilon, scale)
+        + "".join(rows)
+        + "</div>"
     )
 
 

@@ -72,3 +72,17 @@ def render(
         console.print(note, style="dim")
     if counts.inside_hidden or counts.outside_hidden:
         console.print("(--limit and --outside show more; --json gives every sample)", style="dim")
+
+
+def render_features(result: InversionResult, console: Console) -> None:
+    """The feature table of an explained reading, then its sentence."""
+    if result.features is None:
+        return
+    console.print(f"{'feature':14s} {'query':>8s} {'members':>8s} {'chance':>7s}  verdict", style="bold")
+    for f in result.features:
+        consistency = "-" if f["consistency"] is None else f"{f['consistency']:.2f}"
+        baseline = "-" if f["baseline"] is None else f"{f['baseline']:.2f}"
+        console.print(
+            f"{f['name'][:14]:14s} {f['query_value'][:8]:>8s} {consistency:>8s} {baseline:>7s}  {f['verdict']}"
+        )
+    console.print(result.explanation, style="bold")

@@ -1,0 +1,147 @@
+"""Feature consistency: which features of the query input every member of the preimage shares.
+
+A hypothesis is a function f of the input (``Task.features``). Its consistency is the share of the
+distinct members of the preimage among a reading's samples whose value equals the query's; its
+baseline the same share among inputs drawn from the task's distribution (seeded). A feature the
+activation keeps is consistent far beyond chance; one it does not keep varies as by chance.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from inversionview.errors import UserError
+from inversionview.inversion.result import InversionResult
+from inversionview.probed.model import ProbedModel
+
+ENCODED = 0.9
+"""Consistency from which a feature is judged encoded (when it is also ``LIFT`` above its baseline)."""
+PARTLY = 0.5
+"""Consistency from which a feature is judged partly encoded (with the same lift)."""
+LIFT = 0.1
+MIN_MEMBERS = 5
+"""Fewer distinct members than this are too few for a verdict, which says so."""
+BASELINE_INPUTS = 500
+
+
+@dataclass
+class FeatureVerdict:
+    name: str
+    query_value: str
+    consistency: float | None
+    baseline: float | None
+    verdict: str
+    """"encoded", "partly", "not", or "too few members"."""
+    n_members: int
+
+
+def _value(feature, text: str, position: int):
+    try:
+        return feature(text, position)
+    except (UserError, ValueError, IndexError, KeyError, StopIteration):
+        return None  # the feature is not defined for this input
+
+
+def _share(feature, texts: list[str], position: int, wanted) -> float | None:
+    values = [_value(feature, text, position) for text in texts]
+    defined = [v for v in values if v is not None]
+    return sum(v == wanted for v in defined) / len(defined) if defined else None
+
+
+def verdict_of(consistency: float | None, baseline: float | None, n_members: int) -> str:
+    if n_members < MIN_MEMBERS or consistency is None:
+        return "too few members"
+    lifted = baseline is None or consistency >= baseline + LIFT
+    if consistency >= ENCODED and lifted:
+        return "encoded"
+    if consistency >= PARTLY and lifted:
+        return "partly"
+    return "not"
+
+
+def feature_verdicts(
+    probed: ProbedModel, result: InversionResult, *, features: dict | None = None, seed: int = 0
+) -> list[FeatureVerdict]:
+    """Every feature's consistency over the distinct members of ``result``'s preimage, against its
+    baseline, and its verdict; ranked by how far consistency exceeds the baseline."""
+    features = features or probed.task.features()
+    position = result.query.position
+    members = list(dict.fromkeys(s.text for s in result.samples if s.in_preimage and not s.boundary_search))
+    rng = random.Random(seed)
+    try:
+        drawn = probed.task.sample_texts(rng, BASELINE_INPUTS, split="any")
+    except UserError:
+        drawn = []  # a free-text model with no corpus: no baseline
+    verdicts = []
+    for name, feature in features.items():
+        wanted = _value(feature, result.query.text, position)
+        consistency = _share(feature, members, position, wanted) if members else None
+        baseline = _share(feature, drawn, position, wanted) if drawn else None
+        verdict = verdict_of(consistency, baseline, len(members))
+        verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, len(members)))
+    return sorted(verdicts, key=lambda v: -((v.consistency or 0) - (v.baseline or 0)))
+
+
+def _shown(value) -> str:
+    if isinstance(value, frozenset):
+        return "{" + ", ".join(map(str, sorted(value))) + "}"
+    return str(value)
+
+
+def explanation(verdicts: list[FeatureVerdict]) -> str:
+    """One sentence: what the activation keeps, what it keeps in part, and what it does not."""
+    if not verdicts or verdicts[0].verdict == "too few members":
+        n = verdicts[0].n_members if verdicts else 0
+        return f"too few members of the preimage among the samples ({n}) for a verdict: draw more samples"
+    kept = [
+        f"{v.name} = {v.query_value} ({v.consistency:.2f}{_against(v)})" for v in verdicts if v.verdict == "encoded"
+    ]
+    partly = [f"{v.name} ({v.consistency:.2f}{_against(v)})" for v in verdicts if v.verdict == "partly"]
+    dropped = [v.name for v in verdicts if v.verdict == "not"]
+    parts = [f"keeps {_join(kept)}" if kept else "keeps none of the features"]
+    if partly:
+        parts.append(f"partly {_join(partly)}")
+    if dropped:
+        parts.append(f"not {_join(dropped)}")
+    return "; ".join(parts)
+
+
+def _against(verdict: FeatureVerdict) -> str:
+    return "" if verdict.baseline is None else f" against {verdict.baseline:.2f} by chance"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def explain(probed: ProbedModel, result: InversionResult, **options) -> InversionResult:
+    """``result`` with its feature table and sentence filled in (``features``, ``explanation``)."""
+    verdicts = feature_verdicts(probed, result, **options)
+    result.features = [asdict(v) for v in verdicts]
+    result.explanation = explanation(verdicts)
+    return result
+
+
+def load_features(path: Path) -> dict:
+    """The plain functions ``name(text, position) -> value`` defined in a Python file: the user's own
+    features. This runs the file's code, as importing it would."""
+    if not path.is_file() or path.suffix != ".py":
+        raise UserError(f"--features {path}: name a Python file of functions name(text, position) -> value")
+    spec = importlib.util.spec_from_file_location(f"inversionview_features_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code may raise anything; say where, in one line
+        raise UserError(f"--features {path}: running it failed ({type(exc).__name__}: {exc})") from None
+    found = {
+        name: value
+        for name, value in vars(module).items()
+        if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_")
+    }
+    if not found:
+        raise UserError(f"--features {path} defines no functions")
+    return found
