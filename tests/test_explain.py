@@ -58,3 +58,66 @@ def test_invert_explain_json_and_the_users_own_features(capsys, tmp_path):
     assert main([*args, "--features", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "running it failed (RuntimeError: nope)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_explain_map_tells_the_per_site_story(capsys, tmp_path):
+    plot = tmp_path / "map.png"
+    assert main(["explain-map", "--n", "2", "--samples", "60", "--json", "--plot", str(plot)]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["positions"] == ["query letter", ":"] and table["n"] == 2
+    at_colon = table["encoded"][table["sites"].index("blocks.1.hook_resid_post")][1]
+    assert at_colon.get("count", 0) >= 0.5  # after layer 1, ':' keeps the count
+    assert plot.stat().st_size > 10_000
+
+
+class _ChatServer:
+    """An OpenAI-compatible /chat/completions endpoint on 127.0.0.1 that records what it receives."""
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        received = self.received = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the handler's name is http.server's)
+                received.update(path=self.path, auth=self.headers.get("Authorization"))
+                received["body"] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answer = json.dumps({"choices": [{"message": {"content": "It keeps the count of v."}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+
+
+def test_explain_asks_an_openai_compatible_server_and_never_shows_the_key(capsys, monkeypatch):
+    monkeypatch.setenv("INVERSIONVIEW_LLM_KEY", "secret-key-123")
+    query = cli_args("explain", input=QUERY[0], position=QUERY[1], site="blocks.1.hook_resid_post", samples=100)
+    assert main([*query, "--print-prompt"]) == 0  # no network: the prompt alone
+    prompt = capsys.readouterr().out
+    assert "[:]" in prompt and "Inputs inside ε" in prompt and "count = 5" in prompt
+    with _ChatServer() as server:
+        assert main([*query, "--llm-url", server.url, "--llm-model", "tiny", "--json"]) == 0
+    out = capsys.readouterr()
+    answer = json.loads(out.out)
+    assert answer["response"] == "It keeps the count of v." and answer["prompt"] == prompt.strip()
+    assert server.received["path"] == "/v1/chat/completions" and server.received["body"]["model"] == "tiny"
+    assert server.received["auth"] == "Bearer secret-key-123" and "secret-key-123" not in out.out + out.err
+
+
+def test_explain_says_in_one_line_when_no_server_answers(capsys):
+    query = cli_args("explain", input=QUERY[0], position=QUERY[1], site="blocks.1.hook_resid_post", samples=40)
+    assert main([*query, "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "no answer" in err and len(err.strip().splitlines()) == 1

@@ -356,6 +356,46 @@ def cmd_patch_scan(args: argparse.Namespace) -> None:
         print(f"{i:>6d}  {component}")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from inversionview.interpret.llm import ask, reading_prompt
+
+    args.explain = True
+    results = _invert_each(args, args.site)
+    prompt = "\n\n".join(reading_prompt(result) for result in results)
+    if args.print_prompt:
+        print(prompt)
+        return
+    if not (args.llm_url and args.llm_model):
+        raise UserError("give --llm-url and --llm-model (or --print-prompt to see the prompt, sending nothing)")
+    response = ask(args.llm_url, args.llm_model, prompt)
+    if args.json:
+        print(json.dumps({"prompt": prompt, "response": response, "features": [r.features for r in results]}))
+    else:
+        print(response)
+
+
+def cmd_explain_map(args: argparse.Namespace) -> None:
+    from inversionview.decoder.store import load_decoder
+    from inversionview.interpret.explain_map import explain_map
+    from inversionview.views.plots import check_plot_path, explain_map_figure
+
+    if args.plot:
+        check_plot_path(args.plot)
+    probed = _load_probed(args)
+    decoder = load_decoder(args.decoder, probed)
+    with _progress_bar("sites × positions", "cell") as progress:
+        table = explain_map(probed, decoder, args.n, samples=args.samples, seed=args.seed, progress=progress)
+    if args.plot:
+        explain_map_figure(table, args.plot, f"explain-map of {args.probed or 'counting'}")
+    if args.json:
+        print(json.dumps(table.to_dict()))
+        return
+    print(f"features kept (share of {table.n} held-out queries judged encoded, ≥ 0.5 shown)")
+    for site, row in zip(table.sites, table.encoded):
+        cells = [", ".join(f"{f} {v:.2f}" for f, v in cell.items() if v >= 0.5) or "-" for cell in row]
+        print(f"{site:32s} " + " | ".join(f"{name}: {cell}" for name, cell in zip(table.positions, cells)))
+
+
 def _ld(value: float | None) -> str:
     return "" if value is None else f" (LD {value:+.3f})"
 
@@ -588,6 +628,30 @@ def _add_patch_scan(commands, probed) -> None:
     p.set_defaults(run=cmd_patch_scan)
 
 
+def _add_explain(commands, probed) -> None:
+    help_text = "put readings into words with a language model (any OpenAI-compatible endpoint)"
+    p = commands.add_parser("explain", parents=[probed], help=help_text)
+    _query_options(p, many_sites=True)
+    _sampling_options(p, samples=500)
+    _view_options(p, limit=40)
+    p.add_argument("--llm-url", help="the endpoint, e.g. http://127.0.0.1:8080/v1 (key: $INVERSIONVIEW_LLM_KEY)")
+    p.add_argument("--llm-model", help="the model name the endpoint serves")
+    p.add_argument("--print-prompt", action="store_true", help="print the prompt and send nothing")
+    p.set_defaults(run=cmd_explain)
+
+
+def _add_explain_map(commands, probed) -> None:
+    help_text = "at every site and named position, the features that held-out queries' readings keep"
+    p = commands.add_parser("explain-map", parents=[probed], help=help_text)
+    p.add_argument("--decoder", help="decoder directory (default: the bundled one)")
+    p.add_argument("--n", type=_whole_number(1), default=10, help="held-out queries per site and position (10)")
+    p.add_argument("--samples", type=_whole_number(1), default=200, help="samples a reading (200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", type=Path, help="write the map to this PNG")
+    p.set_defaults(run=cmd_explain_map)
+
+
 def _add_tokens(commands, probed) -> None:
     help_text = "list an input's positions and tokens as a reading sees them (BOS = 0, then from the end)"
     p = commands.add_parser("tokens", parents=[probed], help=help_text)
@@ -643,6 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tokens(commands, probed)
     _add_patch(commands, probed)
     _add_patch_scan(commands, probed)
+    _add_explain(commands, probed)
+    _add_explain_map(commands, probed)
     _add_exact(commands, probed)
     _add_view_and_demo(commands, probed)
     return parser

@@ -66,24 +66,42 @@ def verdict_of(consistency: float | None, baseline: float | None, n_members: int
 def feature_verdicts(
     probed: ProbedModel, result: InversionResult, *, features: dict | None = None, seed: int = 0
 ) -> list[FeatureVerdict]:
-    """Every feature's consistency over the distinct members of ``result``'s preimage, against its
-    baseline, and its verdict; ranked by how far consistency exceeds the baseline."""
+    """Every feature's consistency over the distinct members of ``result``'s preimage (scheduled
+    samples inside ε), against its baseline, and its verdict; ranked by the lift over chance."""
+    members = [s.text for s in result.samples if s.in_preimage and not s.boundary_search]
+    return verdicts_over(probed, members, result.query.text, result.query.position, features=features, seed=seed)
+
+
+def verdicts_over(
+    probed: ProbedModel,
+    members: list[str],
+    text: str,
+    position: int,
+    *,
+    features: dict | None = None,
+    seed: int = 0,
+) -> list[FeatureVerdict]:
+    """Every feature's consistency over ``members`` (deduplicated) for the query ``text`` read at
+    ``position``, against its baseline, and its verdict; ranked by the lift over chance. The members
+    may come from decoder samples or from the exact preimage alike."""
     features = features or probed.task.features()
-    position = result.query.position
-    members = list(dict.fromkeys(s.text for s in result.samples if s.in_preimage and not s.boundary_search))
-    rng = random.Random(seed)
-    try:
-        drawn = probed.task.sample_texts(rng, BASELINE_INPUTS, split="any")
-    except UserError:
-        drawn = []  # a free-text model with no corpus: no baseline
+    members = list(dict.fromkeys(members))
+    drawn = _baseline_inputs(probed, seed)
     verdicts = []
     for name, feature in features.items():
-        wanted = _value(feature, result.query.text, position)
+        wanted = _value(feature, text, position)
         consistency = _share(feature, members, position, wanted) if members else None
         baseline = _share(feature, drawn, position, wanted) if drawn else None
         verdict = verdict_of(consistency, baseline, len(members))
         verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, len(members)))
     return sorted(verdicts, key=lambda v: -((v.consistency or 0) - (v.baseline or 0)))
+
+
+def _baseline_inputs(probed: ProbedModel, seed: int) -> list[str]:
+    try:
+        return probed.task.sample_texts(random.Random(seed), BASELINE_INPUTS, split="any")
+    except UserError:
+        return []  # a free-text model with no corpus: no baseline
 
 
 def _shown(value) -> str:

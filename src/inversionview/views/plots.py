@@ -14,6 +14,7 @@ from inversionview.decoder.sampling import query_log_probs
 from inversionview.errors import UserError
 from inversionview.exact.completeness import Completeness
 from inversionview.exact.space import input_space
+from inversionview.interpret.explain_map import ExplainMap
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.verify import query_activation
 
@@ -64,6 +65,30 @@ def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:
     ax.set_title(f"{title} (n = {scan.n})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def explain_map_figure(table: ExplainMap, path: Path, title: str, threshold: float = 0.5) -> None:
+    """The explain-map as a grid, sites down and named positions across: each cell lists the
+    features at least ``threshold`` of the queries keep, shaded by how many there are."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    check_plot_path(path)
+    kept = [[[f for f, share in cell.items() if share >= threshold] for cell in row] for row in table.encoded]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(table.positions), 1.0 + 0.42 * len(table.sites)), dpi=110)
+    ax.imshow([[len(cell) for cell in row] for row in kept], cmap="Greens", aspect="auto", vmin=0, vmax=4)
+    for r, row in enumerate(kept):
+        for c, cell in enumerate(row):
+            ax.text(c, r, "\n".join(cell) if len(cell) < 4 else ", ".join(cell), ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(table.positions)), table.positions, fontsize=8)
+    ax.set_yticks(range(len(table.sites)), [s.replace("blocks.", "") for s in table.sites], fontsize=7)
+    ax.set_title(f"{title}: features kept by ≥ {threshold:.0%} of {table.n} queries", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     plt.close(fig)
 
 
