@@ -1,6 +1,6 @@
 """Verdicts from decoder samples against verdicts from the exact ε-preimage (addition).
 
-    python benchmarks/explain_agreement.py [--queries 24] [--samples 300] [--seed 0] [--json]
+    python benchmarks/explain_agreement.py [--queries 24] [--samples 300] [--schedule auto] [--seed 0] [--json]
 
 For seeded held-out queries spread over every site and named position (``spread_queries``), the
 features each reading's samples keep (``invert --explain``) are set beside the features the exact
@@ -22,6 +22,7 @@ from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.interpret.explain import feature_verdicts, verdicts_over
 from inversionview.inversion.invert import invert
+from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 
 
@@ -30,17 +31,19 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=24)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--schedule", default="auto", help="the readings' schedule: auto, distinct, …")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
     probed = load_probed("addition")
     decoder = load_decoder(None, probed)
     queries = spread_queries(probed, args.queries, seed=args.seed)
+    schedule = parse_schedule(args.schedule)
     exact = exact_preimages(probed, queries, limit=0)
     texts = input_space(probed.task).texts
     matches, differ = [], Counter()
     for (text, position, site), truth in zip(queries, exact):
-        reading = invert(probed, decoder, text, position, site, samples=args.samples, seed=args.seed)
+        reading = invert(probed, decoder, text, position, site, samples=args.samples, seed=args.seed, schedule=schedule)
         from_samples = {v.name: v.verdict for v in feature_verdicts(probed, reading, seed=args.seed)}
         members = sorted(truth.member_texts(texts))
         from_exact = {v.name: v.verdict for v in verdicts_over(probed, members, text, position, seed=args.seed)}

@@ -26,6 +26,9 @@ LIFT = 0.1
 MIN_MEMBERS = 5
 """Fewer distinct members than this are too few for a verdict, which says so."""
 BASELINE_INPUTS = 500
+MEMBERS_MEASURED = 2000
+"""Members beyond this many are measured on a seeded sample of them (an exact preimage may hold
+hundreds of thousands): the share is estimated to within about a point."""
 
 
 @dataclass
@@ -86,14 +89,17 @@ def verdicts_over(
     may come from decoder samples or from the exact preimage alike."""
     features = features or probed.task.features()
     members = list(dict.fromkeys(members))
+    n_members = len(members)
+    if n_members > MEMBERS_MEASURED:
+        members = random.Random(seed).sample(members, MEMBERS_MEASURED)
     drawn = _baseline_inputs(probed, seed)
     verdicts = []
     for name, feature in features.items():
         wanted = _value(feature, text, position)
         consistency = _share(feature, members, position, wanted) if members else None
         baseline = _share(feature, drawn, position, wanted) if drawn else None
-        verdict = verdict_of(consistency, baseline, len(members))
-        verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, len(members)))
+        verdict = verdict_of(consistency, baseline, n_members)
+        verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, n_members))
     return sorted(verdicts, key=lambda v: -((v.consistency or 0) - (v.baseline or 0)))
 
 
