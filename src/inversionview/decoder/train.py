@@ -146,22 +146,24 @@ class DecoderTraining:
         save_decoder(self.model, self.out, self.probed, provenance)
 
 
-def resolved_config(probed: ProbedModel, config: DecoderTrainConfig, out: Path) -> DecoderTrainConfig:
-    """The recipe a run in ``out`` trains with, checked: a resumed run keeps the one it started
-    with, and only ``steps``, ``max_seconds`` and a ``batch_size`` that is set come from ``config``."""
+def resolved_config(
+    probed: ProbedModel, config: DecoderTrainConfig, out: Path, saved: dict | None
+) -> DecoderTrainConfig:
+    """The recipe a run in ``out`` trains with, checked: a resumed run keeps the one it started with
+    (``saved``, from its checkpoint), and only ``steps``, ``max_seconds`` and a ``batch_size`` that is
+    set come from ``config``."""
     check_run(out, config.steps)
-    if config.batch_size is not None and config.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if (saved := saved_config(out)) is not None:
+    if saved is not None:
         kept = DecoderTrainConfig(**saved)
-        batch_size = config.batch_size or kept.batch_size
+        batch_size = kept.batch_size if config.batch_size is None else config.batch_size
         config = replace(kept, steps=config.steps, max_seconds=config.max_seconds, batch_size=batch_size)
         trained_for = read_json(out / DECODER_CONFIG_FILE, "decoder config").get("probed_hash")
         if trained_for != probed.content_hash:
             raise UserError(
                 f"{out} holds a run for another probed model; resume it with that model or pick a new --out"
             )
-    config = replace(config, batch_size=config.batch_size or DEFAULT_BATCH_SIZE)
+    if config.batch_size is None:
+        config = replace(config, batch_size=DEFAULT_BATCH_SIZE)
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     config.check()
     return config
@@ -183,8 +185,9 @@ def train_decoder(
     it was started with (``resolved_config``), so a run can be extended, on another machine too.
     """
     out = Path(out)
-    resuming = saved_config(out) is not None
-    config = resolved_config(probed, config, out)
+    saved = saved_config(out)
+    resuming = saved is not None
+    config = resolved_config(probed, config, out, saved)
     streams = RandomStreams.seeded(config.seed)
     # A resumed run rebuilds the decoder it saved, whose weights then come from the checkpoint; where
     # a new run's weights start (--init-from) matters no more, and may be gone.

@@ -9,8 +9,6 @@ attention output). The model itself is never changed, and its hooks are removed 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +16,7 @@ from torch import nn
 
 from inversionview.errors import UserError
 from inversionview.probed.layouts import Layout, submodule
-from inversionview.probed.sites import HEAD_SITE_KIND, Site
+from inversionview.probed.sites import HEAD_SITE_KIND, Site, first_arg, first_output, hooks_removed
 
 
 @dataclass(frozen=True)
@@ -53,21 +51,6 @@ def hook_point(model: nn.Module, layout: Layout, site: Site) -> HookPoint:
     )
 
 
-def _value_of(args: tuple, kwargs: dict, output) -> torch.Tensor:
-    if output is not None:
-        return output[0] if isinstance(output, tuple) else output
-    return args[0] if args else kwargs["hidden_states"]
-
-
-@contextmanager
-def _hooks(handles: list) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 @torch.no_grad()
 def hook_values(model: nn.Module, layout: Layout, ids: torch.Tensor, sites: list[Site]) -> dict[Site, torch.Tensor]:
     """Each site's value at its hook point in a run on ``ids`` (B, T): (B, T, width of the site)."""
@@ -76,14 +59,17 @@ def hook_values(model: nn.Module, layout: Layout, ids: torch.Tensor, sites: list
     for site in sites:
         point = hook_point(model, layout, site)
 
-        def store(module, args, kwargs=None, output=None, site=site, point=point):
-            values[site] = _value_of(args, kwargs or {}, output)[..., point.width].clone()
+        def store_input(module, args, kwargs, site=site, point=point):
+            values[site] = first_arg(args, kwargs)[..., point.width].clone()
+
+        def store_output(module, args, output, site=site, point=point):
+            values[site] = first_output(output)[..., point.width].clone()
 
         if point.before:
-            handles.append(point.module.register_forward_pre_hook(store, with_kwargs=True))
+            handles.append(point.module.register_forward_pre_hook(store_input, with_kwargs=True))
         else:
-            handles.append(point.module.register_forward_hook(lambda m, a, o, store=store: store(m, a, output=o)))
-    with _hooks(handles):
+            handles.append(point.module.register_forward_hook(store_output))
+    with hooks_removed(handles):
         model(input_ids=ids, use_cache=False)
     return values
 
@@ -126,7 +112,7 @@ def patched_logits(
                 return _replace(output, point, mask, source)
 
             handles.append(point.module.register_forward_hook(after))
-    with _hooks(handles):
+    with hooks_removed(handles):
         return model(input_ids=ids, use_cache=False).logits
 
 

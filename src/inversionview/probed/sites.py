@@ -80,7 +80,8 @@ class _StopForward(Exception):
 
 
 @contextmanager
-def _hooks(handles: list) -> Iterator[None]:
+def hooks_removed(handles: list) -> Iterator[None]:
+    """Run the block, then remove ``handles``' hooks, whatever happens."""
     try:
         yield
     finally:
@@ -88,11 +89,13 @@ def _hooks(handles: list) -> Iterator[None]:
             handle.remove()
 
 
-def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
+def first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
+    """A module's input as a hook sees it: positional, or the ``hidden_states`` keyword."""
     return args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
 
 
-def _first_output(output) -> torch.Tensor:
+def first_output(output) -> torch.Tensor:
+    """A module's output as a hook sees it: the first element of a tuple, or the tensor itself."""
     return output[0] if isinstance(output, tuple) else output
 
 
@@ -117,12 +120,12 @@ class _SiteReader:
 
     def _before(self, module: nn.Module, site: Site) -> None:
         def hook(module, args, kwargs):
-            self.store(site, _first_arg(args, kwargs))
+            self.store(site, first_arg(args, kwargs))
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
     def _after(self, module: nn.Module, site: Site) -> None:
-        self.handles.append(module.register_forward_hook(lambda m, a, o: self.store(site, _first_output(o))))
+        self.handles.append(module.register_forward_hook(lambda m, a, o: self.store(site, first_output(o))))
 
     def hook_layer(self, layer: int, block: nn.Module, kinds: set[str]) -> None:
         """The residual-stream and sublayer sites of one block."""
@@ -198,7 +201,7 @@ def run_with_sites(
             reader.hook_heads(layer, blocks[layer], heads)
         if layer in attention_layers:
             reader.hook_pattern(layer, blocks[layer])
-    with _hooks(reader.handles):
+    with hooks_removed(reader.handles):
         try:
             model(input_ids=ids, use_cache=False)
         except _StopForward:
