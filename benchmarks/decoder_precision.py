@@ -2,11 +2,12 @@
 
     python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
                                            [--seed 2024] [--positions named|random] [--temperature 1]
-                                           [--by-position]
+                                           [--by-position] [--corpus FILE --max-tokens N]
 
 Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
 and ``:``; IOI: S1, S1+1, IO, S2, END), or with ``--positions random`` at any text position.
-Metric and ε are the probed model's unless given.
+Metric and ε are the probed model's unless given. A free-text model (``--probed minilm``) reads
+held-out lines of ``--corpus`` (one line in ten is held out), at random positions.
 Prints one line per site, then the mean (with its standard error over the queries: every site reads
 the same queries, so the error is that of the per-query means over sites) and the minimum.
 ``--by-position`` adds each site's precision at each named position (the queries there), which shows
@@ -45,11 +46,15 @@ def main() -> None:
         "--by-position", action="store_true", help="also print a site × named position table of precision"
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--corpus", help="free-text models: the corpus whose held-out lines are the queries")
+    parser.add_argument("--max-tokens", type=int, help="free-text models: the longest input, as in training")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     probed = load_probed(args.probed)
+    if args.corpus:
+        probed.use_corpus(args.corpus, max_len=args.max_tokens)
     decoder = load_decoder(args.decoder, probed)
     metric, epsilon = probed.distance_settings(args.metric, args.epsilon)
     started = time.perf_counter()

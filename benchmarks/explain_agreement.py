@@ -20,7 +20,7 @@ from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
-from inversionview.interpret.explain import feature_verdicts, verdicts_over
+from inversionview.interpret.explain import TOO_FEW, feature_verdicts, verdicts_over
 from inversionview.inversion.invert import invert
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
@@ -41,21 +41,36 @@ def main() -> None:
     schedule = parse_schedule(args.schedule)
     exact = exact_preimages(probed, queries, limit=0)
     texts = input_space(probed.task).texts
-    matches, differ = [], Counter()
+    matches, unweighted, withheld, differ = [], [], 0, Counter()
     for (text, position, site), truth in zip(queries, exact):
         reading = invert(probed, decoder, text, position, site, samples=args.samples, seed=args.seed, schedule=schedule)
-        from_samples = {v.name: v.verdict for v in feature_verdicts(probed, reading, seed=args.seed)}
+        from_samples = {v.name: v.verdict for v in feature_verdicts(probed, decoder, reading, seed=args.seed)}
+        members = [s.text for s in reading.samples if s.in_preimage and not s.boundary_search]
+        counted_once = {v.name: v.verdict for v in verdicts_over(probed, members, text, position, seed=args.seed)}
         members = sorted(truth.member_texts(texts))
         from_exact = {v.name: v.verdict for v in verdicts_over(probed, members, text, position, seed=args.seed)}
         for name, verdict in from_exact.items():
+            if from_samples[name] == TOO_FEW:
+                withheld += 1  # the reading said it had too few members rather than guess
+                continue
             matches.append(verdict == from_samples[name])
+            unweighted.append(verdict == counted_once[name])
             if verdict != from_samples[name]:
                 differ[f"{name}: exact {verdict}, samples {from_samples[name]}"] += 1
-    agreement = sum(matches) / len(matches)
+    figures = {
+        "agreement": round(sum(matches) / len(matches), 4),
+        "n": len(matches),
+        "withheld": withheld,
+        "agreement_members_counted_once": round(sum(unweighted) / len(unweighted), 4),
+        "differ": differ.most_common(10),
+    }
     if args.json:
-        print(json.dumps({"agreement": round(agreement, 4), "n": len(matches), "differ": differ.most_common(10)}))
+        print(json.dumps(figures))
         return
-    print(f"agreement {agreement:.1%} over {len(matches)} (query, feature) verdicts, {len(queries)} queries")
+    print(
+        f"agreement {figures['agreement']:.1%} over {len(matches)} (query, feature) verdicts, {len(queries)} queries "
+        f"({withheld} withheld: too few members); members counted once: {figures['agreement_members_counted_once']:.1%}"
+    )
     for what, count in differ.most_common(10):
         print(f"  {count:3d}  {what}")
     print(f"[{time.perf_counter() - started:.0f} s]")

@@ -29,7 +29,7 @@ def main() -> None:
         invert(probed, decoder, *query, samples=args.samples, seed=run)
         plain.append(time.perf_counter() - started)
         started = time.perf_counter()
-        explain(probed, invert(probed, decoder, *query, samples=args.samples, seed=run))
+        explain(probed, decoder, invert(probed, decoder, *query, samples=args.samples, seed=run))
         explained.append(time.perf_counter() - started)
     a, b = statistics.median(plain), statistics.median(explained)
     print(

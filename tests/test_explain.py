@@ -8,7 +8,8 @@ import pytest
 
 from inversionview.cli import main
 from inversionview.decoder.store import load_decoder
-from inversionview.interpret.explain import explain, verdict_of
+from inversionview.interpret.explain import explain, truncated, verdict_of, verdicts_over
+from inversionview.interpret.inclusion import inclusion_chances
 from inversionview.inversion.invert import invert
 from inversionview.probed import load_probed
 from tests.commands import cli_args
@@ -26,18 +27,40 @@ def verdicts(result) -> dict[str, dict]:
     return {f["name"]: f for f in result.features}
 
 
-def test_the_count_is_encoded_at_colon_after_layer_one_and_not_in_its_embedding(counting):
+def explained(counting, site: str, **options):
     probed, decoder = counting
-    after = verdicts(explain(probed, invert(probed, decoder, *QUERY, "blocks.1.hook_resid_post", samples=300)))
+    return explain(probed, decoder, invert(probed, decoder, *QUERY, site, **options))
+
+
+def test_the_count_is_encoded_at_colon_after_layer_one_and_not_in_its_embedding(counting):
+    after = verdicts(explained(counting, "blocks.1.hook_resid_post", samples=300))
     assert after["count"]["verdict"] == "encoded" and after["count"]["consistency"] >= 0.9
     assert after["count"]["baseline"] < 0.3 and after["count"]["query_value"] == "5"
-    embedding = verdicts(explain(probed, invert(probed, decoder, *QUERY, "blocks.0.hook_resid_pre", samples=300)))
+    embedding = verdicts(explained(counting, "blocks.0.hook_resid_pre", samples=300))
     assert embedding["count"]["verdict"] == "not"  # the embedding of ':' knows no count
 
 
-def test_too_few_members_are_said_not_guessed(counting):
+def test_members_count_by_the_inverse_of_their_chance_of_being_drawn(counting):
     probed, decoder = counting
-    result = explain(probed, invert(probed, decoder, *QUERY, "blocks.1.hook_resid_post", samples=40, epsilon=1e-9))
+    result = invert(probed, decoder, *QUERY, "blocks.1.hook_resid_post", samples=300)
+    drawn = [s.text for s in result.samples if s.in_preimage and not s.boundary_search]
+    members = list(dict.fromkeys(drawn))
+    chances = inclusion_chances(probed, decoder, result, members)
+    assert all(0 < c <= 1 for c in chances)
+    # The member drawn most often was likelier to be drawn than the typical one drawn once.
+    often = max(members, key=drawn.count)
+    once = sorted(chances[members.index(m)] for m in members if drawn.count(m) == 1)
+    assert drawn.count(often) > 1 and chances[members.index(often)] > once[len(once) // 2]
+    # The shares are weighted: two members, one with half the weight of the other.
+    weighted = verdicts_over(
+        probed, ["abc", "abd"], "abc", 1, features={"last": lambda t, p: t[-1]}, weights={"abc": 1, "abd": 2}
+    )
+    assert weighted[0].consistency == pytest.approx(1 / 3)
+    assert truncated([1.0, 1.0, 1.0, 100.0]) == [1.0, 1.0, 1.0, pytest.approx(103 / 4 * 2)]
+
+
+def test_too_few_members_are_said_not_guessed(counting):
+    result = explained(counting, "blocks.1.hook_resid_post", samples=40, epsilon=1e-9)
     assert all(f["verdict"] == "too few members" for f in result.features)
     assert result.explanation.startswith("too few members")
     assert verdict_of(0.95, 0.9, 50) == "not"  # consistent, but no more than chance

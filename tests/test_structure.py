@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inversionview"
 PIPELINE = ("tasks", "probed", "decoder", "inversion", "exact", "causal", "interpret", "views", "cli")
 """Each stage may import the stages before it, never one after it."""
-SHARED = ("errors", "storage", "training", "bundled")
+SHARED = ("errors", "storage", "training", "distributed", "bundled")
 """Used by every stage; they import only each other."""
 MAX_FUNCTION_LINES = 60
 
@@ -18,6 +18,8 @@ def stage_of(module: str) -> str | None:
     """The stage (or shared module) that ``inversionview.a.b`` belongs to; None for the package's
     own ``__init__``, the public surface that re-exports every stage."""
     parts = module.split(".")
+    if parts[1:] == ["__main__"]:
+        return "cli"  # ``python -m inversionview`` is the command line
     return parts[1] if len(parts) > 1 else None
 
 

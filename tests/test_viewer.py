@@ -57,8 +57,9 @@ def test_page_reads_an_input_at_a_chosen_site_and_position():
     assert "blocks.0.hook_resid_pre" in page and "position 13" in page
     # The same reading from the library: the page shows its samples, nearest first.
     probed = load_probed("counting")
-    result = invert(probed, load_decoder(None, probed), "vvzccvczvv|v:5", 13, "blocks.0.hook_resid_pre", samples=100)
-    assert without_timing(render_result(explain(probed, result))) in without_timing(page)
+    decoder = load_decoder(None, probed)
+    result = invert(probed, decoder, "vvzccvczvv|v:5", 13, "blocks.0.hook_resid_pre", samples=100)
+    assert without_timing(render_result(explain(probed, decoder, result))) in without_timing(page)
     assert 'class="iv-explain"' in page  # the feature table and its sentence
     shown, counts = shown_rows(result, 60)
     assert page.count('class="iv-row') == len(shown) - 1 > 3  # every row but the ε line

@@ -65,7 +65,7 @@ def _load_probed(args: argparse.Namespace):
     _set_threads(args.threads)
     probed = load_probed(args.probed or bundled.DEFAULT, **_load_options(args))
     if args.corpus is not None or args.dataset is not None:
-        probed.use_corpus(args.corpus, dataset=args.dataset, field=args.dataset_field)
+        probed.use_corpus(args.corpus, dataset=args.dataset, field=args.dataset_field, max_len=args.max_tokens)
     return probed
 
 
@@ -109,6 +109,12 @@ def _say_if_stopped(stop, out: Path) -> None:
         print(f"stopped early on request; the checkpoint in {out} resumes with the same command")
 
 
+def _speaks_for_run() -> bool:
+    from inversionview.distributed import main_process
+
+    return main_process()
+
+
 def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.probed.train import recipe_for, train_probed
     from inversionview.training import stop_requests
@@ -118,8 +124,9 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
     recipe = recipe_for(args.task_name, seed=args.seed, steps=args.steps)
     with stop_requests() as stop:
         probed = train_probed(recipe, args.out, device=args.device, stop=stop)
-    print(f"saved {args.out} (content hash {probed.content_hash[:12]})")
-    _say_if_stopped(stop, args.out)
+    if _speaks_for_run():  # under torchrun, rank 0 speaks for the run
+        print(f"saved {args.out} (content hash {probed.content_hash[:12]})")
+        _say_if_stopped(stop, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -143,8 +150,9 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     config = DecoderTrainConfig(**{name: value for name, value in given.items() if value is not None})
     with stop_requests() as stop:
         train_decoder(probed, config, args.out, stop=stop)
-    print(f"saved decoder to {args.out}")
-    _say_if_stopped(stop, args.out)
+    if _speaks_for_run():  # under torchrun, rank 0 speaks for the run
+        print(f"saved decoder to {args.out}")
+        _say_if_stopped(stop, args.out)
 
 
 QUICK_SAMPLES = 20_000
@@ -186,15 +194,16 @@ def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> lis
     options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
     options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
     _check_cost(args, probed, decoder, sites, options)
+    from inversionview.interpret.explain import explain, load_features
+
+    # The user's features are run before any sampling, so a broken file costs nothing.
+    features = {**probed.task.features(), **load_features(args.features)} if args.features else None
     results = []
     for site in sites:
         with _progress_bar(f"sampling {site}", "sample") as progress:
             results.append(invert(probed, decoder, args.input, args.position, site, progress=progress, **options))
     if args.explain or args.features:
-        from inversionview.interpret.explain import explain, load_features
-
-        features = {**probed.task.features(), **load_features(args.features)} if args.features else None
-        results = [explain(probed, result, features=features) for result in results]
+        results = [explain(probed, decoder, result, features=features) for result in results]
     return results
 
 
@@ -410,6 +419,14 @@ def cmd_tokens(args: argparse.Namespace) -> None:
         print(f"{position:8d}  {position - len(tokens):8d}  {token}")
 
 
+def cmd_fortunes(args: argparse.Namespace) -> None:
+    from inversionview.tasks.text import fortunes
+
+    quotes = fortunes(args.source)
+    args.out.write_text("\n".join(quotes) + "\n", encoding="utf-8")
+    print(f"wrote {len(quotes)} quotations to {args.out}, one a line")
+
+
 def cmd_view(args: argparse.Namespace) -> None:
     from inversionview import bundled
     from inversionview.views.server import ViewerSettings, check_address, serve
@@ -462,6 +479,11 @@ def _probed_options() -> argparse.ArgumentParser:
     data.add_argument("--corpus", type=Path, help="free-text models: inputs from this file (one a line, or JSONL)")
     data.add_argument("--dataset", help="free-text models: inputs from this Hugging Face dataset, NAME or NAME:SPLIT")
     group.add_argument("--dataset-field", default="text", help="the dataset's text column")
+    group.add_argument(
+        "--max-tokens",
+        type=_whole_number(3),
+        help="free-text models: the longest input in tokens, BOS and EOS included (default 64, or the model's context)",
+    )
     return parent
 
 
@@ -473,7 +495,11 @@ def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) ->
     else:
         parser.add_argument("--site", required=True, help="activation site, e.g. blocks.0.hook_resid_post")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--metric", choices=["euclidean", "cosine"], help="default: the model's (euclidean)")
+    parser.add_argument(
+        "--metric",
+        choices=["euclidean", "cosine", "whitened"],
+        help="default: the model's (euclidean); whitened: euclidean after whitening by the site's covariance",
+    )
     parser.add_argument("--epsilon", type=float, help="default: the model's (0.1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -540,7 +566,18 @@ def _add_train_decoder(commands, probed) -> None:
     )
     p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
     p.add_argument(
+        "--sites",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help="the sites the decoder serves, comma-separated (default: every site of the probed model)",
+    )
+    p.add_argument(
         "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"
+    )
+    p.add_argument(
+        "--tied-embeddings",
+        action="store_true",
+        default=None,
+        help="read out with the token embedding: half the weights for a large vocabulary",
     )
     p.add_argument(
         "--init-from",
@@ -660,6 +697,16 @@ def _add_tokens(commands, probed) -> None:
     p.set_defaults(run=cmd_tokens)
 
 
+def _add_fortunes(commands) -> None:
+    help_text = "write the quotations of a fortune database (apt install fortunes) as a corpus, one a line"
+    p = commands.add_parser("fortunes", help=help_text)
+    p.add_argument("--out", type=Path, required=True, help="the corpus file to write")
+    p.add_argument(
+        "--from", dest="source", type=Path, default=Path("/usr/share/games/fortunes"), help="the fortune folder"
+    )
+    p.set_defaults(run=cmd_fortunes)
+
+
 def _add_exact(commands, probed) -> None:
     p = commands.add_parser("exact", parents=[probed], help="the exact ε-preimage, by brute force over the inputs")
     _query_options(p)
@@ -705,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_decoder(commands, probed)
     _add_readings(commands, probed)
     _add_tokens(commands, probed)
+    _add_fortunes(commands)
     _add_patch(commands, probed)
     _add_patch_scan(commands, probed)
     _add_explain(commands, probed)

@@ -25,6 +25,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
+from inversionview.distributed import ONE_PROCESS, Ranks, fingerprint, wrapped
 from inversionview.errors import UserError
 from inversionview.storage import (
     CHECKPOINT_FILE,
@@ -106,6 +107,12 @@ class RandomStreams:
     def reseed(self, seed: int) -> None:
         self.data.seed(seed)
         self.torch.manual_seed(seed)
+
+    def for_rank(self, rank: int, step: int) -> None:
+        """Rank ``rank``'s own streams from ``step`` on: no two processes draw the same inputs. Rank
+        0 keeps the run's own streams, so one process trains as it always did."""
+        if rank > 0:
+            self.reseed(self.seed + 1_000_003 * rank + step)
 
     def state(self) -> tuple[list, dict[str, torch.Tensor]]:
         """The Python stream's state as JSON, and the torch generators' as tensors."""
@@ -228,9 +235,12 @@ class Run:
 
 
 class Trainable(Protocol):
-    """What a trainer brings to ``fit``: the model, its optimizer, and five hooks."""
+    """What a trainer brings to ``fit``: the model, its optimizer, and five hooks. ``loss`` calls
+    the model as ``trained``, which ``fit`` sets: the model itself, or its DistributedDataParallel
+    wrapper when the run has several processes."""
 
     model: torch.nn.Module
+    trained: torch.nn.Module
     optimizer: torch.optim.Optimizer
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
@@ -261,36 +271,73 @@ def fit(
     desc: str,
     progress: bool = True,
     stop: threading.Event | None = None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> Run:
     """The training loop every trainer shares: resume from ``out``; then step, evaluate every
     ``eval_every`` steps, checkpoint every ``checkpoint_every_s`` seconds, and end (evaluated and
-    saved) at the last step, at ``max_seconds``, or when ``stop`` is set."""
+    saved) at the last step, at ``max_seconds``, or when ``stop`` is set.
+
+    With several ``ranks`` every process steps together: each draws its own inputs, gradients are
+    averaged, a stop asked of any process stops all after the same step, and rank 0 alone
+    evaluates, shows progress, checkpoints and writes the model."""
     run = _resume(job, out, streams)
+    streams.for_rank(ranks.rank, run.step)
+    job.trained = wrapped(job.model, ranks)
     started, last_checkpoint = time.monotonic() - run.seconds, time.monotonic()
-    shown = {"disable": not progress, "mininterval": progress_interval(), "desc": desc, "unit": "step"}
-    bar = tqdm(total=settings.steps, initial=run.step, **shown)
-    with bar:
+    shown = {"disable": not (progress and ranks.main), "mininterval": progress_interval(), "desc": desc, "unit": "step"}
+    with tqdm(total=settings.steps, initial=run.step, **shown) as bar:
         while run.step < settings.steps:
             bar.set_postfix(_train_step(job, settings, run.step), refresh=False)
+            if run.step == 0 and ranks.active:
+                run.history.append(
+                    {"step": 0, "ranks_first_batch": ranks.gathered(getattr(job, "data_fingerprint", ""))}
+                )
             run.step += 1
             bar.update(1)
             run.seconds = time.monotonic() - started
             out_of_time = settings.max_seconds is not None and run.seconds >= settings.max_seconds
-            final = run.step == settings.steps or out_of_time or (stop is not None and stop.is_set())
+            stopped = stop is not None and stop.is_set()
+            due = time.monotonic() - last_checkpoint > settings.checkpoint_every_s
+            final, due = ranks.agree(run.step == settings.steps or out_of_time or stopped, due and ranks.main)
             scheduled = run.step % settings.eval_every == 0
             if scheduled or final:
-                job.model.eval()
-                record = job.evaluate(run.step, scheduled)
-                final = record.pop("done", False) or final
-                run.history.append({"step": run.step, "seconds": round(time.monotonic() - started, 1), **record})
-            if final or time.monotonic() - last_checkpoint > settings.checkpoint_every_s:
+                final = _evaluate(job, run, ranks, scheduled, started) or final
+            if final or due:
                 run.seconds = time.monotonic() - started
-                _save(job, out, run, streams, config)
+                if final:
+                    _finish_ranks(job, run, ranks)
+                if ranks.main:
+                    _save(job, out, run, streams, config)
                 last_checkpoint = time.monotonic()
             if final:
                 break
     job.model.eval()
     return run
+
+
+def _evaluate(job: Trainable, run: Run, ranks: Ranks, scheduled: bool, started: float) -> bool:
+    """Rank 0 evaluates and the others take its record and the trainer state it leads to (site
+    weights and the like); True when the evaluation ends the run."""
+    job.model.eval()
+    record = job.evaluate(run.step, scheduled) if ranks.main else None
+    if ranks.active:
+        record, state = ranks.from_main((record, job.state() if ranks.main else None))
+        if not ranks.main:
+            job.restore(state)
+    record = dict(record)
+    done = record.pop("done", False)
+    if ranks.active:
+        record.update(processes=ranks.world, backend=ranks.backend)
+    run.history.append({"step": run.step, "seconds": round(time.monotonic() - started, 1), **record})
+    return done
+
+
+def _finish_ranks(job: Trainable, run: Run, ranks: Ranks) -> None:
+    """Record each rank's parameter fingerprint at the end: equal when the ranks stayed in step."""
+    if ranks.active:
+        prints = ranks.gathered(fingerprint(*job.model.parameters()))
+        run.history[-1]["ranks_in_step"] = len(set(prints)) == 1
+        run.history[-1]["rank_parameters"] = prints
 
 
 def _train_step(job: Trainable, settings: LoopSettings, step: int) -> dict[str, str]:

@@ -15,10 +15,10 @@ from inversionview.storage import DECODER_CONFIG_FILE
 from inversionview.tasks import before_eos
 
 
-def decoder_sites(probed: ProbedModel) -> list[Site]:
-    """The sites one decoder serves: every site of ``probed``, aliases counted once."""
+def decoder_sites(probed: ProbedModel, names: list[str] | None = None) -> list[Site]:
+    """The sites one decoder serves: those ``names``d, else every site of ``probed``; aliases counted once."""
     seen: list[Site] = []
-    for site in probed.sites():
+    for site in probed.sites() if names is None else [probed.site(name) for name in names]:
         if canonical_site(site) not in seen:
             seen.append(canonical_site(site))
     return seen
@@ -38,11 +38,13 @@ def new_decoder(
     n_condition_layers: int = 2,
     occurrences: bool = False,
     init_from: str | None = None,
+    sites: list[str] | None = None,
+    tied_embeddings: bool = False,
 ) -> Decoder:
     """The decoder a new run starts from: an earlier decoder (``init_from`` a decoder directory,
     whose shape it takes), a pretrained LM (``init_from`` a GPT-2 directory), or a fresh one with
     the token and position embeddings of the probed model."""
-    sites = decoder_sites(probed)
+    sites = decoder_sites(probed, sites)
     if is_decoder_directory(init_from):
         return continued_decoder(
             init_from, probed, n_layers=n_layers, n_condition_layers=n_condition_layers, occurrences=occurrences
@@ -61,6 +63,7 @@ def new_decoder(
         n_heads=n_heads,
         n_condition_layers=n_condition_layers,
         occurrences=occurrences,
+        tied_embeddings=tied_embeddings,
     )
     decoder = Decoder(config)
     _copy_probed_embeddings(probed, decoder)

@@ -19,6 +19,8 @@ class DecoderTrainConfig:
     n_condition_layers: int = 2
     occurrences: bool = False
     """Give the decoder each token's occurrence number (``decoder/model.py``)."""
+    tied_embeddings: bool = False
+    """Read out with the token embedding (``decoder/model.py``): for large vocabularies."""
     steps: int = 100_000
     batch_size: int | None = None
     """Training examples a step; None means 128 for a new run and, on resume, the run's own size.
@@ -36,6 +38,8 @@ class DecoderTrainConfig:
     """With "mixed": share of queries at the task's named positions of interest (counting: query letter, ':')."""
     queries_per_input: int = 2
     """Training examples drawn from each probed-model forward pass (different sites and positions)."""
+    sites: list[str] | None = None
+    """The sites the decoder serves, by name; None: every site of the probed model."""
     seed: int = 0
     eval_every: int = 2000
     eval_queries: int = 8
@@ -68,6 +72,8 @@ class DecoderTrainConfig:
             "n_condition_layers": self.n_condition_layers,
             "occurrences": self.occurrences,
             "init_from": self.init_from,
+            "sites": self.sites,
+            "tied_embeddings": self.tied_embeddings,
         }
 
     def check(self) -> None:

@@ -114,7 +114,7 @@ def decoder_precision(
     metric, epsilon = probed.distance_settings(metric, epsilon)
     chosen = heldout_queries(probed, queries, seed=seed, positions=positions)
     options = {"samples_per_query": samples, "epsilon": epsilon, "metric": metric, "temperature": temperature}
-    sites = decoder_sites(probed)
+    sites = decoder_sites(probed, decoder.config.sites)  # the sites this decoder serves
     per_query = torch.stack([query_precisions(decoder, probed, s, chosen, seed=seed, **options) for s in sites])
     by_site = {site.name: float(row.mean()) for site, row in zip(sites, per_query)}
     return DecoderPrecision(by_site, per_query, chosen)

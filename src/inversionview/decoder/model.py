@@ -36,6 +36,9 @@ class DecoderConfig:
     """"tanh" for decoders that start from GPT-2 weights, whose GELU is the tanh approximation."""
     occurrences: bool = False
     """Add an embedding of each token's occurrence number (capped at ``MAX_OCCURRENCE``)."""
+    tied_embeddings: bool = False
+    """Read out with the token embedding (no separate head): half the parameters of a decoder for a
+    30k-token vocabulary, and a read-out that starts from the probed model's own embeddings."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,7 +159,8 @@ class Decoder(nn.Module):
             self.occurrence_embedding = nn.Embedding(MAX_OCCURRENCE + 1, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if not config.tied_embeddings:
+            self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.apply(self._init)
         for name, param in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
@@ -164,7 +168,7 @@ class Decoder(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.head.weight.device
+        return self.token_embedding.weight.device
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -184,7 +188,7 @@ class Decoder(nn.Module):
             x = x + self.occurrence_embedding(occurrence_numbers(ids))
         for block in self.blocks:
             x = block(x, condition)
-        return self.head(self.ln_f(x))
+        return self.read_out(self.ln_f(x))
 
     def start(self, activation: torch.Tensor, site: torch.Tensor) -> DecodingState:
         """The state for decoding one sequence per row of ``activation`` (B, d_act), token by token."""
@@ -205,7 +209,9 @@ class Decoder(nn.Module):
         return self.read_out(self.step_features(state, tokens, pos))
 
     def read_out(self, features: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (B, vocab), float32, from ``step_features`` (B, d)."""
+        """Next-token logits (..., vocab), float32, from final features (..., d)."""
+        if self.config.tied_embeddings:
+            return (features @ self.token_embedding.weight.T).float()
         return self.head(features).float()
 
     def step_features(self, state: DecodingState, tokens: torch.Tensor, pos: int) -> torch.Tensor:

@@ -11,14 +11,18 @@ import torch.nn.functional as F
 
 from inversionview.decoder.distinct import sample_distinct
 from inversionview.decoder.model import Decoder, next_token_targets
+from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
 from inversionview.probed.verify import sequence_lengths
 
 
 def site_index(decoder: Decoder, site: Site) -> int:
-    """The decoder's id for a site (aliases resolved)."""
-    return decoder.config.sites.index(canonical_site(site).name)
+    """The decoder's id for a site (aliases resolved); a site it was not trained for is a one-line error."""
+    name = canonical_site(site).name
+    if name not in decoder.config.sites:
+        raise UserError(f"this decoder does not read {site.name}; it reads {', '.join(decoder.config.sites)}")
+    return decoder.config.sites.index(name)
 
 
 @torch.no_grad()
@@ -102,6 +106,22 @@ def sequence_log_probs(
     logits = decoder(ids[:, :-1].to(device), activation.float().to(device), site_ids.to(device))  # (N, T-1, V)
     token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")  # (N, T-1)
     return -token_loss.sum(-1)
+
+
+@torch.no_grad()
+def log_probs_at_temperatures(
+    decoder: Decoder, ids: torch.Tensor, query: torch.Tensor, site_id: int, eos_id: int, temperatures: list[float]
+) -> torch.Tensor:
+    """The log-probability of drawing each row of ``ids`` (N, T), EOS included, given one ``query``
+    (d,), at each sampling temperature: (len(temperatures), N). Temperature 0 (greedy) is read as
+    0.001, where the likeliest sequence has nearly all the probability."""
+    targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(decoder.device)
+    rows = ids.shape[0]
+    site = torch.full((rows,), site_id, device=decoder.device)
+    logits = decoder(ids[:, :-1].to(decoder.device), query.float().to(decoder.device).expand(rows, -1), site)
+    scaled = [logits / max(t, 1e-3) for t in temperatures]  # (N, T-1, V) each
+    losses = [F.cross_entropy(s.transpose(1, 2), targets, ignore_index=-100, reduction="none") for s in scaled]
+    return -torch.stack([loss.sum(-1) for loss in losses]).cpu()
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ from inversionview.decoder.model import Decoder
 from inversionview.decoder.reward import reward_loss
 from inversionview.decoder.store import save_decoder, saved_decoder_config
 from inversionview.decoder.stream import ActivationStream, parse_position_mode
+from inversionview.distributed import ONE_PROCESS, Ranks, fingerprint, join, leave
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.storage import DECODER_CONFIG_FILE, read_json
@@ -37,13 +38,20 @@ class DecoderTraining:
     """A decoder's part in ``training.fit``: its loss, its evaluation, and what it saves."""
 
     def __init__(
-        self, probed: ProbedModel, config: DecoderTrainConfig, decoder: Decoder, streams: RandomStreams, out: Path
+        self,
+        probed: ProbedModel,
+        config: DecoderTrainConfig,
+        decoder: Decoder,
+        streams: RandomStreams,
+        out: Path,
+        ranks: Ranks = ONE_PROCESS,
     ) -> None:
         self.probed, self.config, self.model, self.streams, self.out = probed, config, decoder, streams, out
+        self.trained, self.ranks, self.data_fingerprint = decoder, ranks, ""
         self.optimizer = torch.optim.AdamW(
             decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
         )
-        self.sites = decoder_sites(probed)
+        self.sites = decoder_sites(probed, decoder.config.sites)
         self.stream = ActivationStream(probed, self.sites, config, streams.data)
         self.metric, self.epsilon = probed.distance_settings(config.metric, config.epsilon)
         self.samples_seen = 0
@@ -57,7 +65,8 @@ class DecoderTraining:
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
         batch = (t.to(self.probed.device) for t in self.stream.batch(self.streams.torch))
         inputs, activation, site_ids, targets = batch
-        logits = self.model(inputs, activation, site_ids)
+        self.data_fingerprint = self.data_fingerprint or fingerprint(inputs)  # the first batch's
+        logits = self.trained(inputs, activation, site_ids)
         self.reconstruction = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         loss = self.reconstruction
         if self.config.verified_queries:
@@ -74,7 +83,7 @@ class DecoderTraining:
                 generator=self.streams.torch,
             )
             loss = loss + reward
-        self.samples_seen += inputs.shape[0]
+        self.samples_seen += inputs.shape[0] * self.ranks.world
         return loss, {"loss": f"{self.reconstruction.item():.3f}"}
 
     def _precisions(self, step: int) -> torch.Tensor:
@@ -113,6 +122,7 @@ class DecoderTraining:
             "threads": torch.get_num_threads(),
             "device": self.probed.device.type,
             "batch_size": self.config.batch_size,
+            "global_batch": self.config.batch_size * self.ranks.world,
             "samples_seen": self.samples_seen,
             "loss": round(loss, 4),
             **({} if self.verified_share is None else {"verified_share": round(self.verified_share, 4)}),
@@ -134,7 +144,8 @@ class DecoderTraining:
         self.stream.site_weights = torch.tensor(state["site_weights"])
         if len(state.get("position_weights", ())) == len(self.stream.position_weights):  # older runs saved none
             self.stream.position_weights = torch.tensor(state["position_weights"])
-        self.stream.take_pending(state.get("pending_inputs", []))
+        if self.ranks.main:  # the inputs rank 0 drew; another rank draws its own
+            self.stream.take_pending(state.get("pending_inputs", []))
 
     def save(self, run: Run) -> None:
         provenance = {
@@ -188,6 +199,9 @@ def train_decoder(
     saved = saved_config(out)
     resuming = saved is not None
     config = resolved_config(probed, config, out, saved)
+    ranks = join()
+    if ranks.active and config.verified_queries:
+        raise UserError("--verified-queries trains in one process; run it without torchrun")
     streams = RandomStreams.seeded(config.seed)
     # A resumed run rebuilds the decoder it saved, whose weights then come from the checkpoint; where
     # a new run's weights start (--init-from) matters no more, and may be gone.
@@ -196,12 +210,23 @@ def train_decoder(
     # The recipe records the shape that was built, which an --init-from source decides.
     built = {k: v for k, v in asdict(decoder.config).items() if k in config.shape()}
     config = replace(config, **built)
-    job = DecoderTraining(probed, config, decoder, streams, out)
+    job = DecoderTraining(probed, config, decoder, streams, out, ranks)
     if not resuming and not is_decoder_directory(config.init_from):  # a trained decoder brings its own scales
         decoder.condition.site_scale.copy_(site_scales(probed, job.sites, streams.data))
-    loop = {"config": asdict(config), "desc": "train-decoder", "progress": progress, "stop": stop}
-    run = fit(job, out, LoopSettings.of(config), streams, **loop)
-    if run.history:
+    if ranks.active:
+        log.warning(
+            "rank %d of %d (%s): global batch %d",
+            ranks.rank,
+            ranks.world,
+            ranks.backend,
+            config.batch_size * ranks.world,
+        )
+    loop = {"config": asdict(config), "desc": "train-decoder", "progress": progress, "stop": stop, "ranks": ranks}
+    try:
+        run = fit(job, out, LoopSettings.of(config), streams, **loop)
+    finally:
+        leave(ranks)
+    if run.history and ranks.main:
         mean = run.history[-1]["mean_precision"]
         log.info("mean precision %.1f%% at step %d: %s", 100 * mean, run.step, precision_verdict(mean))
     return decoder

@@ -14,6 +14,7 @@ from inversionview.probed.distance import best_positions, position_distances
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import activation_batches, queryable
+from inversionview.probed.whitening import in_metric_space, whitening_record
 
 
 @dataclass
@@ -39,6 +40,8 @@ class ExactPreimage:
     """Nearest first; at most the ``limit`` asked for."""
     seconds: float
     distances: torch.Tensor = field(repr=False)
+    whitening: dict | None = None
+    """With the whitened metric: the N, shrinkage and date of the covariance used."""
     """(space_size,) each input's best-position distance, in space order (not in the JSON)."""
 
     def to_dict(self) -> dict:
@@ -46,6 +49,7 @@ class ExactPreimage:
             "query": {"text": self.query_text, "position": self.position, "site": self.site},
             "metric": self.metric,
             "epsilon": self.epsilon,
+            "settings": {"metric": self.metric, "epsilon": self.epsilon, "whitening": self.whitening},
             "space_size": self.space_size,
             "space": self.space,
             "exhaustive": self.exhaustive,
@@ -83,7 +87,8 @@ def best_over_space(
         rows = slice(start, start + len(chunk))
         valid = queryable(chunk, eos_id)
         for i, query in enumerate(queries):
-            distances = position_distances(query.activation, acts[query.site], valid, metric)
+            compared = [in_metric_space(probed, query.site, x, metric) for x in (query.activation, acts[query.site])]
+            distances = position_distances(compared[0][0], compared[1][0], valid, compared[0][1])
             best[i, rows], best_at[i, rows] = best_positions(distances)
         if progress:
             progress(start + len(chunk), space.size)
@@ -134,6 +139,7 @@ def exact_preimages(
                 members=members,
                 seconds=seconds,
                 distances=distances,
+                whitening=whitening_record(probed, query.site, metric),
             )
         )
     return results

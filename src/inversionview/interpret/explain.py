@@ -4,6 +4,9 @@ A hypothesis is a function f of the input (``Task.features``). Its consistency i
 distinct members of the preimage among a reading's samples whose value equals the query's; its
 baseline the same share among inputs drawn from the task's distribution (seeded). A feature the
 activation keeps is consistent far beyond chance; one it does not keep varies as by chance.
+
+Each distinct member of a reading counts by the inverse of its chance of being among the samples at
+all (``inclusion.py``), so that the shares estimate the whole preimage's, not the decoder's favourites'.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from inversionview.decoder.model import Decoder
 from inversionview.errors import UserError
+from inversionview.interpret.inclusion import inclusion_chances
 from inversionview.inversion.result import InversionResult
 from inversionview.probed.model import ProbedModel
 
@@ -25,6 +30,7 @@ PARTLY = 0.5
 LIFT = 0.1
 MIN_MEMBERS = 5
 """Fewer distinct members than this are too few for a verdict, which says so."""
+TOO_FEW = "too few members"
 BASELINE_INPUTS = 500
 MEMBERS_MEASURED = 2000
 """Members beyond this many are measured on a seeded sample of them (an exact preimage may hold
@@ -49,15 +55,17 @@ def _value(feature, text: str, position: int):
         return None  # the feature is not defined for this input
 
 
-def _share(feature, texts: list[str], position: int, wanted) -> float | None:
-    values = [_value(feature, text, position) for text in texts]
-    defined = [v for v in values if v is not None]
-    return sum(v == wanted for v in defined) / len(defined) if defined else None
+def _share(feature, texts: list[str], position: int, wanted, weights: list[float] | None = None) -> float | None:
+    weights = weights or [1.0] * len(texts)
+    values = [(_value(feature, text, position), w) for text, w in zip(texts, weights)]
+    defined = [(v, w) for v, w in values if v is not None]
+    total = sum(w for _, w in defined)
+    return sum(w for v, w in defined if v == wanted) / total if defined else None
 
 
 def verdict_of(consistency: float | None, baseline: float | None, n_members: int) -> str:
     if n_members < MIN_MEMBERS or consistency is None:
-        return "too few members"
+        return TOO_FEW
     lifted = baseline is None or consistency >= baseline + LIFT
     if consistency >= ENCODED and lifted:
         return "encoded"
@@ -67,12 +75,26 @@ def verdict_of(consistency: float | None, baseline: float | None, n_members: int
 
 
 def feature_verdicts(
-    probed: ProbedModel, result: InversionResult, *, features: dict | None = None, seed: int = 0
+    probed: ProbedModel, decoder: Decoder, result: InversionResult, *, features: dict | None = None, seed: int = 0
 ) -> list[FeatureVerdict]:
     """Every feature's consistency over the distinct members of ``result``'s preimage (scheduled
-    samples inside ε), against its baseline, and its verdict; ranked by the lift over chance."""
-    members = [s.text for s in result.samples if s.in_preimage and not s.boundary_search]
-    return verdicts_over(probed, members, result.query.text, result.query.position, features=features, seed=seed)
+    samples inside ε, each counted by the inverse of its chance of being drawn), against its
+    baseline, and its verdict; ranked by the lift over chance."""
+    members = list(dict.fromkeys(s.text for s in result.samples if s.in_preimage and not s.boundary_search))
+    weights = truncated([1 / chance for chance in inclusion_chances(probed, decoder, result, members)])
+    weights = dict(zip(members, weights))
+    return verdicts_over(
+        probed, members, result.query.text, result.query.position, features=features, seed=seed, weights=weights
+    )
+
+
+def truncated(weights: list[float]) -> list[float]:
+    """Importance weights capped at √n times their mean (truncated importance sampling, Ionides
+    2008): a handful of very rare members cannot outweigh all the others."""
+    if not weights:
+        return weights
+    cap = sum(weights) / len(weights) * len(weights) ** 0.5
+    return [min(w, cap) for w in weights]
 
 
 def verdicts_over(
@@ -83,10 +105,12 @@ def verdicts_over(
     *,
     features: dict | None = None,
     seed: int = 0,
+    weights: dict[str, float] | None = None,
 ) -> list[FeatureVerdict]:
     """Every feature's consistency over ``members`` (deduplicated) for the query ``text`` read at
     ``position``, against its baseline, and its verdict; ranked by the lift over chance. The members
-    may come from decoder samples or from the exact preimage alike."""
+    may come from decoder samples (each counted by its ``weights``) or from the exact preimage alike
+    (all counted once)."""
     features = features or probed.task.features()
     members = list(dict.fromkeys(members))
     n_members = len(members)
@@ -96,7 +120,8 @@ def verdicts_over(
     verdicts = []
     for name, feature in features.items():
         wanted = _value(feature, text, position)
-        consistency = _share(feature, members, position, wanted) if members else None
+        member_weights = [weights[m] for m in members] if weights else None
+        consistency = _share(feature, members, position, wanted, member_weights) if members else None
         baseline = _share(feature, drawn, position, wanted) if drawn else None
         verdict = verdict_of(consistency, baseline, n_members)
         verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, n_members))
@@ -118,7 +143,7 @@ def _shown(value) -> str:
 
 def explanation(verdicts: list[FeatureVerdict]) -> str:
     """One sentence: what the activation keeps, what it keeps in part, and what it does not."""
-    if not verdicts or verdicts[0].verdict == "too few members":
+    if not verdicts or verdicts[0].verdict == TOO_FEW:
         n = verdicts[0].n_members if verdicts else 0
         return f"too few members of the preimage among the samples ({n}) for a verdict: draw more samples"
     kept = [
@@ -142,9 +167,9 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def explain(probed: ProbedModel, result: InversionResult, **options) -> InversionResult:
+def explain(probed: ProbedModel, decoder: Decoder, result: InversionResult, **options) -> InversionResult:
     """``result`` with its feature table and sentence filled in (``features``, ``explanation``)."""
-    verdicts = feature_verdicts(probed, result, **options)
+    verdicts = feature_verdicts(probed, decoder, result, **options)
     result.features = [asdict(v) for v in verdicts]
     result.explanation = explanation(verdicts)
     return result

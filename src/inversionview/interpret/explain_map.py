@@ -44,7 +44,7 @@ def explain_map(
     if not names:
         raise UserError(f"the {probed.task.name} task names no positions; explain-map reads at named positions")
     texts = probed.task.sample_texts(random.Random(seed), n, split="heldout")
-    sites = [site.name for site in decoder_sites(probed)]
+    sites = [site.name for site in decoder_sites(probed, decoder.config.sites)]
     grid, done = [], 0
     for site in sites:
         row = []
@@ -54,7 +54,7 @@ def explain_map(
             for text in present:
                 at = probed.task.named_positions(text)[name]
                 result = invert(probed, decoder, text, at, site, samples=samples, seed=seed, find_boundary=False)
-                for verdict in feature_verdicts(probed, result, seed=seed):
+                for verdict in feature_verdicts(probed, decoder, result, seed=seed):
                     kept[verdict.name] = kept.get(verdict.name, 0) + (verdict.verdict == "encoded")
             row.append({f: round(k / len(present), 3) for f, k in kept.items() if k} if present else {})
             done += 1

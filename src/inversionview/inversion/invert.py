@@ -18,6 +18,7 @@ from inversionview.probed.distance import METRICS, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import query_activation, sequence_lengths, verify_ids
+from inversionview.probed.whitening import whitening_record
 from inversionview.tasks.tokenizer import display_tokens
 
 Progress = Callable[[int, int], None]
@@ -190,6 +191,33 @@ def search_boundary(
     )
 
 
+def reading_settings(
+    probed: ProbedModel,
+    site: Site,
+    decoder_name: str,
+    samples: int,
+    seed: int,
+    metric: str,
+    epsilon: float,
+    schedule: Schedule,
+) -> Settings:
+    """What a reading records of how it was made."""
+    pairs = [list(p) for p in schedule.pairs]
+    whitening = whitening_record(probed, site, metric)
+    return Settings(
+        probed.source,
+        probed.content_hash,
+        decoder_name,
+        samples,
+        seed,
+        metric,
+        epsilon,
+        schedule.name,
+        pairs,
+        whitening,
+    )
+
+
 def invert(
     probed: ProbedModel,
     decoder: Decoder,
@@ -220,7 +248,9 @@ def invert(
         raise UserError("--samples must be at least 1")
     query = resolve_query(probed, text, position, site, metric)
     schedule = schedule or parse_schedule("auto")
-    baseline = query_activation(probed, query.site, text, 0)  # BOS sees nothing: no information
+    # A causal model's BOS sees nothing: no information. An encoder's sees the whole input, so its
+    # baseline is the empty input's.
+    baseline = query_activation(probed, query.site, "" if probed.is_encoder else text, 0)
     generator = torch.Generator().manual_seed(seed)
     options = {"metric": metric, "epsilon": epsilon}
     draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
@@ -236,10 +266,7 @@ def invert(
         extra, boundary_note = search_boundary(decoder, probed, query, baseline, count, generator, **options)
         results += extra
     results.sort(key=lambda s: s.distance)
-    pairs = [list(p) for p in schedule.pairs]
-    settings = Settings(
-        probed.source, probed.content_hash, decoder_name, samples, seed, metric, epsilon, schedule.name, pairs
-    )
+    settings = reading_settings(probed, query.site, decoder_name, samples, seed, metric, epsilon, schedule)
     tokens = probed.query_tokens(text)
     return InversionResult(
         query=Query(text=text, tokens=tokens, position=query.position, site=query.site.name),

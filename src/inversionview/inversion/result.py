@@ -26,6 +26,8 @@ class Settings:
     epsilon: float
     schedule: str
     schedule_pairs: list[tuple[float, float]]
+    whitening: dict | None = None
+    """With the whitened metric: the N, shrinkage and date of the site's covariance."""
 
 
 @dataclass

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-METRICS = ("euclidean", "cosine")
+METRICS = ("euclidean", "cosine", "whitened")
+"""``whitened`` is ``euclidean`` between whitened vectors: callers whiten first (``probed/whitening.py``)."""
 
 
 def position_distances(
@@ -29,7 +30,7 @@ def position_distances(
     elif metric == "cosine":
         dist = 1 - torch.nn.functional.cosine_similarity(activations, query, dim=-1, eps=1e-12)
     else:
-        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
+        raise ValueError(f"metric {metric!r}: use euclidean or cosine (whiten first for whitened)")
     return dist.masked_fill(~valid, float("inf"))
 
 

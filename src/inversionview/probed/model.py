@@ -1,4 +1,5 @@
-"""The probed model: a Hugging Face causal LM (GPT-2, GPT-Neo(X), GPT-J, Llama-shaped) and its task.
+"""The probed model: a Hugging Face causal LM (GPT-2, GPT-Neo(X), GPT-J, Llama-shaped) or encoder
+(BERT, RoBERTa, DistilBERT), and its task.
 
 One way to load a model: ``load_probed`` takes a bundled name or a local directory in the Hugging
 Face layout (``config.json`` + ``model.safetensors``, or ``pytorch_model.bin`` with ``allow_pickle``).
@@ -9,11 +10,12 @@ people's models the task and vocabulary come from the caller.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from inversionview import bundled
 from inversionview.errors import UserError, first_line
@@ -39,6 +41,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def resolve_device(name: str | None) -> torch.device:
     """``"auto"`` (or None): the GPU when there is one, else the CPU; otherwise a torch device name."""
+    if name in (None, "auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # torchrun: one GPU per process
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -67,6 +71,8 @@ class ProbedModel:
     content_hash: str
     source: str
     meta: dict = field(default_factory=dict)
+    directory: Path | None = None
+    """The folder the model was loaded from (None for a model built in memory)."""
 
     @property
     def default_metric(self) -> str:
@@ -88,13 +94,23 @@ class ProbedModel:
             raise UserError("--epsilon must not be negative")
         return metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon
 
-    def use_corpus(self, path: str | Path | None = None, *, dataset: str | None = None, field: str = "text") -> None:
+    def use_corpus(
+        self,
+        path: str | Path | None = None,
+        *,
+        dataset: str | None = None,
+        field: str = "text",
+        max_len: int | None = None,
+    ) -> None:
         """Draw this free-text model's inputs from a corpus file (one input a line, or JSON Lines with a
-        ``"text"`` field) or a Hugging Face dataset ``NAME[:SPLIT]`` (its ``field`` column)."""
+        ``"text"`` field) or a Hugging Face dataset ``NAME[:SPLIT]`` (its ``field`` column), each at
+        most ``max_len`` tokens (BOS and EOS included; longer lines are split)."""
         if not isinstance(self.task, TextTask):
             raise UserError(f"a corpus is for free-text models; {self.source} reads {self.task.name} inputs")
         if (path is None) == (dataset is None):
             raise UserError("give a corpus file or a dataset, not both or neither")
+        if max_len is not None:
+            self.task.max_len = max_len
         tokenizer, max_len = self.task.tokenizer, self.task.max_len
         if path is not None:
             texts = load_corpus(Path(path), tokenizer, max_len)
@@ -124,15 +140,22 @@ class ProbedModel:
         return submodule(self.model, self.layout.blocks)
 
     @property
+    def is_encoder(self) -> bool:
+        """Whether every position sees the whole input (BERT and kin), not only what comes before it."""
+        return self.layout.encoder
+
+    @property
     def reads_attention(self) -> bool:
         """Whether attention patterns can be read from this model (GPT-2 layouts)."""
         return self.layout.qkv is not None
 
     def sites(self) -> list[Site]:
-        return all_sites(self.n_layers, self.n_heads, resid_mid=self.layout.mid_norm is not None)
+        resid_mid = self.layout.mid_norm is not None
+        return all_sites(self.n_layers, self.n_heads, resid_mid=resid_mid, encoder=self.is_encoder)
 
     def site(self, name: str) -> Site:
-        return parse_site(name, self.n_layers, self.n_heads, resid_mid=self.layout.mid_norm is not None)
+        resid_mid = self.layout.mid_norm is not None
+        return parse_site(name, self.n_layers, self.n_heads, resid_mid=resid_mid, encoder=self.is_encoder)
 
     def query_tokens(self, text: str) -> list[str]:
         """The positions a reading of ``text`` can query, as every view shows them: BOS (position 0),
@@ -149,12 +172,15 @@ class ProbedModel:
         self, ids: torch.Tensor, sites: list[Site], attention_layers: tuple[int, ...] = ()
     ) -> tuple[dict[Site, torch.Tensor], dict[int, torch.Tensor]]:
         """Activations ``(B, T, d_model)`` at ``sites`` (and attention patterns) for token ids."""
+        mask = (ids != self.task.tokenizer.pad_id).long().to(self.device) if self.is_encoder else None
         acts, patterns = run_with_sites(
-            self.model, self.layout, ids.to(self.device), sites, attention_layers=attention_layers
+            self.model, self.layout, ids.to(self.device), sites, attention_layers=attention_layers, attention_mask=mask
         )
         return {s: a.cpu() for s, a in acts.items()}, {layer: p.cpu() for layer, p in patterns.items()}
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.is_encoder:
+            raise UserError(f"{self.source} is an encoder, loaded without a head: it predicts no tokens")
         return self.model(input_ids=ids.to(self.device), use_cache=False).logits.cpu()
 
     def save(self, directory: Path, provenance: dict | None = None) -> None:
@@ -162,6 +188,7 @@ class ProbedModel:
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory, safe_serialization=True)
         self.content_hash = file_hash(directory / WEIGHTS_FILE)
+        self.directory = directory
         self.meta = {
             **({"defaults": self.meta["defaults"]} if "defaults" in self.meta else {}),
             "task": self.task.name,
@@ -303,8 +330,9 @@ def load_probed(
     layout_for(str(config_data.get("model_type")))  # an unsupported family fails here, with the list
     the_task = _task_for(directory, meta, config_data, task, vocab, (bos, eos, pad))
     content_hash, use_safetensors = _weights(directory, meta, allow_pickle)
+    auto = AutoModel if layout_for(str(config_data.get("model_type"))).encoder else AutoModelForCausalLM
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = auto.from_pretrained(
             directory,
             local_files_only=True,
             use_safetensors=use_safetensors,
@@ -316,4 +344,4 @@ def load_probed(
     if model.config.vocab_size < vocab_size:
         raise UserError(f"vocabulary has {vocab_size} tokens but the model only {model.config.vocab_size}")
     use_fused_gelu(model).eval().to(the_device)
-    return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta)
+    return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta, directory)

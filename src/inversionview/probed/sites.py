@@ -2,7 +2,11 @@
 
 Names: ``blocks.{l}.hook_resid_pre``, ``hook_resid_mid``, ``hook_resid_post``, ``hook_attn_out``,
 ``hook_mlp_out``, and one head's output ``blocks.{l}.attn.hook_result.{h}`` (the head's share of the
-attention output, without the output bias, as in TransformerLens).
+attention output, without the output bias, as in TransformerLens). Encoders add
+``blocks.{l}.ln1.hook_normalized`` and ``blocks.{l}.hook_normalized_resid_post`` (see ``layouts``),
+and two sites of the whole input: ``pooled`` (the mean of the last layer's output over the input's
+tokens, [CLS] and [SEP] included, as sentence-transformers pools) and ``cls`` (the last layer's
+output at [CLS]). A whole-input site holds the same vector at every position of its input.
 """
 
 from __future__ import annotations
@@ -19,8 +23,18 @@ from inversionview.errors import UserError
 from inversionview.probed.layouts import Layout, submodule
 
 LAYER_SITE_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+ENCODER_SITE_KINDS = (
+    "hook_resid_pre",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "ln1.hook_normalized",
+    "hook_mlp_out",
+    "hook_resid_post",
+    "hook_normalized_resid_post",
+)
+WHOLE_INPUT_KINDS = ("pooled", "cls")
 HEAD_SITE_KIND = "attn.hook_result"
-_SITE_RE = re.compile(r"blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_out)")
+_SITE_RE = re.compile(r"blocks\.(\d+)\.(" + "|".join(re.escape(k) for k in ENCODER_SITE_KINDS) + ")")
 _HEAD_RE = re.compile(r"blocks\.(\d+)\.attn\.hook_result\.(\d+)")
 
 
@@ -34,6 +48,8 @@ class Site:
 
     @property
     def name(self) -> str:
+        if self.kind in WHOLE_INPUT_KINDS:
+            return self.kind
         if self.head is not None:
             return f"blocks.{self.layer}.{HEAD_SITE_KIND}.{self.head}"
         return f"blocks.{self.layer}.{self.kind}"
@@ -42,27 +58,34 @@ class Site:
         return self.name
 
 
-def all_sites(n_layers: int, n_heads: int, *, resid_mid: bool = True) -> list[Site]:
-    """Every site of a model, layer by layer, in forward order (no resid_mid in a parallel block)."""
+def all_sites(n_layers: int, n_heads: int, *, resid_mid: bool = True, encoder: bool = False) -> list[Site]:
+    """Every site of a model, layer by layer, in forward order (no resid_mid in a parallel block).
+
+    An encoder lists ``hook_resid_pre`` at layer 0 only: later, it is the previous layer's
+    ``hook_normalized_resid_post``, the name it is listed under (``parse_site`` takes both)."""
     sites = []
     for layer in range(n_layers):
-        for kind in LAYER_SITE_KINDS:
-            if kind == "hook_resid_mid" and not resid_mid:
+        for kind in ENCODER_SITE_KINDS if encoder else LAYER_SITE_KINDS:
+            if (kind == "hook_resid_mid" and not resid_mid) or (encoder and kind == "hook_resid_pre" and layer):
                 continue
             sites.append(Site(layer, kind))
             if kind == "hook_attn_out":
                 sites.extend(Site(layer, HEAD_SITE_KIND, h) for h in range(n_heads))
-    return sites
+    return sites + ([Site(n_layers - 1, kind) for kind in WHOLE_INPUT_KINDS] if encoder else [])
 
 
-def parse_site(name: str, n_layers: int, n_heads: int, *, resid_mid: bool = True) -> Site:
+def parse_site(name: str, n_layers: int, n_heads: int, *, resid_mid: bool = True, encoder: bool = False) -> Site:
     """Parse a site name strictly; an unknown name fails with the list of valid ones."""
-    valid = all_sites(n_layers, n_heads, resid_mid=resid_mid)
+    valid = all_sites(n_layers, n_heads, resid_mid=resid_mid, encoder=encoder)
     site = None
     if match := _SITE_RE.fullmatch(name):
         site = Site(int(match[1]), match[2])
+        if encoder and site.kind == "hook_resid_pre" and site.layer > 0:
+            site = Site(site.layer - 1, "hook_normalized_resid_post")
     elif match := _HEAD_RE.fullmatch(name):
         site = Site(int(match[1]), HEAD_SITE_KIND, int(match[2]))
+    elif name in WHOLE_INPUT_KINDS:
+        site = Site(n_layers - 1, name)
     if site not in valid:
         raise UserError(f"unknown site {name!r}; valid sites: {', '.join(s.name for s in valid)}")
     return site
@@ -138,10 +161,16 @@ class _SiteReader:
             self._before(submodule(block, layout.mid_norm), Site(layer, "hook_resid_mid"))
         if "hook_attn_out" in kinds:
             self._after(submodule(block, layout.attn), Site(layer, "hook_attn_out"))
+        if "ln1.hook_normalized" in kinds:
+            self._after(submodule(block, layout.mid_norm), Site(layer, "ln1.hook_normalized"))
         if "hook_mlp_out" in kinds:
             self._after(submodule(block, layout.mlp), Site(layer, "hook_mlp_out"))
-        if "hook_resid_post" in kinds:
+        if "hook_resid_post" in kinds and layout.encoder:
+            self._before(submodule(block, layout.post_norm), Site(layer, "hook_resid_post"))
+        elif "hook_resid_post" in kinds:
             self._after(block, Site(layer, "hook_resid_post"))
+        if "hook_normalized_resid_post" in kinds:
+            self._after(block, Site(layer, "hook_normalized_resid_post"))
 
     def hook_heads(self, layer: int, block: nn.Module, heads: list[int]) -> None:
         """Each head's output: its slice of the attention's input to the output projection, times its
@@ -176,6 +205,22 @@ class _SiteReader:
         self.handles.append(submodule(block, self.layout.qkv).register_forward_hook(read_pattern))
 
 
+def whole_input(site: Site, last_output: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """A whole-input site's vector from the last layer's output (B, T, d) and the mask of real
+    tokens (B, T), repeated at every position: (B, T, d)."""
+    if site.kind == "cls":
+        vector = last_output[:, 0]
+    else:
+        mask = attention_mask[..., None].to(last_output.dtype)  # (B, T, 1)
+        vector = (last_output * mask).sum(1) / mask.sum(1)
+    return vector[:, None, :].expand_as(last_output)
+
+
+def _read_for(site: Site) -> Site:
+    """The site whose activation a hook stores: a whole-input site is computed from the last output."""
+    return Site(site.layer, "hook_normalized_resid_post") if site.kind in WHOLE_INPUT_KINDS else site
+
+
 def run_with_sites(
     model: nn.Module,
     layout: Layout,
@@ -184,14 +229,19 @@ def run_with_sites(
     *,
     attention_layers: tuple[int, ...] = (),
     stop_early: bool = True,
+    attention_mask: torch.Tensor | None = None,
 ) -> tuple[dict[Site, torch.Tensor], dict[int, torch.Tensor]]:
     """Run ``model`` on ``ids`` (B, T) and return each site's activation, (B, T, d_model).
 
     ``attention_layers`` also returns those layers' attention patterns, (B, H, T, T). With
-    ``stop_early`` the forward pass ends after the last layer that holds a requested site.
+    ``stop_early`` the forward pass ends after the last layer that holds a requested site. An
+    encoder needs ``attention_mask`` (B, T), 1 on real tokens: every position attends both ways,
+    so padding would otherwise change the activations.
     """
     if attention_layers and layout.qkv is None:
         raise UserError("attention patterns are read from GPT-2 models only")
+    wanted = sites
+    sites = list(dict.fromkeys(_read_for(s) for s in sites))
     blocks = submodule(model, layout.blocks)
     reader = _SiteReader(model, layout, sites, attention_layers, stop_early)
     for layer in sorted({s.layer for s in sites} | set(attention_layers)):
@@ -201,12 +251,17 @@ def run_with_sites(
             reader.hook_heads(layer, blocks[layer], heads)
         if layer in attention_layers:
             reader.hook_pattern(layer, blocks[layer])
+    inputs = {"input_ids": ids} | ({"attention_mask": attention_mask} if attention_mask is not None else {})
     with hooks_removed(reader.handles):
         try:
-            model(input_ids=ids, use_cache=False)
+            model(**inputs) if layout.encoder else model(**inputs, use_cache=False)
         except _StopForward:
             pass
     last_layer = max([s.layer for s in sites] + list(attention_layers), default=-1)
     if last_layer >= 0 and not reader.wanted.issubset(reader.cache):
         raise RuntimeError(f"hooks missed sites {sorted(s.name for s in reader.wanted - set(reader.cache))}")
-    return reader.cache, reader.patterns
+    for site in wanted:
+        if site.kind in WHOLE_INPUT_KINDS:
+            mask = attention_mask if attention_mask is not None else torch.ones_like(ids)
+            reader.cache[site] = whole_input(site, reader.cache[_read_for(site)], mask)
+    return {s: reader.cache[s] for s in wanted}, reader.patterns

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from inversionview.distributed import join, leave
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel, new_gpt2, resolve_device
 from inversionview.tasks import Task, get_task
@@ -123,6 +124,7 @@ class ProbedTraining:
 
     def __init__(self, probed: ProbedModel, config: ProbedTrainConfig, streams: RandomStreams) -> None:
         self.probed, self.config, self.streams, self.model = probed, config, streams, probed.model
+        self.trained = self.model  # ``fit`` wraps it for a run on several processes
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
         )
@@ -133,7 +135,7 @@ class ProbedTraining:
         task, config, device = self.probed.task, self.config, self.probed.device
         texts = task.sample_texts(self.streams.data, config.batch_size)
         ids, labels = target_batch(task, texts, task.tokenizer.pad_id, config.full_sequence_loss)
-        logits = self.model(input_ids=ids.to(device), use_cache=False).logits
+        logits = self.trained(input_ids=ids.to(device), use_cache=False).logits
         loss = F.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten(), ignore_index=-100)
         self.last_loss = loss.item()
         shown = {"loss": f"{self.last_loss:.4f}"}
@@ -179,16 +181,14 @@ def train_probed(
     model.to(resolve_device(device))  # before the optimizer, whose state follows the weights
     probed = ProbedModel(model, task, content_hash="", source=str(out))
     job = ProbedTraining(probed, config, streams)
-    run = fit(
-        job,
-        out,
-        LoopSettings.of(config),
-        streams,
-        config=asdict(config),
-        desc="train-probed",
-        progress=progress,
-        stop=stop,
-    )
+    ranks = join()
+    loop = {"config": asdict(config), "desc": "train-probed", "progress": progress, "stop": stop, "ranks": ranks}
+    try:
+        run = fit(job, out, LoopSettings.of(config), streams, **loop)
+    finally:
+        leave(ranks)
+    if not ranks.main:
+        return probed  # rank 0 writes the model
     provenance = {
         "recipe": asdict(config),
         "steps": run.step,

@@ -13,6 +13,7 @@ import torch
 from inversionview.probed.distance import best_positions, position_distances
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
+from inversionview.probed.whitening import in_metric_space
 from inversionview.tasks import before_eos
 
 
@@ -67,9 +68,11 @@ def verify_ids(
     """
     eos_id = probed.task.tokenizer.eos_id
     out = []
+    queries, compared_as = in_metric_space(probed, site, queries, metric)
     for start, chunk, acts in activation_batches(probed, ids, [site], batch_size):
         query = queries if queries.dim() == 1 else queries[start : start + len(chunk)]
-        out.append(position_distances(query, acts[site], queryable(chunk, eos_id), metric))
+        activations = in_metric_space(probed, site, acts[site], metric)[0]
+        out.append(position_distances(query, activations, queryable(chunk, eos_id), compared_as))
     return torch.cat(out)
 
 
@@ -86,11 +89,15 @@ def sample_distances(
     queries (N, d) and site_ids (N,) indexing ``sites`` -> (N,)."""
     used = sorted(set(site_ids.tolist()))
     acts, _ = probed.activations(ids, [sites[i] for i in used])
-    at_site = torch.stack([acts[sites[i]] for i in used])  # (S_used, N, T, d)
+    at_site = torch.stack([in_metric_space(probed, sites[i], acts[sites[i]], metric)[0] for i in used])  # (S, N, T, d)
     row_site = torch.tensor([used.index(i) for i in site_ids.tolist()])
     sample_acts = at_site[row_site, torch.arange(ids.shape[0])]  # (N, T, d)
+    queries = queries.cpu().float().clone()
+    for i in used:  # each row's query, in its own site's space
+        rows = site_ids.cpu() == i
+        queries[rows], compared_as = in_metric_space(probed, sites[i], queries[rows], metric)
     valid = queryable(ids, probed.task.tokenizer.eos_id)
-    return best_positions(position_distances(queries.cpu(), sample_acts, valid, metric))[0]
+    return best_positions(position_distances(queries, sample_acts, valid, compared_as))[0]
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from pathlib import Path
 
 from inversionview.errors import UserError, first_line
@@ -116,8 +117,15 @@ def load_corpus(path: Path, tokenizer: Tokenizer, max_len: int) -> list[str]:
 
 
 def _fit(lines: list[str], tokenizer: Tokenizer, max_len: int, source: str) -> list[str]:
-    """Lines as inputs of at most ``max_len - 2`` tokens: longer ones split at spaces."""
+    """Lines as inputs of at most ``max_len - 2`` tokens: longer ones split at spaces. Lines with
+    characters the tokenizer cannot spell (a WordPiece vocabulary maps another script to [UNK]) are
+    left out and counted: a decoder could never write them back."""
     limit = max_len - 2
+    lines, unknown = _spellable(lines, tokenizer)
+    if unknown:
+        log.warning("%s: %d line(s) hold characters the tokenizer maps to its unknown token; left out", source, unknown)
+    if not lines:
+        raise UserError(f"{source}: every line holds characters the tokenizer cannot spell (another script?)")
     texts, split = [], 0
     for line in lines:
         if len(tokenizer.encode(line)) <= limit:
@@ -130,6 +138,36 @@ def _fit(lines: list[str], tokenizer: Tokenizer, max_len: int, source: str) -> l
     if not texts:
         raise UserError(f"{source}: no line fits in {limit} tokens, even split at spaces")
     return texts
+
+
+def _spellable(lines: list[str], tokenizer: Tokenizer) -> tuple[list[str], int]:
+    """The lines the tokenizer spells without its unknown token, and how many it cannot."""
+    unk = getattr(tokenizer, "unk_id", None)
+    if unk is None or unk in (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id):
+        return lines, 0  # byte-level tokenizers spell everything
+    kept = [line for line in lines if unk not in tokenizer.encode(line)]
+    return kept, len(lines) - len(kept)
+
+
+def fortunes(directory: Path) -> list[str]:
+    """The quotations of a ``fortune`` database (Debian's ``fortunes`` package: files of quotations
+    separated by lines holding ``%``), one a line, whitespace collapsed. Pictures drawn in
+    characters (``ascii-art``) are not text and are left out."""
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a folder of fortune files (apt install fortunes)")
+    quotes = []
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.suffix in (".dat", ".u8") or path.name in NOT_PROSE:
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        quotes.extend(" ".join(q.split()) for q in re.split(r"^%\s*$", text, flags=re.M))
+    quotes = [q for q in quotes if q]
+    if not quotes:
+        raise UserError(f"{directory} holds no fortune quotations")
+    return quotes
+
+
+NOT_PROSE = ("ascii-art",)
 
 
 def _chunks(line: str, tokenizer: Tokenizer, limit: int) -> list[str]:

@@ -175,7 +175,8 @@ MAX_UTF8_BYTES = 4
 class HFTokenizer:
     """A Hugging Face tokenizer from a local directory (byte-level BPE and the like).
 
-    GPT-2's tokenizer has one special token for BOS, EOS and PAD; the library allows that.
+    GPT-2's tokenizer has one special token for BOS, EOS and PAD; the library allows that. An
+    encoder's (BERT's WordPiece) has no BOS or EOS: its [CLS] and [SEP] play their parts.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -186,16 +187,24 @@ class HFTokenizer:
             self._tok = AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load the tokenizer in {self.directory}: {first_line(exc)}") from None
-        eos = self._tok.eos_token_id
+        tok = self._tok
+        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
         if eos is None:
-            raise UserError(f"the tokenizer in {self.directory} has no EOS token")
+            raise UserError(f"the tokenizer in {self.directory} has no EOS (or [SEP]) token")
         self.eos_id = eos
-        self.bos_id = self._tok.bos_token_id if self._tok.bos_token_id is not None else eos
-        self.pad_id = self._tok.pad_token_id if self._tok.pad_token_id is not None else eos
+        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+        self.bos_id = bos if bos is not None else eos
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos
+        self.unk_id = tok.unk_token_id
+        self.word_pieces = type(tok.backend_tokenizer.model).__name__ == "WordPiece"
 
     @property
     def vocab_size(self) -> int:
         return len(self._tok)
+
+    @property
+    def _specials(self) -> set[int]:
+        return set(self._tok.all_special_ids)
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False)
@@ -204,6 +213,11 @@ class HFTokenizer:
         """The token's text, with spaces, newlines and tabs made visible."""
         if token_id == self.bos_id and token_id == self.eos_id:
             return "<|endoftext|>" if token_id == self._tok.eos_token_id else "<BOS>"
+        if self.word_pieces:  # "##ing" continues a word; any other piece starts one
+            piece = self._tok.convert_ids_to_tokens(token_id)
+            if piece.startswith("##"):
+                return piece[2:]
+            return piece if token_id in self._specials or not piece[0].isalnum() else f"␣{piece}"
         text = self._tok.decode([token_id])
         return "".join(VISIBLE.get(c, c) for c in text) or f"<{token_id}>"
 

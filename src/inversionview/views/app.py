@@ -22,7 +22,7 @@ from inversionview.inversion.invert import invert
 from inversionview.inversion.result import InversionResult
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
-from inversionview.probed.sites import HEAD_SITE_KIND
+from inversionview.probed.sites import HEAD_SITE_KIND, canonical_site
 from inversionview.views.cache import LeastRecentlyUsed
 from inversionview.views.html_render import CSS, render_attention, render_result
 from inversionview.views.rows import default_outside
@@ -81,7 +81,7 @@ def reading(
             progress=lambda done, total: bar.progress(done / total, text=f"sampled {done}/{total}"),
         )
         bar.empty()
-        return explain(probed, result)  # the feature table costs milliseconds
+        return explain(probed, decoder, result)  # the feature table costs milliseconds
 
     key = (choice, text, position, site, samples, seed, metric, epsilon, schedule)
     return reading_cache().get_or_make(key, make)
@@ -113,13 +113,13 @@ class ReadingSettings:
 
 def sidebar(probed) -> ReadingSettings:
     """The reading's settings, from the sidebar."""
-    metrics = ["euclidean", "cosine"]
+    metrics = ["euclidean", "cosine", "whitened"]
     metric = st.radio(
         "Distance",
         metrics,
         index=metrics.index(probed.default_metric),
         horizontal=True,
-        format_func={"euclidean": "‖q−a‖/‖q‖", "cosine": "1 − cos"}.get,
+        format_func={"euclidean": "‖q−a‖/‖q‖", "cosine": "1 − cos", "whitened": "‖W(q−a)‖/‖Wq‖"}.get,
     )
     epsilon = st.number_input("ε", min_value=0.0, max_value=2.0, value=probed.default_epsilon, step=0.01, format="%.3f")
     samples = st.slider("Samples", min_value=50, max_value=2000, value=500, step=50)
@@ -155,8 +155,9 @@ def input_box(choice: ModelChoice, task) -> str:
         return st.text_input("Input", key=key)
 
 
-def query_picker(probed, text: str) -> tuple[int, str]:
-    """The query position (a named one, or a clicked token) and the site (by layer)."""
+def query_picker(probed, readable: list[str], text: str) -> tuple[int, str]:
+    """The query position (a named one, or a clicked token) and the site (by layer), among the
+    ``readable`` sites (those the decoder serves)."""
     task = probed.task
     tokens = probed.query_tokens(text)
     named = task.named_positions(text)
@@ -167,10 +168,11 @@ def query_picker(probed, text: str) -> tuple[int, str]:
     picked = st.pills("Query position — click a token", labels, default=labels[default], key=f"pos::{text}")
     position = named[named_pick] if named_pick in named else labels.index(picked) if picked else default
 
-    layers = sorted({s.layer for s in probed.sites()})
+    sites = [s for s in probed.sites() if canonical_site(s).name in readable]
+    layers = sorted({s.layer for s in sites})
     layer = st.segmented_control("Layer", layers, default=layers[-1], format_func=lambda layer: f"layer {layer}")
     layer = layers[-1] if layer is None else layer
-    in_layer = [s.name for s in probed.sites() if s.layer == layer]
+    in_layer = [s.name for s in sites if s.layer == layer]
     return position, st.selectbox("Site", in_layer, index=len(in_layer) - 1)
 
 
@@ -249,7 +251,7 @@ def main() -> None:
         labels = [c.label for c in choices]
         choice = choices[labels.index(st.selectbox("Probed model and decoder", labels))]
         try:
-            probed, _ = load_models(choice)
+            probed, decoder = load_models(choice)
         except UserError as exc:
             st.error(str(exc))
             return
@@ -260,7 +262,7 @@ def main() -> None:
         return
     try:
         probed.task.validate(text)
-        position, site = query_picker(probed, text)
+        position, site = query_picker(probed, decoder.config.sites, text)
         attention = attention_html(choice, text, position, site)
         if attention:
             st.html(attention)

@@ -71,7 +71,7 @@ def model_choices(settings: ViewerSettings) -> list[ModelChoice]:
         choices.append(ModelChoice(label, settings.probed, settings.decoder, tuple(sorted(options.items()))))
     device = (("device", options["device"]),) if "device" in options else ()
     for name in sorted(bundled.probed_names(), key=lambda n: (n != bundled.DEFAULT, n)):  # the first case study first
-        if bundled.decoder_dir(name) is not None:
+        if bundled.decoder_dir(name) is not None and bundled.installed(name):
             choices.append(ModelChoice(f"bundled: {name}", name, None, device))
     folder = settings.models_dir
     if folder and Path(folder).is_dir():
