@@ -72,6 +72,7 @@ def plot(points: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (by_samples, by_minutes) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for width, depth in sorted({(p["d_model"], p["n_layers"]) for p in points}):
@@ -81,8 +82,11 @@ def plot(points: list[dict], path: str) -> None:
         label = f"d_model {width}, {depth} layers"
         by_samples.plot([p["samples"] for p in line], [p["mean_precision"] for p in line], marker="o", label=label)
         by_minutes.plot([p["train_seconds"] / 60 for p in line], [p["mean_precision"] for p in line], marker="o")
-    by_samples.set(xscale="log", xlabel="training samples", ylabel="mean per-site precision", ylim=(0, 1))
+    top = max(0.2, 1.2 * max(p["mean_precision"] for p in points))
+    by_samples.set(xscale="log", xlabel="training samples", ylabel="mean per-site precision", ylim=(0, min(1, top)))
     by_minutes.set(xscale="log", xlabel="training minutes (this machine)")
+    for axis in (by_samples, by_minutes):
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
     by_samples.legend(fontsize=8)
     fig.suptitle(f"decoder capacity and data: {points[0]['probed']}")
     fig.tight_layout()
