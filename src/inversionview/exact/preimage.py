@@ -83,12 +83,14 @@ def best_over_space(
     best_at = torch.empty(len(queries), space.size, dtype=torch.long)
     sites = sorted({query.site for query in queries})
     eos_id = probed.task.tokenizer.eos_id
+    # Each query in the metric's space once; each batch's activations once per site.
+    targets = [in_metric_space(probed, query.site, query.activation, metric) for query in queries]
     for start, chunk, acts in activation_batches(probed, space.ids, sites, batch_size):
         rows = slice(start, start + len(chunk))
         valid = queryable(chunk, eos_id)
-        for i, query in enumerate(queries):
-            compared = [in_metric_space(probed, query.site, x, metric) for x in (query.activation, acts[query.site])]
-            distances = position_distances(compared[0][0], compared[1][0], valid, compared[0][1])
+        compared = {site: in_metric_space(probed, site, acts[site], metric)[0] for site in sites}
+        for i, (query, (target, compared_as)) in enumerate(zip(queries, targets)):
+            distances = position_distances(target, compared[query.site], valid, compared_as)
             best[i, rows], best_at[i, rows] = best_positions(distances)
         if progress:
             progress(start + len(chunk), space.size)

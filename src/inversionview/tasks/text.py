@@ -121,14 +121,14 @@ def _fit(lines: list[str], tokenizer: Tokenizer, max_len: int, source: str) -> l
     characters the tokenizer cannot spell (a WordPiece vocabulary maps another script to [UNK]) are
     left out and counted: a decoder could never write them back."""
     limit = max_len - 2
-    lines, unknown = _spellable(lines, tokenizer)
+    encoded, unknown = _spellable([(line, tokenizer.encode(line)) for line in lines], tokenizer)
     if unknown:
         log.warning("%s: %d line(s) hold characters the tokenizer maps to its unknown token; left out", source, unknown)
-    if not lines:
+    if not encoded:
         raise UserError(f"{source}: every line holds characters the tokenizer cannot spell (another script?)")
     texts, split = [], 0
-    for line in lines:
-        if len(tokenizer.encode(line)) <= limit:
+    for line, ids in encoded:
+        if len(ids) <= limit:
             texts.append(line)
             continue
         split += 1
@@ -140,13 +140,13 @@ def _fit(lines: list[str], tokenizer: Tokenizer, max_len: int, source: str) -> l
     return texts
 
 
-def _spellable(lines: list[str], tokenizer: Tokenizer) -> tuple[list[str], int]:
-    """The lines the tokenizer spells without its unknown token, and how many it cannot."""
+def _spellable(encoded: list[tuple[str, list[int]]], tokenizer: Tokenizer) -> tuple[list[tuple[str, list[int]]], int]:
+    """The (line, token ids) the tokenizer spells without its unknown token, and how many it cannot."""
     unk = getattr(tokenizer, "unk_id", None)
     if unk is None or unk in (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id):
-        return lines, 0  # byte-level tokenizers spell everything
-    kept = [line for line in lines if unk not in tokenizer.encode(line)]
-    return kept, len(lines) - len(kept)
+        return encoded, 0  # byte-level tokenizers spell everything
+    kept = [(line, ids) for line, ids in encoded if unk not in ids]
+    return kept, len(encoded) - len(kept)
 
 
 def fortunes(directory: Path) -> list[str]:

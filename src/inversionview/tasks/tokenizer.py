@@ -197,14 +197,11 @@ class HFTokenizer:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos
         self.unk_id = tok.unk_token_id
         self.word_pieces = type(tok.backend_tokenizer.model).__name__ == "WordPiece"
+        self._specials = set(tok.all_special_ids)  # read once: token_str runs once per token shown
 
     @property
     def vocab_size(self) -> int:
         return len(self._tok)
-
-    @property
-    def _specials(self) -> set[int]:
-        return set(self._tok.all_special_ids)
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False)
