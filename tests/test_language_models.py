@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from html import escape
 
 import pytest
@@ -117,7 +118,7 @@ def test_bad_corpora_get_clear_messages(tiny_lm_dir, tmp_path, capsys):
         load_corpus(empty, load_probed(str(tiny_lm_dir)).task.tokenizer, 32)
 
 
-def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_path, capsys, monkeypatch):
+def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_path, capsys, monkeypatch, fake_server):
     decoder_dir = tmp_path / "decoder"
     shape = {"d_model": 32, "n_layers": 1}
     assert train_decoder_on(tiny_lm_dir, corpus=corpus_file, steps=12, batch_size=16, **shape, out=decoder_dir) == 0
@@ -131,17 +132,24 @@ def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_pa
     assert result["query"]["tokens"][-1] == "␣to" and len(result["samples"]) == 20
     assert all(s["tokens"][0] == "<|endoftext|>" for s in result["samples"])
 
-    # The web page reads the same model (as `inversionview view --probed DIR --decoder DIR` passes it).
+    # The web page reads the same model, with the corpus its examples come from.
     from streamlit.testing.v1 import AppTest
 
-    from inversionview.views.server import ViewerSettings
+    from inversionview.views.server import SETTINGS_VARIABLE
 
-    for name, value in ViewerSettings(probed=str(tiny_lm_dir), decoder=str(decoder_dir)).to_environment().items():
-        monkeypatch.setenv(name, value)
+    assert (
+        main(["view", "--probed", str(tiny_lm_dir), "--decoder", str(decoder_dir), "--corpus", str(corpus_file)]) == 0
+    )
+    monkeypatch.setenv(SETTINGS_VARIABLE, fake_server.launched["env"][SETTINGS_VARIABLE])
     page = AppTest.from_file(str(APP), default_timeout=120)
     page.run()
+    box, lines = f"text::command line: {tiny_lm_dir}", corpus_file.read_text().splitlines()
+    assert page.text_input(key=box).value in lines  # a held-out line to start with
+    assert page.button[0].label == "Random example" and not page.button[0].disabled
+    page.button[0].click().run()
+    assert page.text_input(key=box).value in lines
     page.slider[0].set_value(20)
-    page.text_input(key=f"text::command line: {tiny_lm_dir}").input("John gave a drink to").run()
+    page.text_input(key=box).input("John gave a drink to").run()
     assert not page.exception and not page.error
     html = "\n".join(element.proto.body for element in page.get("html"))
     assert html.count('class="iv-row') >= 1 and html.count('class="iv-eps"') == 1
@@ -150,6 +158,48 @@ def test_full_pipeline_on_a_tiny_language_model(tiny_lm_dir, corpus_file, tmp_pa
     pieces = [tokenizer.token_str(t) for t in tokenizer.encode("John gave a drink to")]
     assert any(p.startswith("␣") for p in pieces)
     assert all(f">{escape(p)}</span>" in html for p in pieces)
+
+
+def test_a_corpus_decoder_writes_only_the_corpus_tokens(tiny_lm_dir, corpus_file, tmp_path):
+    import torch.nn.functional as F
+
+    from inversionview.decoder.model import next_token_targets
+    from inversionview.decoder.store import load_decoder
+
+    out = tmp_path / "decoder"
+    assert (
+        train_decoder_on(tiny_lm_dir, corpus=corpus_file, steps=2, batch_size=8, d_model=32, n_layers=1, out=out) == 0
+    )
+    probed = load_probed(str(tiny_lm_dir))
+    probed.use_corpus(str(corpus_file), max_len=64)
+    decoder = load_decoder(out, probed)  # the mask travels with the saved weights
+    tokenizer = probed.task.tokenizer
+    used = {tokenizer.eos_id} | {
+        t for line in probed.task.sample_texts(random.Random(0), 200) for t in tokenizer.encode(line)
+    }
+    writable = set(decoder.writable.nonzero()[:, 0].tolist())
+    assert used <= writable < set(range(tokenizer.vocab_size))
+
+    # The training loss, read out over the writable tokens at scored positions only, is the
+    # cross-entropy of the full logits.
+    ids, lengths = probed.encode_batch(probed.task.sample_texts(random.Random(1), 4))
+    targets = next_token_targets(ids, lengths)
+    activation, site = torch.randn(4, probed.d_model), torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        logits = decoder(ids[:, :-1], activation, site)
+        fast = decoder(ids[:, :-1], activation, site, targets)
+    torch.testing.assert_close(fast, F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100))
+    assert torch.isinf(logits[..., ~decoder.writable]).all()
+
+    written = decoder.generate(
+        torch.randn(64, probed.d_model),
+        torch.zeros(64, dtype=torch.long),
+        bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+        pad_id=tokenizer.pad_id,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert set(written[:, 1:].flatten().tolist()) <= writable | {tokenizer.pad_id}
 
 
 def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path, capsys):

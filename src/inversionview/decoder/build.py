@@ -43,7 +43,20 @@ def new_decoder(
 ) -> Decoder:
     """The decoder a new run starts from: an earlier decoder (``init_from`` a decoder directory,
     whose shape it takes), a pretrained LM (``init_from`` a GPT-2 directory), or a fresh one with
-    the token and position embeddings of the probed model."""
+    the token and position embeddings of the probed model. A decoder for a corpus writes only the
+    corpus's tokens (``Decoder.restrict_vocabulary``)."""
+    shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "n_condition_layers": n_condition_layers}
+    decoder = _starting_decoder(probed, shape, occurrences, init_from, sites, tied_embeddings)
+    tokens = probed.task.training_tokens()
+    if tokens is not None:
+        decoder.restrict_vocabulary(sorted(tokens))
+    return decoder
+
+
+def _starting_decoder(
+    probed: ProbedModel, shape: dict, occurrences: bool, init_from: str | None, sites: list[str] | None, tied: bool
+) -> Decoder:
+    n_layers, n_condition_layers = shape["n_layers"], shape["n_condition_layers"]
     sites = decoder_sites(probed, sites)
     if is_decoder_directory(init_from):
         return continued_decoder(
@@ -58,12 +71,9 @@ def new_decoder(
         max_len=probed.task.max_len,
         d_activation=probed.d_model,
         sites=[s.name for s in sites],
-        d_model=d_model,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        n_condition_layers=n_condition_layers,
+        **shape,
         occurrences=occurrences,
-        tied_embeddings=tied_embeddings,
+        tied_embeddings=tied,
     )
     decoder = Decoder(config)
     _copy_probed_embeddings(probed, decoder)

@@ -39,6 +39,11 @@ class DecoderConfig:
     tied_embeddings: bool = False
     """Read out with the token embedding (no separate head): half the parameters of a decoder for a
     30k-token vocabulary, and a read-out that starts from the probed model's own embeddings."""
+    corpus_tokens: bool = False
+    """Write only the tokens of the training corpus (the ``writable`` mask, set by
+    ``restrict_vocabulary``). A corpus uses a part of a large vocabulary (fortunes: 20k of BERT's
+    30k), and the read-out dominates a small decoder's compute; the tokens left out are ones the
+    decoder never sees a target of, so it could not learn to write them anyway."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +166,8 @@ class Decoder(nn.Module):
         self.ln_f = nn.LayerNorm(config.d_model)
         if not config.tied_embeddings:
             self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.corpus_tokens:
+            self.register_buffer("writable", torch.ones(config.vocab_size, dtype=torch.bool))
         self.apply(self._init)
         for name, param in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
@@ -179,8 +186,12 @@ class Decoder(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def forward(self, ids: torch.Tensor, activation: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (B, T, vocab) for token ids (B, T), one activation (B, d_act) and site (B,) each."""
+    def forward(
+        self, ids: torch.Tensor, activation: torch.Tensor, site: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Next-token logits (B, T, vocab) for token ids (B, T), one activation (B, d_act) and site
+        (B,) each; with ``targets`` (B, T, -100 where there is none), their mean cross-entropy instead,
+        read out only where there is a target, and only over the writable tokens."""
         condition = self.condition(activation, site)[:, None, :]  # (B, 1, d)
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.token_embedding(ids) + self.position_embedding(positions) + condition  # (B, T, d)
@@ -188,7 +199,26 @@ class Decoder(nn.Module):
             x = x + self.occurrence_embedding(occurrence_numbers(ids))
         for block in self.blocks:
             x = block(x, condition)
-        return self.read_out(self.ln_f(x))
+        if targets is None:
+            return self.read_out(self.ln_f(x))
+        scored = targets != -100
+        features, targets = self.ln_f(x[scored]), targets[scored]  # (N, d), (N,)
+        if not self.config.corpus_tokens:
+            return F.cross_entropy(self.read_out(features), targets)
+        column = torch.full_like(self.writable, -1, dtype=torch.long)  # vocabulary id -> read-out column
+        written = self.writable.nonzero()[:, 0]
+        column[written] = torch.arange(len(written), device=written.device)
+        if bool((column[targets] < 0).any()):
+            raise ValueError("a training target is outside the decoder's writable tokens")
+        logits = (features @ self._read_out_weight()[written].T).float()  # (N, writable)
+        return F.cross_entropy(logits, column[targets])
+
+    def restrict_vocabulary(self, token_ids: list[int]) -> None:
+        """Write only ``token_ids`` from now on (``DecoderConfig.corpus_tokens``)."""
+        mask = torch.zeros(self.config.vocab_size, dtype=torch.bool, device=self.device)
+        mask[torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=self.device)] = True
+        self.config.corpus_tokens = True
+        self.register_buffer("writable", mask)
 
     def start(self, activation: torch.Tensor, site: torch.Tensor) -> DecodingState:
         """The state for decoding one sequence per row of ``activation`` (B, d_act), token by token."""
@@ -209,10 +239,18 @@ class Decoder(nn.Module):
         return self.read_out(self.step_features(state, tokens, pos))
 
     def read_out(self, features: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (..., vocab), float32, from final features (..., d)."""
-        if self.config.tied_embeddings:
-            return (features @ self.token_embedding.weight.T).float()
-        return self.head(features).float()
+        """Next-token logits (..., vocab), float32, from final features (..., d); -inf for the
+        tokens the decoder does not write."""
+        if not self.config.corpus_tokens:
+            return (features @ self._read_out_weight().T).float()
+        written = self.writable.nonzero()[:, 0]
+        logits = features.new_full((*features.shape[:-1], self.config.vocab_size), float("-inf"), dtype=torch.float)
+        logits[..., written] = (features @ self._read_out_weight()[written].T).float()
+        return logits
+
+    def _read_out_weight(self) -> torch.Tensor:
+        """(vocab, d): the token embedding where the read-out is tied to it, else the head."""
+        return self.token_embedding.weight if self.config.tied_embeddings else self.head.weight
 
     def step_features(self, state: DecodingState, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         """``step`` before the read-out: the final features (B, d). Callers with many rows and a large

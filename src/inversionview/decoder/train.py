@@ -14,7 +14,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from inversionview.decoder.build import decoder_sites, is_decoder_directory, new_decoder, site_scales
 from inversionview.decoder.config import DEFAULT_BATCH_SIZE, DecoderTrainConfig
@@ -66,8 +65,7 @@ class DecoderTraining:
         batch = (t.to(self.probed.device) for t in self.stream.batch(self.streams.torch))
         inputs, activation, site_ids, targets = batch
         self.data_fingerprint = self.data_fingerprint or fingerprint(inputs)  # the first batch's
-        logits = self.trained(inputs, activation, site_ids)
-        self.reconstruction = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        self.reconstruction = self.trained(inputs, activation, site_ids, targets)
         loss = self.reconstruction
         if self.config.verified_queries:
             n = self.config.verified_queries

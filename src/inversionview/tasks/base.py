@@ -65,6 +65,11 @@ class Task(ABC):
         """Every input of the task, when the input space is small enough to list; else None."""
         return None
 
+    def training_tokens(self) -> set[int] | None:
+        """The token ids a decoder must be able to write: those of the training inputs and EOS,
+        where they are a fixed list worth restricting to (a corpus); None for the whole vocabulary."""
+        return None
+
     def annotate(self, text: str) -> str | None:
         """A short task-specific note on a sample (the viewer shows it), or None."""
         return None

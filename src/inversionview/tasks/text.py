@@ -48,6 +48,14 @@ class TextTask(Task):
             raise UserError(f"the corpus has no {split} lines (1 line in 10 is held out): give it more lines")
         return [pool[rng.randrange(len(pool))] for _ in range(n)]
 
+    def training_tokens(self) -> set[int] | None:
+        if not self.corpus:
+            return None
+        tokens = {self.tokenizer.eos_id}
+        for line in self._split["train"]:
+            tokens.update(self.tokenizer.encode(line))
+        return tokens
+
     def named_positions(self, text: str) -> dict[str, int]:
         return {}
 
