@@ -58,14 +58,22 @@ def _load_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in LOAD_OPTIONS}
 
 
+def _corpus_options(args: argparse.Namespace) -> dict:
+    """The command line's corpus, as ``ProbedModel.use_corpus`` takes it (none: no corpus)."""
+    if args.corpus is None and args.dataset is None:
+        return {}
+    path = str(args.corpus.resolve()) if args.corpus is not None else None
+    return {"path": path, "dataset": args.dataset, "field": args.dataset_field, "max_len": args.max_tokens}
+
+
 def _load_probed(args: argparse.Namespace):
     from inversionview import bundled
     from inversionview.probed import load_probed
 
     _set_threads(args.threads)
     probed = load_probed(args.probed or bundled.DEFAULT, **_load_options(args))
-    if args.corpus is not None or args.dataset is not None:
-        probed.use_corpus(args.corpus, dataset=args.dataset, field=args.dataset_field, max_len=args.max_tokens)
+    if corpus := _corpus_options(args):
+        probed.use_corpus(**corpus)
     return probed
 
 
@@ -434,7 +442,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     check_address(args.host, args.port, allow_remote=args.allow_remote)
     if args.models_dir is not None and not args.models_dir.is_dir():
         raise UserError(f"--models-dir {args.models_dir} is not a directory")
-    named = args.probed is not None or args.decoder is not None
+    named = args.probed is not None or args.decoder is not None or bool(_corpus_options(args))
     if named:
         _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
     settings = ViewerSettings(
@@ -442,6 +450,7 @@ def cmd_view(args: argparse.Namespace) -> None:
         decoder=args.decoder,
         load_options=_load_options(args),
         models_dir=str(args.models_dir.resolve()) if args.models_dir is not None else None,
+        corpus=_corpus_options(args),
     )
     print(f"InversionView on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port, threads=args.threads)

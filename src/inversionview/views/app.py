@@ -42,6 +42,8 @@ def example_input(task, rng: random.Random, split: str) -> str:
 @st.cache_resource(show_spinner="loading models…")
 def load_models(choice: ModelChoice):
     probed = load_probed(choice.probed, **dict(choice.options))
+    if choice.corpus:
+        probed.use_corpus(**dict(choice.corpus))
     return probed, load_decoder(choice.decoder, probed)
 
 

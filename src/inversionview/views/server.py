@@ -39,6 +39,8 @@ class ViewerSettings:
     """``load_probed`` options for ``probed`` (``device`` applies to every model)."""
     models_dir: str | None = None
     """A folder whose sub-folders each hold ``probed/`` and ``decoder/``."""
+    corpus: dict = field(default_factory=dict)
+    """``ProbedModel.use_corpus`` options for ``probed``, a free-text model (none: no corpus)."""
 
     def to_environment(self) -> dict[str, str]:
         return {SETTINGS_VARIABLE: json.dumps(asdict(self))}
@@ -60,6 +62,8 @@ class ModelChoice:
     decoder: str | None
     options: tuple[tuple[str, object], ...] = ()
     """``load_probed`` options, as (name, value) pairs so that the choice stays hashable."""
+    corpus: tuple[tuple[str, object], ...] = ()
+    """``ProbedModel.use_corpus`` options, as pairs: where a free-text model's examples come from."""
 
 
 def model_choices(settings: ViewerSettings) -> list[ModelChoice]:
@@ -68,7 +72,8 @@ def model_choices(settings: ViewerSettings) -> list[ModelChoice]:
     options = settings.load_options
     if settings.probed:
         label = f"command line: {settings.probed}"
-        choices.append(ModelChoice(label, settings.probed, settings.decoder, tuple(sorted(options.items()))))
+        pairs = tuple(sorted(options.items())), tuple(sorted(settings.corpus.items()))
+        choices.append(ModelChoice(label, settings.probed, settings.decoder, *pairs))
     device = (("device", options["device"]),) if "device" in options else ()
     for name in sorted(bundled.probed_names(), key=lambda n: (n != bundled.DEFAULT, n)):  # the first case study first
         if bundled.decoder_dir(name) is not None and bundled.installed(name):
