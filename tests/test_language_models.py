@@ -398,3 +398,13 @@ def test_patching_a_free_text_model_by_answer_tokens_or_by_the_next_token_distri
     assert result["kl"] >= 0 and result["effect"] is None and isinstance(result["top_token_changed"], bool)
     assert main(cli_args("patch", **base, patch="blocks.0.hook_resid_pre@1", answer="zzqx Mary", alt=alt)) == 2
     assert "give one token" in capsys.readouterr().err
+
+
+def test_free_text_features_name_tokens_as_they_are_shown(tiny_lm_dir):
+    task = load_probed(str(tiny_lm_dir)).task
+    text = "The cat sat on the mat"
+    shown = [task.tokenizer.token_str(t) for t in task.tokenizer.encode(text)]
+    features = task.features()
+    assert features["token"](text, 2) == (shown[1],)
+    assert features["previous 2"](text, 3) == tuple(shown[:2])
+    assert features["length"](text, 2) == len(shown)

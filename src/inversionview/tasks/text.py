@@ -62,11 +62,11 @@ class TextTask(Task):
     def features(self) -> dict[str, Feature]:
         """The token at the position read, the 1-3 tokens before it, and the length."""
 
-        def tokens(text: str, position: int, back: int) -> tuple[int, ...]:
+        def tokens(text: str, position: int, back: int) -> tuple[str, ...]:
             ids = self.tokenizer.encode(text)  # position p (BOS = 0) is ids[p - 1]
             if position - back < 1 or position > len(ids):
                 return ()
-            return tuple(ids[position - 1 - back : position])
+            return tuple(self.tokenizer.token_str(t) for t in ids[position - 1 - back : position])  # as shown
 
         found: dict[str, Feature] = {"token": lambda text, position: tokens(text, position, 0)}
         for back in (1, 2, 3):
