@@ -28,7 +28,7 @@ from inversionview.probed import load_probed
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--probed", default="minilm", help="a free-text model (tied read-out, two sites)")
+    parser.add_argument("--probed", default="minilm", help="a free-text model (reads its first and last resid_post)")
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -38,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     probed = load_probed(args.probed)
     probed.use_corpus(args.corpus, max_len=args.max_tokens)
-    sites = ["blocks.0.hook_resid_post", "blocks.5.hook_resid_post"]
+    sites = ["blocks.0.hook_resid_post", f"blocks.{probed.n_layers - 1}.hook_resid_post"]
     corpus = new_decoder(probed, tied_embeddings=True, sites=sites)
     whole = Decoder(replace(corpus.config, corpus_tokens=False))
     whole.load_state_dict({k: v for k, v in corpus.state_dict().items() if k != "writable"})

@@ -201,6 +201,14 @@ def test_a_corpus_decoder_writes_only_the_corpus_tokens(tiny_lm_dir, corpus_file
     )
     assert set(written[:, 1:].flatten().tolist()) <= writable | {tokenizer.pad_id}
 
+    # Resumed on a corpus with words the decoder never wrote, the run writes them too.
+    grown = tmp_path / "grown.txt"
+    grown.write_text(corpus_file.read_text() + "\n".join(SENTENCES) + "\n")
+    assert train_decoder_on(tiny_lm_dir, corpus=grown, steps=4, batch_size=8, out=out) == 0
+    probed.use_corpus(str(grown), max_len=64)
+    needed = probed.task.training_tokens()
+    assert not needed <= writable and needed <= set(load_decoder(out, probed).writable.nonzero()[:, 0].tolist())
+
 
 def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path, capsys):
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -13,7 +13,7 @@ of copies of a token, as counting inputs need, by attending to the token's lates
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -205,11 +205,11 @@ class Decoder(nn.Module):
         features, targets = self.ln_f(x[scored]), targets[scored]  # (N, d), (N,)
         if not self.config.corpus_tokens:
             return F.cross_entropy(self.read_out(features), targets)
-        column = torch.full_like(self.writable, -1, dtype=torch.long)  # vocabulary id -> read-out column
+        # Vocabulary id -> read-out column; a target outside the mask maps to -1, which cross_entropy
+        # refuses (training widens the mask to its corpus first: DecoderTraining.restore).
+        column = torch.full_like(self.writable, -1, dtype=torch.long)
         written = self.writable.nonzero()[:, 0]
         column[written] = torch.arange(len(written), device=written.device)
-        if bool((column[targets] < 0).any()):
-            raise ValueError("a training target is outside the decoder's writable tokens")
         logits = (features @ self._read_out_weight()[written].T).float()  # (N, writable)
         return F.cross_entropy(logits, column[targets])
 
@@ -217,8 +217,11 @@ class Decoder(nn.Module):
         """Write only ``token_ids`` from now on (``DecoderConfig.corpus_tokens``)."""
         mask = torch.zeros(self.config.vocab_size, dtype=torch.bool, device=self.device)
         mask[torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=self.device)] = True
-        self.config.corpus_tokens = True
-        self.register_buffer("writable", mask)
+        if self.config.corpus_tokens:  # in place: a DistributedDataParallel wrapper holds this buffer
+            self.writable.copy_(mask)
+        else:
+            self.config = replace(self.config, corpus_tokens=True)
+            self.register_buffer("writable", mask)
 
     def start(self, activation: torch.Tensor, site: torch.Tensor) -> DecodingState:
         """The state for decoding one sequence per row of ``activation`` (B, d_act), token by token."""

@@ -53,7 +53,7 @@ class DecoderTraining:
         self.sites = decoder_sites(probed, decoder.config.sites)
         self.stream = ActivationStream(probed, self.sites, config, streams.data)
         self.metric, self.epsilon = probed.distance_settings(config.metric, config.epsilon)
-        self.samples_seen = 0
+        self.samples_seen, self.tokens_covered = 0, False
         self.reconstruction = self.verified_share = None
         position_names = probed.task.query_position_names()
         # Enough queries that every named position is measured (addition names 13).
@@ -144,6 +144,20 @@ class DecoderTraining:
             self.stream.position_weights = torch.tensor(state["position_weights"])
         if self.ranks.main:  # the inputs rank 0 drew; another rank draws its own
             self.stream.take_pending(state.get("pending_inputs", []))
+        if not self.tokens_covered:
+            self._cover_corpus_tokens()
+
+    def _cover_corpus_tokens(self) -> None:
+        """A run resumed on a corpus with tokens its decoder does not write (the file was edited, or
+        ``--max-tokens`` changed where lines are split) writes those too from now on."""
+        self.tokens_covered = True
+        tokens = self.probed.task.training_tokens()
+        if not self.model.config.corpus_tokens or tokens is None:
+            return
+        written = set(self.model.writable.nonzero()[:, 0].tolist())
+        if new := tokens - written:
+            log.warning("the corpus has %d token(s) this run's decoder did not write; it writes them too now", len(new))
+            self.model.restrict_vocabulary(sorted(written | new))
 
     def save(self, run: Run) -> None:
         provenance = {
