@@ -366,3 +366,14 @@ def test_train_decoder_refuses_an_impossible_shape_in_one_line(capsys, tiny_prob
         assert "--n-layers must be at least 1 and --condition-layers at least 0" in err
         assert len(err.strip().splitlines()) <= 3
         assert not (tmp_path / option).exists()  # refused before any work
+
+
+def test_train_decoder_query_weight_is_kept_in_the_recipe(capsys, tiny_probed_dir, tmp_path):
+    base = {"probed": tiny_probed_dir, "steps": 2, "batch_size": 8, "d_model": 16, "n_layers": 1}
+    assert main(cli_args("train-decoder", **base, out=tmp_path / "weighted", query_weight=4)) == 0
+    recipe = json.loads((tmp_path / "weighted" / "decoder.json").read_text())["provenance"]["recipe"]
+    assert recipe["query_weight"] == 4.0
+    capsys.readouterr()
+    assert main(cli_args("train-decoder", **base, out=tmp_path / "bad", query_weight=0)) == 2
+    err = capsys.readouterr().err
+    assert "--query-weight must be above 0" in err and len(err.strip().splitlines()) <= 3

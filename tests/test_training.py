@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from inversionview.decoder.build import decoder_sites, new_decoder
 from inversionview.decoder.model import Decoder, DecoderConfig, occurrence_numbers
@@ -191,18 +192,28 @@ def test_query_positions_follow_the_chosen_mode(tiny_probed):
 
     sites = decoder_sites(tiny_probed)
     site = Site(0, "hook_resid_pre")  # token + position: reveals exactly which position was read
-    config = DecoderTrainConfig(batch_size=8, queries_per_input=1, bos_share=0.0, positions="last")
+    config = DecoderTrainConfig(batch_size=8, queries_per_input=1, bos_share=0.0, positions="last", query_weight=3.0)
     stream = ActivationStream(tiny_probed, sites, config, random.Random(0))
     stream.site_weights = torch.tensor([1.0 if s == site else 0.0 for s in sites])
-    inputs, activation, _, _ = stream.batch(torch.Generator().manual_seed(0))
+    batch = stream.batch(torch.Generator().manual_seed(0))
+    inputs, activation = batch.inputs, batch.activation
     acts, _ = tiny_probed.activations(inputs, [site])
     tok = tiny_probed.task.tokenizer
     last = torch.tensor([len(tok.encode(tok.decode(row))) for row in inputs.tolist()])  # BOS = 0
     torch.testing.assert_close(activation, acts[site][torch.arange(8), last])
+    # The query's own token (predicted one position earlier) weighs --query-weight in the loss.
+    assert (batch.weights[torch.arange(8), last - 1] == 3.0).all() and batch.weights.sum() == batch.weights.numel() + 16
+    decoder = new_decoder(tiny_probed, d_model=16, n_layers=1, n_heads=2)
+    with torch.no_grad():
+        logits = decoder(inputs, activation, batch.site_ids)
+        each = F.cross_entropy(logits.transpose(1, 2), batch.targets, ignore_index=-100, reduction="none")
+        scored = batch.targets != -100
+        expected = (each * batch.weights)[scored].sum() / batch.weights[scored].sum()
+        torch.testing.assert_close(decoder(*batch), expected)
 
     config.positions = "attention:1.0"
     stream.config = config
-    inputs, activation, _, _ = stream.batch(torch.Generator().manual_seed(0))
+    inputs, activation, *_ = stream.batch(torch.Generator().manual_seed(0))
     acts, patterns = tiny_probed.activations(inputs, [site], attention_layers=(1,))
     for row in range(8):
         matches = (acts[site][row] - activation[row]).norm(dim=-1) < 1e-6
@@ -212,7 +223,7 @@ def test_query_positions_follow_the_chosen_mode(tiny_probed):
     # Named positions are drawn by their weights: all weight on ':' reads ':' every time.
     config.positions = "named"
     stream.position_weights = torch.tensor([0.0, 1.0])  # "query letter", ":"
-    inputs, activation, _, _ = stream.batch(torch.Generator().manual_seed(0))
+    inputs, activation, *_ = stream.batch(torch.Generator().manual_seed(0))
     acts, _ = tiny_probed.activations(inputs, [site])
     colon = torch.tensor([row.index(tok.vocab.index(":")) for row in inputs.tolist()])
     torch.testing.assert_close(activation, acts[site][torch.arange(8), colon])

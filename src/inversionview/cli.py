@@ -607,6 +607,11 @@ def _add_train_decoder(commands, probed) -> None:
         help="added to each site's and named position's 1 - precision to give its share of the steps (0.2); "
         "smaller spends more of them on the weakest",
     )
+    p.add_argument(
+        "--query-weight",
+        type=float,
+        help="weight of the loss on the token at the query's position, the others' being 1 (default 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_train_decoder, interrupted=RESUME_HINT)
 

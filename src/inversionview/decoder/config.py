@@ -38,6 +38,11 @@ class DecoderTrainConfig:
     """With "mixed": share of queries at the task's named positions of interest (counting: query letter, ':')."""
     queries_per_input: int = 2
     """Training examples drawn from each probed-model forward pass (different sites and positions)."""
+    query_weight: float = 1.0
+    """Weight of the loss on the token at the query's position, the others' being 1. The token an
+    activation sits on is what it holds most directly, yet one of some thirty in a line of text; a
+    weight above 1 spends more of each step on it. At the optimum every token's distribution is the
+    same whatever the weight; only how fast each is learned changes."""
     sites: list[str] | None = None
     """The sites the decoder serves, by name; None: every site of the probed model."""
     seed: int = 0
@@ -91,6 +96,8 @@ class DecoderTrainConfig:
             raise UserError(f"--d-model must be a positive multiple of the {self.n_heads} heads, got {self.d_model}")
         if self.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
             raise UserError(f"--site-weight-floor must be above 0, got {self.site_weight_floor}")
+        if self.query_weight <= 0:
+            raise UserError(f"--query-weight must be above 0, got {self.query_weight}")
         batch = self.batch_size or DEFAULT_BATCH_SIZE
         if not 0 <= self.verified_queries <= batch or self.verified_samples < 2:
             raise UserError(

@@ -187,11 +187,17 @@ class Decoder(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
 
     def forward(
-        self, ids: torch.Tensor, activation: torch.Tensor, site: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        activation: torch.Tensor,
+        site: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Next-token logits (B, T, vocab) for token ids (B, T), one activation (B, d_act) and site
-        (B,) each; with ``targets`` (B, T, -100 where there is none), their mean cross-entropy instead,
-        read out only where there is a target, and only over the writable tokens."""
+        (B,) each; with ``targets`` (B, T, -100 where there is none), their mean cross-entropy instead
+        (weighted by ``weights`` (B, T) where given), read out only where there is a target, and only
+        over the writable tokens."""
         condition = self.condition(activation, site)[:, None, :]  # (B, 1, d)
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.token_embedding(ids) + self.position_embedding(positions) + condition  # (B, T, d)
@@ -203,15 +209,16 @@ class Decoder(nn.Module):
             return self.read_out(self.ln_f(x))
         scored = targets != -100
         features, targets = self.ln_f(x[scored]), targets[scored]  # (N, d), (N,)
+        weights = torch.ones_like(targets, dtype=features.dtype) if weights is None else weights[scored]
         if not self.config.corpus_tokens:
-            return F.cross_entropy(self.read_out(features), targets)
+            return weighted_mean(F.cross_entropy(self.read_out(features), targets, reduction="none"), weights)
         # Vocabulary id -> read-out column; a target outside the mask maps to -1, which cross_entropy
         # refuses (training widens the mask to its corpus first: DecoderTraining.restore).
         column = torch.full_like(self.writable, -1, dtype=torch.long)
         written = self.writable.nonzero()[:, 0]
         column[written] = torch.arange(len(written), device=written.device)
         logits = (features @ self._read_out_weight()[written].T).float()  # (N, writable)
-        return F.cross_entropy(logits, column[targets])
+        return weighted_mean(F.cross_entropy(logits, column[targets], reduction="none"), weights)
 
     def restrict_vocabulary(self, token_ids: list[int]) -> None:
         """Write only ``token_ids`` from now on (``DecoderConfig.corpus_tokens``)."""
@@ -322,6 +329,10 @@ class DecodingState:
         self.caches = [[tensor[rows] for tensor in cache] for cache in self.caches]
         if self.seen is not None:
             self.seen = self.seen[rows]
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / weights.sum()
 
 
 def mask_unwritable(logits: torch.Tensor, *, bos_id: int, eos_id: int, pad_id: int) -> torch.Tensor:

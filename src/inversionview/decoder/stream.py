@@ -4,6 +4,7 @@ sites and positions, streamed batch after batch."""
 from __future__ import annotations
 
 import random
+from typing import NamedTuple
 
 import torch
 
@@ -28,6 +29,24 @@ def parse_position_mode(mode: str, probed: ProbedModel) -> tuple[str, tuple[int,
         f"--positions {mode!r}: use mixed, random, last, named or attention:LAYER.HEAD "
         f"(layers 0-{probed.n_layers - 1}, heads 0-{probed.n_heads - 1})"
     )
+
+
+class TrainingBatch(NamedTuple):
+    """One step's training examples."""
+
+    inputs: torch.Tensor
+    """(B, T-1) token ids the decoder reads, BOS first."""
+    activation: torch.Tensor
+    """(B, d) the query activation of each example."""
+    site_ids: torch.Tensor
+    """(B,) its site, as an index into the decoder's sites."""
+    targets: torch.Tensor
+    """(B, T-1) the next token at each input position, -100 where there is none."""
+    weights: torch.Tensor
+    """(B, T-1) each target's loss weight (``DecoderTrainConfig.query_weight`` at the query's token)."""
+
+    def to(self, device: torch.device) -> TrainingBatch:
+        return TrainingBatch(*(t.to(device) for t in self))
 
 
 class ActivationStream:
@@ -109,8 +128,8 @@ class ActivationStream:
         at_bos = torch.rand(batch, generator=generator) < self.config.bos_share
         return torch.where(at_bos, torch.zeros_like(positions), positions)
 
-    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs (B, T-1), activations (B, d), site ids (B,), targets (B, T-1))."""
+    def batch(self, generator: torch.Generator) -> TrainingBatch:
+        """The next batch of B queries, each a text, one of its sites and one of its positions."""
         texts = self._texts()
         ids, lengths = self.probed.encode_batch(texts)
         mode, head = parse_position_mode(self.config.positions, self.probed)  # the config may change between batches
@@ -123,4 +142,13 @@ class ActivationStream:
         positions = self._positions(mode, head, texts, lengths, source, patterns, generator)
         activation = stacked[site_ids, source, positions].float()  # (B, d), float32 whatever the model's dtype
         ids, lengths = ids[source], lengths[source]
-        return ids[:, :-1], activation, site_ids, next_token_targets(ids, lengths)
+        targets = next_token_targets(ids, lengths)
+        return TrainingBatch(ids[:, :-1], activation, site_ids, targets, self._weights(targets, positions))
+
+    def _weights(self, targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Each target's loss weight (B, T-1): ``query_weight`` for the token at the query's position
+        (predicted at index position - 1; a query at BOS has none), 1 for the others."""
+        weights = torch.ones(targets.shape)
+        rows = torch.arange(len(positions))[positions > 0]
+        weights[rows, positions[positions > 0] - 1] = self.config.query_weight
+        return weights

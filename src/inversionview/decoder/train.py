@@ -62,10 +62,9 @@ class DecoderTraining:
         self.eval_names = [query_position_name(probed, text, position) for text, position in self.eval_queries]
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
-        batch = (t.to(self.probed.device) for t in self.stream.batch(self.streams.torch))
-        inputs, activation, site_ids, targets = batch
+        inputs, activation, site_ids, targets, weights = self.stream.batch(self.streams.torch).to(self.probed.device)
         self.data_fingerprint = self.data_fingerprint or fingerprint(inputs)  # the first batch's
-        self.reconstruction = self.trained(inputs, activation, site_ids, targets)
+        self.reconstruction = self.trained(inputs, activation, site_ids, targets, weights)
         loss = self.reconstruction
         if self.config.verified_queries:
             n = self.config.verified_queries
