@@ -45,8 +45,10 @@ def main() -> None:
     for (text, position, site), truth in zip(queries, exact):
         reading = invert(probed, decoder, text, position, site, samples=args.samples, seed=args.seed, schedule=schedule)
         from_samples = {v.name: v.verdict for v in feature_verdicts(probed, decoder, reading, seed=args.seed)}
-        members = [s.text for s in reading.samples if s.in_preimage and not s.boundary_search]
-        counted_once = {v.name: v.verdict for v in verdicts_over(probed, members, text, position, seed=args.seed)}
+        inside = [s for s in reading.samples if s.in_preimage and not s.boundary_search]
+        read_at = {s.text: s.best_position for s in inside}
+        once = verdicts_over(probed, list(read_at), text, position, seed=args.seed, read_at=read_at)
+        counted_once = {v.name: v.verdict for v in once}
         members = sorted(truth.member_texts(texts))
         from_exact = {v.name: v.verdict for v in verdicts_over(probed, members, text, position, seed=args.seed)}
         for name, verdict in from_exact.items():

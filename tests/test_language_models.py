@@ -416,3 +416,17 @@ def test_free_text_features_name_tokens_as_they_are_shown(tiny_lm_dir):
     assert features["token"](text, 2) == (shown[1],)
     assert features["previous 2"](text, 3) == tuple(shown[:2])
     assert features["length"](text, 2) == len(shown)
+
+
+def test_free_text_members_are_read_at_their_best_position(tiny_lm_dir):
+    from inversionview.interpret.explain import verdicts_over
+
+    probed = load_probed(str(tiny_lm_dir))
+    token = probed.task.features()["token"]
+    query, members = "The cat sat on the mat", ["A cat sat", "The big cat ran", "Then the cat left"]
+    at = {m: next(i for i in range(1, 9) if token(m, i) == token(query, 2)) for m in members}
+    assert set(at.values()) != {2}  # the word sits elsewhere in some members
+    features = {"token": token}
+    there = verdicts_over(probed, members, query, 2, features=features, read_at=at)
+    assert there[0].consistency == 1.0  # every member holds the query's word where it matches
+    assert verdicts_over(probed, members, query, 2, features=features)[0].consistency < 1.0

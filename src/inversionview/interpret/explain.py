@@ -55,9 +55,9 @@ def _value(feature, text: str, position: int):
         return None  # the feature is not defined for this input
 
 
-def _share(feature, texts: list[str], position: int, wanted, weights: list[float] | None = None) -> float | None:
+def _share(feature, texts: list[str], positions: list[int], wanted, weights: list[float] | None = None) -> float | None:
     weights = weights or [1.0] * len(texts)
-    values = [(_value(feature, text, position), w) for text, w in zip(texts, weights)]
+    values = [(_value(feature, text, at), w) for text, at, w in zip(texts, positions, weights)]
     defined = [(v, w) for v, w in values if v is not None]
     total = sum(w for _, w in defined)
     return sum(w for v, w in defined if v == wanted) / total if defined else None
@@ -80,11 +80,14 @@ def feature_verdicts(
     """Every feature's consistency over the distinct members of ``result``'s preimage (scheduled
     samples inside ε, each counted by the inverse of its chance of being drawn), against its
     baseline, and its verdict; ranked by the lift over chance."""
-    members = list(dict.fromkeys(s.text for s in result.samples if s.in_preimage and not s.boundary_search))
+    inside = [s for s in result.samples if s.in_preimage and not s.boundary_search]
+    read_at = {s.text: s.best_position for s in inside}  # where each member's activation matches
+    members = list(read_at)
     weights = truncated([1 / chance for chance in inclusion_chances(probed, decoder, result, members)])
     weights = dict(zip(members, weights))
+    query = result.query
     return verdicts_over(
-        probed, members, result.query.text, result.query.position, features=features, seed=seed, weights=weights
+        probed, members, query.text, query.position, features=features, seed=seed, weights=weights, read_at=read_at
     )
 
 
@@ -106,11 +109,13 @@ def verdicts_over(
     features: dict | None = None,
     seed: int = 0,
     weights: dict[str, float] | None = None,
+    read_at: dict[str, int] | None = None,
 ) -> list[FeatureVerdict]:
     """Every feature's consistency over ``members`` (deduplicated) for the query ``text`` read at
     ``position``, against its baseline, and its verdict; ranked by the lift over chance. The members
-    may come from decoder samples (each counted by its ``weights``) or from the exact preimage alike
-    (all counted once)."""
+    may come from decoder samples (each counted by its ``weights`` and read at its best position,
+    ``read_at``: in free text the same word may sit elsewhere) or from the exact preimage alike (all
+    counted once, at ``position``)."""
     features = features or probed.task.features()
     members = list(dict.fromkeys(members))
     n_members = len(members)
@@ -121,8 +126,9 @@ def verdicts_over(
     for name, feature in features.items():
         wanted = _value(feature, text, position)
         member_weights = [weights[m] for m in members] if weights else None
-        consistency = _share(feature, members, position, wanted, member_weights) if members else None
-        baseline = _share(feature, drawn, position, wanted) if drawn else None
+        at = [read_at.get(m, position) for m in members] if read_at else [position] * len(members)
+        consistency = _share(feature, members, at, wanted, member_weights) if members else None
+        baseline = _share(feature, drawn, [position] * len(drawn), wanted) if drawn else None
         verdict = verdict_of(consistency, baseline, n_members)
         verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, n_members))
     return sorted(verdicts, key=lambda v: -((v.consistency or 0) - (v.baseline or 0)))
