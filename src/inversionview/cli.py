@@ -442,8 +442,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     check_address(args.host, args.port, allow_remote=args.allow_remote)
     if args.models_dir is not None and not args.models_dir.is_dir():
         raise UserError(f"--models-dir {args.models_dir} is not a directory")
-    corpus = _corpus_options(args)
-    named = args.probed is not None or args.decoder is not None or bool(corpus)
+    named = args.probed is not None or args.decoder is not None or bool(_corpus_options(args))
     if named:
         _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
     settings = ViewerSettings(
@@ -451,7 +450,7 @@ def cmd_view(args: argparse.Namespace) -> None:
         decoder=args.decoder,
         load_options=_load_options(args),
         models_dir=str(args.models_dir.resolve()) if args.models_dir is not None else None,
-        corpus=corpus,
+        corpus=_corpus_options(args),
     )
     print(f"InversionView on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port, threads=args.threads)

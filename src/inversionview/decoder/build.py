@@ -49,7 +49,7 @@ def new_decoder(
     decoder = _starting_decoder(probed, shape, occurrences, init_from, sites, tied_embeddings)
     tokens = probed.task.training_tokens()
     if tokens is not None:
-        decoder.restrict_vocabulary(tokens)
+        decoder.restrict_vocabulary(sorted(tokens))
     return decoder
 
 

@@ -13,7 +13,6 @@ of copies of a token, as counting inputs need, by attending to the token's lates
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -215,11 +214,13 @@ class Decoder(nn.Module):
             return weighted_mean(F.cross_entropy(self.read_out(features), targets, reduction="none"), weights)
         # Vocabulary id -> read-out column; a target outside the mask maps to -1, which cross_entropy
         # refuses (training widens the mask to its corpus first: DecoderTraining.restore).
-        column = torch.where(self.writable, self.writable.long().cumsum(0) - 1, -1)
-        _, logits = self._written_logits(features)  # (N, writable)
+        column = torch.full_like(self.writable, -1, dtype=torch.long)
+        written = self.writable.nonzero()[:, 0]
+        column[written] = torch.arange(len(written), device=written.device)
+        logits = (features @ self._read_out_weight()[written].T).float()  # (N, writable)
         return weighted_mean(F.cross_entropy(logits, column[targets], reduction="none"), weights)
 
-    def restrict_vocabulary(self, token_ids: Iterable[int]) -> None:
+    def restrict_vocabulary(self, token_ids: list[int]) -> None:
         """Write only ``token_ids`` from now on (``DecoderConfig.corpus_tokens``)."""
         mask = torch.zeros(self.config.vocab_size, dtype=torch.bool, device=self.device)
         mask[torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=self.device)] = True
@@ -252,15 +253,10 @@ class Decoder(nn.Module):
         tokens the decoder does not write."""
         if not self.config.corpus_tokens:
             return (features @ self._read_out_weight().T).float()
-        written, scores = self._written_logits(features)
-        logits = features.new_full((*features.shape[:-1], self.config.vocab_size), float("-inf"), dtype=torch.float)
-        logits[..., written] = scores
-        return logits
-
-    def _written_logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The writable token ids (W,) in vocabulary order, and their logits (..., W), float32."""
         written = self.writable.nonzero()[:, 0]
-        return written, (features @ self._read_out_weight()[written].T).float()
+        logits = features.new_full((*features.shape[:-1], self.config.vocab_size), float("-inf"), dtype=torch.float)
+        logits[..., written] = (features @ self._read_out_weight()[written].T).float()
+        return logits
 
     def _read_out_weight(self) -> torch.Tensor:
         """(vocab, d): the token embedding where the read-out is tied to it, else the head."""

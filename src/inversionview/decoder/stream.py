@@ -50,8 +50,7 @@ class TrainingBatch(NamedTuple):
 
 
 class ActivationStream:
-    """Endless training batches (``TrainingBatch``: decoder inputs, activations, sites, targets and
-    their loss weights).
+    """Endless training batches: (decoder input ids, activation, site id, target ids).
 
     ``site_weights`` and ``position_weights`` set how often each site and each named position is
     drawn; training moves them toward what the decoder reads worst."""

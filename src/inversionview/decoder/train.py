@@ -156,7 +156,7 @@ class DecoderTraining:
         written = set(self.model.writable.nonzero()[:, 0].tolist())
         if new := tokens - written:
             log.warning("the corpus has %d token(s) this run's decoder did not write; it writes them too now", len(new))
-            self.model.restrict_vocabulary(written | new)
+            self.model.restrict_vocabulary(sorted(written | new))
 
     def save(self, run: Run) -> None:
         provenance = {
