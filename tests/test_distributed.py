@@ -8,6 +8,7 @@ within twice that gap of the single-process one (with a floor of 0.05 in loss).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,8 +28,33 @@ SHAPE = {"d_model": 16, "n_layers": 1, "eval_every": 4}
 def torchrun(args: list[str], processes: int = 2, **popen) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
     command += ["--standalone", "-m", "inversionview", *args, "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, **popen
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [grandchild for child in map(int, children) for grandchild in (child, *descendants(child))]
+
+
+def finish(run: subprocess.Popen, timeout: float) -> str:
+    """The run's output once it ends. Past ``timeout`` every process of the run (torchrun and its
+    ranks, which it starts in sessions of their own) is sent SIGABRT, on which each prints where it
+    stood (PYTHONFAULTHANDLER), then killed, and the test fails with what the run said: no rank
+    outlives the test, and a hang shows its place."""
+    try:
+        return run.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        processes = [run.pid, *descendants(run.pid)]
+        for sent in (signal.SIGABRT, signal.SIGKILL):
+            for pid in processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sent)
+            time.sleep(2)
+        output = run.communicate()[0]
+        pytest.fail(f"torchrun still running after {timeout} s; its output:\n{output[-4000:]}")
 
 
 def history(out) -> list[dict]:
@@ -43,7 +69,7 @@ def test_two_processes_train_one_decoder(tiny_probed_dir, tmp_path):
     out = tmp_path / "two"
     args = cli_args("train-decoder", probed=tiny_probed_dir, out=out, steps=12, batch_size=8, **SHAPE)
     run = torchrun(args)
-    output, _ = run.communicate(timeout=120)
+    output = finish(run, timeout=120)
     assert run.returncode == 0, output
     assert output.count("saved decoder to") == 1  # rank 0 speaks for the run
     records = history(out)
@@ -72,7 +98,7 @@ def test_two_processes_train_one_decoder(tiny_probed_dir, tmp_path):
 def test_a_rank_that_dies_ends_the_run(tiny_probed_dir, tmp_path):
     out = tmp_path / "killed"
     args = cli_args("train-decoder", probed=tiny_probed_dir, out=out, steps=100_000, batch_size=8, **SHAPE)
-    run = torchrun(args, start_new_session=True)
+    run = torchrun(args)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
     reader.start()
@@ -80,7 +106,7 @@ def test_a_rank_that_dies_ends_the_run(tiny_probed_dir, tmp_path):
         deadline = time.monotonic() + 60
         while not any("step 4 loss" in line for line in lines) and time.monotonic() < deadline:
             time.sleep(0.2)  # rank 0 has evaluated once: both ranks are training
-        workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+        workers = [str(pid) for pid in descendants(run.pid)]
         assert len(workers) == 2, workers
         killed_at = time.monotonic()
         os.kill(int(max(workers, key=int)), signal.SIGKILL)
@@ -107,7 +133,7 @@ def test_one_process_per_gpu(tiny_probed_dir, tmp_path):
     processes = torch.cuda.device_count()
     args = cli_args("train-decoder", probed=tiny_probed_dir, out=out, steps=8, batch_size=8, **SHAPE)
     run = torchrun(args, processes=processes)
-    output, _ = run.communicate(timeout=300)
+    output = finish(run, timeout=300)
     assert run.returncode == 0, output
     last = history(out)[-1]
     assert last["backend"] == "nccl" and last["device"] == "cuda" and last["ranks_in_step"]

@@ -9,6 +9,7 @@ single rank and every helper here does nothing, so one process trains exactly as
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -106,7 +107,12 @@ def join() -> Ranks:
 
 
 def leave(ranks: Ranks) -> None:
+    """Leave the process group; the model's DistributedDataParallel wrapper must be dropped first."""
     if ranks.active and dist.is_initialized():
+        # A wrapper left in a reference cycle would own the group and free it later, holding the
+        # GIL as its gloo threads finish (a deadlock): collected now, the group's last owner is its
+        # Python handle, which releases the GIL as it waits for them.
+        gc.collect()
         dist.destroy_process_group()
 
 

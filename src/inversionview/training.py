@@ -283,6 +283,31 @@ def fit(
     run = _resume(job, out, streams)
     streams.for_rank(ranks.rank, run.step)
     job.trained = wrapped(job.model, ranks)
+    try:
+        _steps(job, out, settings, streams, run, config=config, desc=desc, progress=progress, stop=stop, ranks=ranks)
+    finally:
+        # The wrapper goes before the process group (``distributed.leave``): its reducer, if it
+        # were the group's last owner, would free the group holding the GIL while the group
+        # waits for its threads, one of which may need the GIL to free its last collective.
+        job.trained = job.model
+    job.model.eval()
+    return run
+
+
+def _steps(
+    job: Trainable,
+    out: Path,
+    settings: LoopSettings,
+    streams: RandomStreams,
+    run: Run,
+    *,
+    config: dict,
+    desc: str,
+    progress: bool,
+    stop: threading.Event | None,
+    ranks: Ranks,
+) -> None:
+    """``fit``'s loop, from ``run``'s step to the end (``fit`` has the options)."""
     started, last_checkpoint = time.monotonic() - run.seconds, time.monotonic()
     shown = {"disable": not (progress and ranks.main), "mininterval": progress_interval(), "desc": desc, "unit": "step"}
     with tqdm(total=settings.steps, initial=run.step, **shown) as bar:
@@ -311,8 +336,6 @@ def fit(
                 last_checkpoint = time.monotonic()
             if final:
                 break
-    job.model.eval()
-    return run
 
 
 def _evaluate(job: Trainable, run: Run, ranks: Ranks, scheduled: bool, started: float) -> bool:
