@@ -2,7 +2,7 @@
 
     python benchmarks/decoder_precision.py [--probed counting] [--decoder DIR] [--queries 40] [--samples 50]
                                            [--seed 2024] [--positions named|random] [--temperature 1]
-                                           [--by-position] [--corpus FILE --max-tokens N]
+                                           [--by-position] [--corpus FILE --max-tokens N] [--sites A,B]
 
 Queries are held-out inputs at the task's named query positions, in turn (counting: the query letter
 and ``:``; IOI: S1, S1+1, IO, S2, END), or with ``--positions random`` at any text position.
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--corpus", help="free-text models: the corpus whose held-out lines are the queries")
     parser.add_argument("--max-tokens", type=int, help="free-text models: the longest input, as in training")
+    parser.add_argument("--sites", help="comma-separated sites to measure (default: every site the decoder serves)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -72,6 +73,7 @@ def main() -> None:
         temperature=args.temperature,
         metric=metric,
         epsilon=epsilon,
+        sites=args.sites.split(",") if args.sites else None,
     )
     for site, precision in result.by_site.items():
         print(f"{site:32s} {precision:8.1%}")

@@ -20,7 +20,7 @@ from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
-from inversionview.interpret.explain import TOO_FEW, feature_verdicts, verdicts_over
+from inversionview.interpret.explain import TOO_FEW, feature_verdicts, members_read_at, verdicts_over
 from inversionview.inversion.invert import invert
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
@@ -45,8 +45,7 @@ def main() -> None:
     for (text, position, site), truth in zip(queries, exact):
         reading = invert(probed, decoder, text, position, site, samples=args.samples, seed=args.seed, schedule=schedule)
         from_samples = {v.name: v.verdict for v in feature_verdicts(probed, decoder, reading, seed=args.seed)}
-        inside = [s for s in reading.samples if s.in_preimage and not s.boundary_search]
-        read_at = {s.text: s.best_position for s in inside}
+        read_at = members_read_at(reading)
         once = verdicts_over(probed, list(read_at), text, position, seed=args.seed, read_at=read_at)
         counted_once = {v.name: v.verdict for v in once}
         members = sorted(truth.member_texts(texts))

@@ -210,6 +210,61 @@ def test_a_corpus_decoder_writes_only_the_corpus_tokens(tiny_lm_dir, corpus_file
     assert not needed <= writable and needed <= set(load_decoder(out, probed).writable.nonzero()[:, 0].tolist())
 
 
+def test_a_token_match_decoder_scores_tokens_by_their_probed_embedding(tiny_lm_dir, corpus_file, tmp_path, capsys):
+    import torch.nn.functional as F
+
+    from inversionview.decoder.model import next_token_targets
+    from inversionview.decoder.store import continued_decoder, load_decoder
+
+    base, matched = tmp_path / "base", tmp_path / "matched"
+    shape = {"d_model": 32, "n_layers": 1, "batch_size": 8, "corpus": corpus_file}
+    assert train_decoder_on(tiny_lm_dir, steps=2, out=base, **shape) == 0
+    probed = load_probed(str(tiny_lm_dir))
+    probed.use_corpus(str(corpus_file), max_len=64)
+    source = load_decoder(base, probed)
+    ids, lengths = probed.encode_batch(probed.task.sample_texts(random.Random(1), 4))
+    activation, site = torch.randn(4, probed.d_model), torch.zeros(4, dtype=torch.long)
+
+    # Added to a trained decoder, the match starts closed: the decoder computes what its source did.
+    added = continued_decoder(base, probed, token_match=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(added(ids[:, :-1], activation, site), source(ids[:, :-1], activation, site))
+
+    # The match score is the activation's cosine to each token's input embedding in the probed
+    # model, times sqrt(d): an activation equal to a token's embedding matches that token best.
+    embedding = probed.model.get_input_embeddings().weight.detach()
+    tokens = torch.tensor([5, 17, 42])
+    scores = added.match_scores(embedding[tokens])
+    cosine = F.normalize(embedding[tokens], dim=-1) @ F.normalize(embedding, dim=-1).T
+    torch.testing.assert_close(scores, cosine * probed.d_model**0.5)
+    assert scores.argmax(-1).tolist() == tokens.tolist()
+
+    # Trained with it, the gate opens; it travels with the weights (the embedding, from the probed
+    # model, does not), and the fast loss is the cross-entropy of the full logits, match included.
+    assert train_decoder_on(tiny_lm_dir, steps=3, out=matched, init_from=base, token_match=True, **shape) == 0
+    decoder = load_decoder(matched, probed)
+    assert decoder.config.token_match and decoder.match_gate.weight.abs().sum() > 0
+    assert "probed_embedding" not in json.dumps(list(decoder.state_dict()))
+    targets = next_token_targets(ids, lengths)
+    with torch.no_grad():
+        logits = decoder(ids[:, :-1], activation, site)
+        fast = decoder(ids[:, :-1], activation, site, targets)
+        stepped = decoder.start(activation, site)
+        first = decoder.step(stepped, ids[:, 0], 0)
+    torch.testing.assert_close(fast, F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100))
+    torch.testing.assert_close(first, logits[:, 0])  # token by token as in one pass
+    capsys.readouterr()
+    query = {
+        "input": "Mary and John went to the store.",
+        "position": 2,
+        "site": "blocks.0.hook_resid_post",
+        "samples": 8,
+    }
+    query["json"] = True
+    assert main(cli_args("invert", probed=tiny_lm_dir, decoder=matched, **query)) == 0
+    assert len(json.loads(capsys.readouterr().out)["samples"]) == 8
+
+
 def test_decoder_starts_from_a_pretrained_lm(tiny_lm_dir, corpus_file, tmp_path, capsys):
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -442,7 +442,8 @@ def cmd_view(args: argparse.Namespace) -> None:
     check_address(args.host, args.port, allow_remote=args.allow_remote)
     if args.models_dir is not None and not args.models_dir.is_dir():
         raise UserError(f"--models-dir {args.models_dir} is not a directory")
-    named = args.probed is not None or args.decoder is not None or bool(_corpus_options(args))
+    corpus = _corpus_options(args)
+    named = args.probed is not None or args.decoder is not None or bool(corpus)
     if named:
         _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
     settings = ViewerSettings(
@@ -450,7 +451,7 @@ def cmd_view(args: argparse.Namespace) -> None:
         decoder=args.decoder,
         load_options=_load_options(args),
         models_dir=str(args.models_dir.resolve()) if args.models_dir is not None else None,
-        corpus=_corpus_options(args),
+        corpus=corpus,
     )
     print(f"InversionView on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port, threads=args.threads)
@@ -564,29 +565,12 @@ def _add_train_decoder(commands, probed) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
-    p.add_argument("--d-model", type=int)
-    p.add_argument("--n-layers", type=int)
-    p.add_argument(
-        "--condition-layers",
-        dest="n_condition_layers",
-        type=int,
-        help="residual MLP blocks that read the activation (2); more than an --init-from decoder has adds "
-        "blocks that start as the identity",
-    )
+    _decoder_shape_options(p)
     p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
     p.add_argument(
         "--sites",
         type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
         help="the sites the decoder serves, comma-separated (default: every site of the probed model)",
-    )
-    p.add_argument(
-        "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"
-    )
-    p.add_argument(
-        "--tied-embeddings",
-        action="store_true",
-        default=None,
-        help="read out with the token embedding: half the weights for a large vocabulary",
     )
     p.add_argument(
         "--init-from",
@@ -614,6 +598,35 @@ def _add_train_decoder(commands, probed) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_train_decoder, interrupted=RESUME_HINT)
+
+
+def _decoder_shape_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``train-decoder`` that decide the decoder's shape (``DecoderTrainConfig.shape``)."""
+    p.add_argument("--d-model", type=int)
+    p.add_argument("--n-layers", type=int)
+    p.add_argument(
+        "--condition-layers",
+        dest="n_condition_layers",
+        type=int,
+        help="residual MLP blocks that read the activation (2); more than an --init-from decoder has adds "
+        "blocks that start as the identity",
+    )
+    p.add_argument(
+        "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"
+    )
+    p.add_argument(
+        "--tied-embeddings",
+        action="store_true",
+        default=None,
+        help="read out with the token embedding: half the weights for a large vocabulary",
+    )
+    p.add_argument(
+        "--token-match",
+        action="store_true",
+        default=None,
+        help="score each token by the activation's cosine to its input embedding in the probed model, "
+        "gated by the decoder: for text models, whose early layers keep their token",
+    )
 
 
 def _add_readings(commands, probed) -> None:

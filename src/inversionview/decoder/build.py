@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from inversionview.decoder.model import Decoder, DecoderConfig
-from inversionview.decoder.store import continued_decoder
+from inversionview.decoder.store import built_decoder, continued_decoder
+from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site, canonical_site
 from inversionview.storage import DECODER_CONFIG_FILE
@@ -40,13 +41,15 @@ def new_decoder(
     init_from: str | None = None,
     sites: list[str] | None = None,
     tied_embeddings: bool = False,
+    token_match: bool = False,
 ) -> Decoder:
     """The decoder a new run starts from: an earlier decoder (``init_from`` a decoder directory,
     whose shape it takes), a pretrained LM (``init_from`` a GPT-2 directory), or a fresh one with
     the token and position embeddings of the probed model. A decoder for a corpus writes only the
     corpus's tokens (``Decoder.restrict_vocabulary``)."""
     shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "n_condition_layers": n_condition_layers}
-    decoder = _starting_decoder(probed, shape, occurrences, init_from, sites, tied_embeddings)
+    features = {"occurrences": occurrences, "tied_embeddings": tied_embeddings, "token_match": token_match}
+    decoder = _starting_decoder(probed, shape, features, init_from, sites)
     tokens = probed.task.training_tokens()
     if tokens is not None:
         decoder.restrict_vocabulary(sorted(tokens))
@@ -54,16 +57,19 @@ def new_decoder(
 
 
 def _starting_decoder(
-    probed: ProbedModel, shape: dict, occurrences: bool, init_from: str | None, sites: list[str] | None, tied: bool
+    probed: ProbedModel, shape: dict, features: dict, init_from: str | None, sites: list[str] | None
 ) -> Decoder:
+    """``features``: the ``occurrences``, ``tied_embeddings`` and ``token_match`` switches."""
     n_layers, n_condition_layers = shape["n_layers"], shape["n_condition_layers"]
     sites = decoder_sites(probed, sites)
     if is_decoder_directory(init_from):
-        return continued_decoder(
-            init_from, probed, n_layers=n_layers, n_condition_layers=n_condition_layers, occurrences=occurrences
-        )
+        added = {"occurrences": features["occurrences"], "token_match": features["token_match"]}
+        return continued_decoder(init_from, probed, n_layers=n_layers, n_condition_layers=n_condition_layers, **added)
     if init_from is not None:
         from inversionview.decoder.pretrained import pretrained_decoder
+
+        if features["token_match"]:
+            raise UserError("--token-match starts from scratch or from a decoder, not from a pretrained GPT-2")
 
         return pretrained_decoder(init_from, probed, [s.name for s in sites], n_condition_layers)
     config = DecoderConfig(
@@ -72,10 +78,9 @@ def _starting_decoder(
         d_activation=probed.d_model,
         sites=[s.name for s in sites],
         **shape,
-        occurrences=occurrences,
-        tied_embeddings=tied,
+        **features,
     )
-    decoder = Decoder(config)
+    decoder = built_decoder(config, probed)
     _copy_probed_embeddings(probed, decoder)
     return decoder
 

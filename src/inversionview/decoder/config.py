@@ -21,6 +21,9 @@ class DecoderTrainConfig:
     """Give the decoder each token's occurrence number (``decoder/model.py``)."""
     tied_embeddings: bool = False
     """Read out with the token embedding (``decoder/model.py``): for large vocabularies."""
+    token_match: bool = False
+    """Add the activation's gated match to each token's probed input embedding to the read-out
+    (``DecoderConfig.token_match``): for text models, whose early layers keep their token."""
     steps: int = 100_000
     batch_size: int | None = None
     """Training examples a step; None means 128 for a new run and, on resume, the run's own size.
@@ -79,6 +82,7 @@ class DecoderTrainConfig:
             "init_from": self.init_from,
             "sites": self.sites,
             "tied_embeddings": self.tied_embeddings,
+            "token_match": self.token_match,
         }
 
     def check(self) -> None:

@@ -77,7 +77,8 @@ def sample_distinct(
     for pos in range(max_len - 1):
         features = decoder.step_features(state, ids[:, pos], pos)  # (B, d)
         beams = (log_prob, score, finished)
-        score, index, log_prob = _best_children(decoder, features, beams, k, pos, rows_at_once, draw, generator)
+        read = (features, state.match)
+        score, index, log_prob = _best_children(decoder, read, beams, k, pos, rows_at_once, draw, generator)
         parent, token = index // vocab, index % vocab
         state.select(parent)
         ids = ids[parent]
@@ -90,7 +91,7 @@ def sample_distinct(
 
 def _best_children(
     decoder: Decoder,
-    features: torch.Tensor,
+    read: tuple[torch.Tensor, torch.Tensor | None],
     beams: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     k: int,
     pos: int,
@@ -101,8 +102,11 @@ def _best_children(
     """The ``k`` children with the best perturbed scores over all beams' next tokens, in draw
     order: (scores, flat indices parent * vocab + token, log-probabilities), each (<= k,).
 
-    ``beams`` is each beam's (log-probability, perturbed score, finished); its children are scored
+    ``read`` is what the read-out takes for each beam: its features and its match scores (None for
+    a decoder without ``token_match``). ``beams`` is each beam's (log-probability, perturbed score,
+    finished); its children are scored
     ``rows_at_once`` beams at a time, re-ranked after each slice so that at most 2k are held."""
+    features, match = read
     log_prob, score, finished = beams
     vocab, max_len, device = decoder.config.vocab_size, decoder.config.max_len, features.device
     specials = {name: draw[name] for name in ("bos_id", "eos_id", "pad_id")}
@@ -111,7 +115,7 @@ def _best_children(
     log_prob_kept = torch.empty(0, device=device)
     for first in range(0, features.shape[0], rows_at_once):
         rows = slice(first, first + rows_at_once)
-        logits = mask_unwritable(decoder.read_out(features[rows]), **specials)
+        logits = mask_unwritable(decoder.read_out(features[rows], None if match is None else match[rows]), **specials)
         child_log_prob, child_score = _score_children(
             logits,
             log_prob[rows],

@@ -108,13 +108,15 @@ def decoder_precision(
     temperature: float = 1.0,
     metric: str | None = None,
     epsilon: float | None = None,
+    sites: list[str] | None = None,
 ) -> DecoderPrecision:
     """Per-site precision on ``queries`` seeded held-out queries (``heldout_queries``), ``samples``
-    samples each at ``temperature``; metric and ε are the probed model's unless given."""
+    samples each at ``temperature``, at ``sites`` (default: every site the decoder serves); metric
+    and ε are the probed model's unless given."""
     metric, epsilon = probed.distance_settings(metric, epsilon)
     chosen = heldout_queries(probed, queries, seed=seed, positions=positions)
     options = {"samples_per_query": samples, "epsilon": epsilon, "metric": metric, "temperature": temperature}
-    sites = decoder_sites(probed, decoder.config.sites)  # the sites this decoder serves
+    sites = decoder_sites(probed, sites or decoder.config.sites)
     per_query = torch.stack([query_precisions(decoder, probed, s, chosen, seed=seed, **options) for s in sites])
     by_site = {site.name: float(row.mean()) for site, row in zip(sites, per_query)}
     return DecoderPrecision(by_site, per_query, chosen)

@@ -5,6 +5,9 @@ residual MLP stack; the resulting vector enters every self-attention layer as on
 slot that all positions may attend to; it is also added to every input embedding, so that each
 position sees it before any attention is learned. One decoder serves every site of a probed model.
 
+Optionally the read-out also scores each token by how much the activation resembles that token's
+input embedding in the probed model (``token_match``), a gated term the decoder learns where to use.
+
 Optionally each input token also carries its occurrence number (how many times that token has
 appeared so far, itself included), a generic prior that lets a small decoder write an exact number
 of copies of a token, as counting inputs need, by attending to the token's latest occurrence.
@@ -44,6 +47,14 @@ class DecoderConfig:
     ``restrict_vocabulary``). A corpus uses a part of a large vocabulary (fortunes: 20k of BERT's
     30k), and the read-out dominates a small decoder's compute; the tokens left out are ones the
     decoder never sees a target of, so it could not learn to write them anyway."""
+    token_match: bool = False
+    """Add to each next-token logit a gated match score: the cosine of the activation to the token's
+    input embedding in the probed model, times sqrt(d_activation) (so that unrelated tokens, at
+    cosines near 1/sqrt(d), score about 1), times a gate the decoder reads from its features at
+    that position. Early layers of a text encoder keep the token they sit on nearly unchanged
+    (MiniLM, layers 0 and 1: the nearest input embedding is the token itself for 200 of 200
+    held-out queries), which a small decoder otherwise has to learn token by token. The embedding is
+    not saved with the decoder; it is taken from the probed model (``attach_probed_embedding``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,10 +179,16 @@ class Decoder(nn.Module):
             self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.corpus_tokens:
             self.register_buffer("writable", torch.ones(config.vocab_size, dtype=torch.bool))
+        if config.token_match:
+            self.match_gate = nn.Linear(config.d_model, 1)
+            shape = (config.vocab_size, config.d_activation)
+            self.register_buffer("probed_embedding", torch.zeros(shape), persistent=False)
         self.apply(self._init)
         for name, param in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * config.n_layers))
+        if config.token_match:  # closed at first: the decoder starts as it would without the match
+            nn.init.zeros_(self.match_gate.weight)
 
     @property
     def device(self) -> torch.device:
@@ -199,6 +216,7 @@ class Decoder(nn.Module):
         (weighted by ``weights`` (B, T) where given), read out only where there is a target, and only
         over the writable tokens."""
         condition = self.condition(activation, site)[:, None, :]  # (B, 1, d)
+        match = self.match_scores(activation)  # (B, vocab) or None
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.token_embedding(ids) + self.position_embedding(positions) + condition  # (B, T, d)
         if self.config.occurrences:
@@ -206,19 +224,37 @@ class Decoder(nn.Module):
         for block in self.blocks:
             x = block(x, condition)
         if targets is None:
-            return self.read_out(self.ln_f(x))
+            return self.read_out(self.ln_f(x), None if match is None else match[:, None, :])
         scored = targets != -100
         features, targets = self.ln_f(x[scored]), targets[scored]  # (N, d), (N,)
         weights = torch.ones_like(targets, dtype=features.dtype) if weights is None else weights[scored]
+        row = scored.nonzero()[:, 0]  # each scored position's input, whose match scores it reads
         if not self.config.corpus_tokens:
-            return weighted_mean(F.cross_entropy(self.read_out(features), targets, reduction="none"), weights)
+            logits = self.read_out(features, None if match is None else match[row])
+            return weighted_mean(F.cross_entropy(logits, targets, reduction="none"), weights)
         # Vocabulary id -> read-out column; a target outside the mask maps to -1, which cross_entropy
         # refuses (training widens the mask to its corpus first: DecoderTraining.restore).
         column = torch.full_like(self.writable, -1, dtype=torch.long)
         written = self.writable.nonzero()[:, 0]
         column[written] = torch.arange(len(written), device=written.device)
         logits = (features @ self._read_out_weight()[written].T).float()  # (N, writable)
+        logits = self._matched(logits, features, None if match is None else match[:, written][row])
         return weighted_mean(F.cross_entropy(logits, column[targets], reduction="none"), weights)
+
+    @torch.no_grad()
+    def attach_probed_embedding(self, embedding: torch.Tensor) -> None:
+        """Take the probed model's input embedding (vocab, d_activation) for ``token_match``."""
+        rows = min(embedding.shape[0], self.config.vocab_size)
+        self.probed_embedding.zero_()
+        self.probed_embedding[:rows] = F.normalize(embedding[:rows].float(), dim=-1).to(self.device)
+
+    def match_scores(self, activation: torch.Tensor) -> torch.Tensor | None:
+        """Match scores (B, vocab) of activations (B, d_act) to every token (``DecoderConfig.token_match``);
+        None for decoders without them."""
+        if not self.config.token_match:
+            return None
+        cosine = F.normalize(activation.float(), dim=-1) @ self.probed_embedding.T
+        return cosine * math.sqrt(self.config.d_activation)
 
     def restrict_vocabulary(self, token_ids: list[int]) -> None:
         """Write only ``token_ids`` from now on (``DecoderConfig.corpus_tokens``)."""
@@ -240,23 +276,34 @@ class Decoder(nn.Module):
             if self.config.occurrences
             else None
         )
-        return DecodingState(self.condition(activation, site)[:, None, :], [[] for _ in self.blocks], seen)
+        condition = self.condition(activation, site)[:, None, :]
+        return DecodingState(condition, [[] for _ in self.blocks], seen, self.match_scores(activation))
 
     def step(self, state: DecodingState, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         """Feed each row's token (B,) at position ``pos``; returns next-token logits (B, vocab), float32.
 
         Generation (``generate``, ``decoder.distinct``) is built on this, so both decode the same way."""
-        return self.read_out(self.step_features(state, tokens, pos))
+        return self.read_out(self.step_features(state, tokens, pos), state.match)
 
-    def read_out(self, features: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (..., vocab), float32, from final features (..., d); -inf for the
-        tokens the decoder does not write."""
+    def read_out(self, features: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits (..., vocab), float32, from final features (..., d) and, for a decoder
+        with ``token_match``, the rows' match scores (..., vocab); -inf for the tokens the decoder
+        does not write."""
         if not self.config.corpus_tokens:
-            return (features @ self._read_out_weight().T).float()
+            return self._matched((features @ self._read_out_weight().T).float(), features, match)
         written = self.writable.nonzero()[:, 0]
         logits = features.new_full((*features.shape[:-1], self.config.vocab_size), float("-inf"), dtype=torch.float)
-        logits[..., written] = (features @ self._read_out_weight()[written].T).float()
+        written_match = None if match is None else match[..., written]
+        logits[..., written] = self._matched(
+            (features @ self._read_out_weight()[written].T).float(), features, written_match
+        )
         return logits
+
+    def _matched(self, logits: torch.Tensor, features: torch.Tensor, match: torch.Tensor | None) -> torch.Tensor:
+        """``logits`` plus the gated match scores, for a decoder with ``token_match``."""
+        if not self.config.token_match:
+            return logits
+        return logits + self.match_gate(features).float() * match
 
     def _read_out_weight(self) -> torch.Tensor:
         """(vocab, d): the token embedding where the read-out is tied to it, else the head."""
@@ -322,10 +369,13 @@ class DecodingState:
     """Per layer, [keys, values] of the positions fed so far (empty before the first step)."""
     seen: torch.Tensor | None
     """(B, vocab): how often each token has been fed; None for decoders without occurrences."""
+    match: torch.Tensor | None = None
+    """(B, vocab): the activation's match score to each token; None for decoders without them."""
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep the rows ``rows`` (a beam's parents, repeats allowed), in that order."""
         self.condition = self.condition[rows]
+        self.match = None if self.match is None else self.match[rows]
         self.caches = [[tensor[rows] for tensor in cache] for cache in self.caches]
         if self.seen is not None:
             self.seen = self.seen[rows]

@@ -40,6 +40,15 @@ def saved_decoder_config(directory: Path) -> DecoderConfig:
         raise UserError(f"decoder config {directory / DECODER_CONFIG_FILE} is incomplete ({exc})") from None
 
 
+def built_decoder(config: DecoderConfig, probed: ProbedModel) -> Decoder:
+    """A decoder of shape ``config`` for ``probed``, its weights still to be set. One with
+    ``token_match`` takes the probed model's input embedding, which is not saved with it."""
+    decoder = Decoder(config)
+    if config.token_match:
+        decoder.attach_probed_embedding(probed.model.get_input_embeddings().weight.detach())
+    return decoder
+
+
 def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
     """Load a decoder for ``probed``: from ``directory``, or the bundled one when None; it lives on
     the probed model's device.
@@ -61,7 +70,7 @@ def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
             f"decoder {path} was trained for another probed model "
             f"(hash {str(meta.get('probed_hash'))[:12]}…, this one is {probed.content_hash[:12]}…)"
         )
-    decoder = Decoder(saved_decoder_config(path))
+    decoder = built_decoder(saved_decoder_config(path), probed)
     tensors = load_tensors(path / WEIGHTS_FILE, "decoder weights", meta.get("content_hash"))
     missing, unexpected = decoder.load_state_dict(tensors, strict=False)
     if missing or unexpected:
@@ -78,14 +87,15 @@ def continued_decoder(
     n_layers: int = 0,
     n_condition_layers: int = 0,
     occurrences: bool = False,
+    token_match: bool = False,
 ) -> Decoder:
     """A new run's decoder that starts as the one in ``directory`` (trained for ``probed``).
 
     What it adds starts out doing nothing, so the decoder first computes exactly what the source
     did and then learns to use it: blocks past the source's (up to ``n_layers``), and residual MLP
     blocks of the activation's encoder past the source's (up to ``n_condition_layers``), add zero
-    to their residual streams, and the occurrence embedding (``occurrences``), where the source has
-    none, is zero.
+    to their residual streams, the occurrence embedding (``occurrences``), where the source has
+    none, is zero, and so is the gate of the match scores (``token_match``).
     """
     source = load_decoder(directory, probed)
     config = replace(
@@ -93,14 +103,15 @@ def continued_decoder(
         n_layers=max(n_layers, source.config.n_layers),
         n_condition_layers=max(n_condition_layers, source.config.n_condition_layers),
         occurrences=source.config.occurrences or occurrences,
+        token_match=source.config.token_match or token_match,
     )
-    decoder = Decoder(config)
+    decoder = built_decoder(config, probed)
     missing, _ = decoder.load_state_dict(source.state_dict(), strict=False)
     with torch.no_grad():
         for name in missing:
             new = decoder.get_parameter(name)
             # A new block's output projections are zero: the block is the identity at first.
-            if name.startswith("occurrence_embedding") or name.endswith(
+            if name.startswith(("occurrence_embedding", "match_gate")) or name.endswith(
                 ("attn.proj.weight", "attn.proj.bias", "mlp.2.weight", "mlp.2.bias", "down.weight", "down.bias")
             ):
                 new.zero_()

@@ -50,7 +50,8 @@ class TrainingBatch(NamedTuple):
 
 
 class ActivationStream:
-    """Endless training batches: (decoder input ids, activation, site id, target ids).
+    """Endless training batches (``TrainingBatch``: decoder inputs, activations, sites, targets and
+    their loss weights).
 
     ``site_weights`` and ``position_weights`` set how often each site and each named position is
     drawn; training moves them toward what the decoder reads worst."""

@@ -20,7 +20,7 @@ from inversionview.decoder.config import DEFAULT_BATCH_SIZE, DecoderTrainConfig
 from inversionview.decoder.evaluate import heldout_queries, precision_verdict, query_position_name, query_precisions
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.reward import reward_loss
-from inversionview.decoder.store import save_decoder, saved_decoder_config
+from inversionview.decoder.store import built_decoder, save_decoder, saved_decoder_config
 from inversionview.decoder.stream import ActivationStream, parse_position_mode
 from inversionview.distributed import ONE_PROCESS, Ranks, fingerprint, join, leave
 from inversionview.errors import UserError
@@ -216,7 +216,7 @@ def train_decoder(
     streams = RandomStreams.seeded(config.seed)
     # A resumed run rebuilds the decoder it saved, whose weights then come from the checkpoint; where
     # a new run's weights start (--init-from) matters no more, and may be gone.
-    decoder = Decoder(saved_decoder_config(out)) if resuming else new_decoder(probed, **config.shape())
+    decoder = built_decoder(saved_decoder_config(out), probed) if resuming else new_decoder(probed, **config.shape())
     decoder = decoder.to(probed.device)  # before the optimizer, whose state follows the weights
     # The recipe records the shape that was built, which an --init-from source decides.
     built = {k: v for k, v in asdict(decoder.config).items() if k in config.shape()}

@@ -80,8 +80,7 @@ def feature_verdicts(
     """Every feature's consistency over the distinct members of ``result``'s preimage (scheduled
     samples inside ε, each counted by the inverse of its chance of being drawn), against its
     baseline, and its verdict; ranked by the lift over chance."""
-    inside = [s for s in result.samples if s.in_preimage and not s.boundary_search]
-    read_at = {s.text: s.best_position for s in inside}  # where each member's activation matches
+    read_at = members_read_at(result)
     members = list(read_at)
     weights = truncated([1 / chance for chance in inclusion_chances(probed, decoder, result, members)])
     weights = dict(zip(members, weights))
@@ -89,6 +88,12 @@ def feature_verdicts(
     return verdicts_over(
         probed, members, query.text, query.position, features=features, seed=seed, weights=weights, read_at=read_at
     )
+
+
+def members_read_at(result: InversionResult) -> dict[str, int]:
+    """The distinct members among ``result``'s scheduled samples, each with the position where its
+    activation matches the query (its best position)."""
+    return {s.text: s.best_position for s in result.samples if s.in_preimage and not s.boundary_search}
 
 
 def truncated(weights: list[float]) -> list[float]:
@@ -126,7 +131,7 @@ def verdicts_over(
     for name, feature in features.items():
         wanted = _value(feature, text, position)
         member_weights = [weights[m] for m in members] if weights else None
-        at = [read_at.get(m, position) for m in members] if read_at else [position] * len(members)
+        at = [(read_at or {}).get(m, position) for m in members]
         consistency = _share(feature, members, at, wanted, member_weights) if members else None
         baseline = _share(feature, drawn, [position] * len(drawn), wanted) if drawn else None
         verdict = verdict_of(consistency, baseline, n_members)

@@ -36,6 +36,7 @@ class TextTask(Task):
         self.corpus = corpus
         self._split = {"train": [t for t in corpus if not self.is_heldout(t)], "any": corpus}
         self._split["heldout"] = [t for t in corpus if self.is_heldout(t)]
+        self._training_tokens: set[int] | None = None  # read from the lines on first use
 
     def sample_text(self, rng: random.Random) -> str:
         return self.sample_texts(rng, 1, split="any")[0]
@@ -51,10 +52,11 @@ class TextTask(Task):
     def training_tokens(self) -> set[int] | None:
         if not self.corpus:
             return None
-        tokens = {self.tokenizer.eos_id}
-        for line in self._split["train"]:
-            tokens.update(self.tokenizer.encode(line))
-        return tokens
+        if self._training_tokens is None:  # a run asks when it builds its decoder and when it resumes
+            self._training_tokens = {self.tokenizer.eos_id}
+            for line in self._split["train"]:
+                self._training_tokens.update(self.tokenizer.encode(line))
+        return set(self._training_tokens)
 
     def named_positions(self, text: str) -> dict[str, int]:
         return {}
