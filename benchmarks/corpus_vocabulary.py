@@ -1,12 +1,13 @@
 """A decoder training step with the read-out over the corpus's tokens against the whole vocabulary,
-measured side by side.
+and with the token match (``--token-match``) added, measured side by side.
 
     python benchmarks/corpus_vocabulary.py --probed minilm --corpus fortunes.txt --max-tokens 32 [--repeats 10]
 
-Both decoders have the same weights and train on the same batches, in alternation; the step is the
-forward pass, the loss, the backward pass and the optimizer's update. Prints the median step of
-each, their ratio and their first losses (the corpus decoder's is lower: its softmax leaves out the
-tokens no target is, which a trained decoder gives next to no probability anyway).
+The decoders have the same weights (the match's gate starts closed) and train on the same batches,
+in alternation; the step is the forward pass, the loss, the backward pass and the optimizer's
+update. Prints the median step of each, their ratios and their first losses (the corpus decoder's
+is lower: its softmax leaves out the tokens no target is, which a trained decoder gives next to no
+probability anyway).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ def main() -> None:
     corpus = new_decoder(probed, tied_embeddings=True, sites=sites)
     whole = Decoder(replace(corpus.config, corpus_tokens=False))
     whole.load_state_dict({k: v for k, v in corpus.state_dict().items() if k != "writable"})
+    matched = new_decoder(probed, tied_embeddings=True, sites=sites, token_match=True)
+    matched.load_state_dict(corpus.state_dict(), strict=False)  # all but the gate, closed
     stream = ActivationStream(
         probed, decoder_sites(probed, sites), DecoderTrainConfig(batch_size=args.batch_size), random.Random(0)
     )
     generator = torch.Generator().manual_seed(0)
     batches = [stream.batch(generator) for _ in range(args.repeats)]
-    decoders = {"corpus tokens": corpus, "whole vocabulary": whole}
+    decoders = {"corpus tokens": corpus, "whole vocabulary": whole, "corpus + match": matched}
     optimizers = {name: torch.optim.AdamW(d.parameters(), lr=1e-4) for name, d in decoders.items()}
     times: dict[str, list[float]] = {name: [] for name in decoders}
     losses: dict[str, list[float]] = {name: [] for name in decoders}
@@ -63,9 +66,10 @@ def main() -> None:
     writable = int(corpus.writable.sum())
     print(f"{args.probed}: {writable:,} of {corpus.config.vocab_size:,} tokens in the corpus read-out")
     for name in decoders:
-        print(f"{name:>17}: median step {statistics.median(times[name]):.3f} s, first loss {losses[name][0]:.4f}")
-    ratio = statistics.median(times["whole vocabulary"]) / statistics.median(times["corpus tokens"])
-    print(f"whole / corpus: {ratio:.2f}x")
+        print(f"{name:>16}: median step {statistics.median(times[name]):.3f} s, first loss {losses[name][0]:.4f}")
+    medians = {name: statistics.median(times[name]) for name in decoders}
+    print(f"whole / corpus: {medians['whole vocabulary'] / medians['corpus tokens']:.2f}x")
+    print(f"corpus + match / corpus: {medians['corpus + match'] / medians['corpus tokens']:.2f}x")
 
 
 if __name__ == "__main__":
