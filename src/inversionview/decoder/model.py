@@ -234,11 +234,8 @@ class Decoder(nn.Module):
             return weighted_mean(F.cross_entropy(logits, targets, reduction="none"), weights)
         # Vocabulary id -> read-out column; a target outside the mask maps to -1, which cross_entropy
         # refuses (training widens the mask to its corpus first: DecoderTraining.restore).
-        column = torch.full_like(self.writable, -1, dtype=torch.long)
-        written = self.writable.nonzero()[:, 0]
-        column[written] = torch.arange(len(written), device=written.device)
-        logits = (features @ self._read_out_weight()[written].T).float()  # (N, writable)
-        logits = self._matched(logits, features, None if match is None else match[:, written][row])
+        column = torch.where(self.writable, self.writable.long().cumsum(0) - 1, -1)
+        _, logits = self._written_logits(features, match, rows=row)  # (N, writable)
         return weighted_mean(F.cross_entropy(logits, column[targets], reduction="none"), weights)
 
     @torch.no_grad()
@@ -291,13 +288,24 @@ class Decoder(nn.Module):
         does not write."""
         if not self.config.corpus_tokens:
             return self._matched((features @ self._read_out_weight().T).float(), features, match)
-        written = self.writable.nonzero()[:, 0]
+        written, scores = self._written_logits(features, match)
         logits = features.new_full((*features.shape[:-1], self.config.vocab_size), float("-inf"), dtype=torch.float)
-        written_match = None if match is None else match[..., written]
-        logits[..., written] = self._matched(
-            (features @ self._read_out_weight()[written].T).float(), features, written_match
-        )
+        logits[..., written] = scores
         return logits
+
+    def _written_logits(
+        self, features: torch.Tensor, match: torch.Tensor | None, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The writable token ids (W,) in vocabulary order, and their logits (..., W), float32, for the
+        read-out and the loss alike. ``rows``, where given, is each feature row's row of ``match``
+        (the loss reads out only scored positions; the match is sliced to the writable tokens first,
+        the smaller gather)."""
+        written = self.writable.nonzero()[:, 0]
+        logits = (features @ self._read_out_weight()[written].T).float()
+        if match is None:
+            return written, logits
+        match = match[..., written]
+        return written, self._matched(logits, features, match if rows is None else match[rows])
 
     def _matched(self, logits: torch.Tensor, features: torch.Tensor, match: torch.Tensor | None) -> torch.Tensor:
         """``logits`` plus the gated match scores, for a decoder with ``token_match``."""

@@ -95,7 +95,8 @@ def continued_decoder(
     did and then learns to use it: blocks past the source's (up to ``n_layers``), and residual MLP
     blocks of the activation's encoder past the source's (up to ``n_condition_layers``), add zero
     to their residual streams, the occurrence embedding (``occurrences``), where the source has
-    none, is zero, and so is the gate of the match scores (``token_match``).
+    none, is zero, and the gate of the match scores (``token_match``) starts closed, as in every new
+    decoder.
     """
     source = load_decoder(directory, probed)
     config = replace(
@@ -111,7 +112,7 @@ def continued_decoder(
         for name in missing:
             new = decoder.get_parameter(name)
             # A new block's output projections are zero: the block is the identity at first.
-            if name.startswith(("occurrence_embedding", "match_gate")) or name.endswith(
+            if name.startswith("occurrence_embedding") or name.endswith(
                 ("attn.proj.weight", "attn.proj.bias", "mlp.2.weight", "mlp.2.bias", "down.weight", "down.bias")
             ):
                 new.zero_()
