@@ -46,7 +46,10 @@ def main() -> None:
     matched = new_decoder(probed, tied_embeddings=True, sites=sites, token_match=True)
     matched.load_state_dict(corpus.state_dict(), strict=False)  # all but the gate, closed
     stream = ActivationStream(
-        probed, decoder_sites(probed, sites), DecoderTrainConfig(batch_size=args.batch_size), random.Random(0)
+        probed,
+        decoder_sites(probed, sites),
+        DecoderTrainConfig(batch_size=args.batch_size, query_weight=1.0),
+        random.Random(0),
     )
     generator = torch.Generator().manual_seed(0)
     batches = [stream.batch(generator) for _ in range(args.repeats)]

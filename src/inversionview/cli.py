@@ -11,12 +11,16 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 from inversionview.errors import UserError
+
+STARTED = time.monotonic()
+"""When the command started: a training budget (``--minutes``) counts its start-up from here."""
 
 DEVICE_HELP = "where the models run: auto (the GPU when there is one), cpu, cuda or cuda:N"
 SCHEDULE_HELP = (
@@ -66,7 +70,8 @@ def _corpus_options(args: argparse.Namespace) -> dict:
     return {"path": path, "dataset": args.dataset, "field": args.dataset_field, "max_len": args.max_tokens}
 
 
-def _load_probed(args: argparse.Namespace):
+def load_probed_from(args: argparse.Namespace):
+    """The probed model that the options of ``probed_options`` name (benchmarks take them too)."""
     from inversionview import bundled
     from inversionview.probed import load_probed
 
@@ -140,7 +145,7 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from inversionview.probed.train import evaluate_probed
 
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     result = evaluate_probed(probed, n=args.n, seed=args.seed)
     if args.json:
         print(json.dumps({"accuracy": result.accuracy, "n": result.n}))
@@ -149,18 +154,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_train_decoder(args: argparse.Namespace) -> None:
-    from inversionview.decoder.train import DecoderTrainConfig, train_decoder
+    from inversionview.decoder.train import DecoderTrainConfig, read_run_summary, train_decoder
     from inversionview.training import stop_requests
+    from inversionview.views.terminal import training_line
 
-    probed = _load_probed(args)
-    _report_training()
     given = {f.name: getattr(args, f.name) for f in fields(DecoderTrainConfig) if hasattr(args, f.name)}
     config = DecoderTrainConfig(**{name: value for name, value in given.items() if value is not None})
+    if config.minutes is not None:
+        config.check()  # a bad budget is refused before the model loads
+    probed = load_probed_from(args)
+    _report_training()
     with stop_requests() as stop:
-        train_decoder(probed, config, args.out, stop=stop)
+        train_decoder(probed, config, args.out, stop=stop, started_at=STARTED)
     if _speaks_for_run():  # under torchrun, rank 0 speaks for the run
-        print(f"saved decoder to {args.out}")
         _say_if_stopped(stop, args.out)
+        print(training_line(read_run_summary(args.out), args.out))
 
 
 QUICK_SAMPLES = 20_000
@@ -197,9 +205,10 @@ def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> lis
     from inversionview.inversion.invert import invert
     from inversionview.inversion.schedule import parse_schedule
 
-    probed = probed or _load_probed(args)
+    probed = probed or load_probed_from(args)
     decoder = load_decoder(args.decoder, probed)
     options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
+    options["refine"] = getattr(args, "refine", 0)
     options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
     _check_cost(args, probed, decoder, sites, options)
     from inversionview.interpret.explain import explain, load_features
@@ -233,7 +242,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from inversionview.views.html_render import check_report_path, write_report
 
     check_report_path(args.output)
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     results = _invert_each(args, args.site, probed)
     figures = [_scan_figure(probed, args.scan, args.seed)] if args.scan else []
     options = {"show_colors": not args.no_color, "limit": args.limit, "outside": args.outside, "figures": figures}
@@ -256,7 +265,7 @@ def _scan_figure(probed, n: int, seed: int) -> tuple[bytes, str]:
 def cmd_exact(args: argparse.Namespace) -> None:
     from inversionview.exact.preimage import exact_preimage
 
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     options = {"metric": args.metric, "epsilon": args.epsilon, "limit": args.limit, "seed": args.seed}
     with _progress_bar("probed model over the input space", "input") as progress:
         result = exact_preimage(
@@ -280,7 +289,7 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     if args.plot:
         check_plot_path(args.plot)
     schedule = parse_schedule(args.schedule, args.temperature)
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     decoder = load_decoder(args.decoder, probed)
     options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
     with (
@@ -316,7 +325,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
     from inversionview.causal.metrics import task_metric
     from inversionview.causal.patch import patch
 
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     if args.source == "auto":
         _patch_contrasts(args, probed)
         return
@@ -355,7 +364,7 @@ def cmd_patch_scan(args: argparse.Namespace) -> None:
 
     if args.plot:
         check_plot_path(args.plot)
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     if args.cumulative:
         scan = cumulative_scan(probed, args.n, args.cumulative, seed=args.seed)
     else:
@@ -398,7 +407,7 @@ def cmd_explain_map(args: argparse.Namespace) -> None:
 
     if args.plot:
         check_plot_path(args.plot)
-    probed = _load_probed(args)
+    probed = load_probed_from(args)
     decoder = load_decoder(args.decoder, probed)
     with _progress_bar("sites × positions", "cell") as progress:
         table = explain_map(probed, decoder, args.n, samples=args.samples, seed=args.seed, progress=progress)
@@ -418,7 +427,7 @@ def _ld(value: float | None) -> str:
 
 
 def cmd_tokens(args: argparse.Namespace) -> None:
-    tokens = _load_probed(args).query_tokens(args.input)
+    tokens = load_probed_from(args).query_tokens(args.input)
     if args.json:
         print(json.dumps({"input": args.input, "tokens": [{"position": i, "token": t} for i, t in enumerate(tokens)]}))
         return
@@ -445,7 +454,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     corpus = _corpus_options(args)
     named = args.probed is not None or args.decoder is not None or bool(corpus)
     if named:
-        _load_probed(args)  # a bad --probed fails here, in one line, not inside the page
+        load_probed_from(args)  # a bad --probed fails here, in one line, not inside the page
     settings = ViewerSettings(
         probed=(args.probed or bundled.DEFAULT) if named else None,
         decoder=args.decoder,
@@ -471,7 +480,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # ---- the parser: one function per command ----
 
 
-def _probed_options() -> argparse.ArgumentParser:
+def probed_options() -> argparse.ArgumentParser:
     """Options every command that loads a probed model takes."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("probed model")
@@ -562,7 +571,13 @@ def _add_evaluate(commands, probed) -> None:
 def _add_train_decoder(commands, probed) -> None:
     p = commands.add_parser("train-decoder", parents=[probed], help="train a decoder (resumes from OUT)")
     p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the decoder")
-    p.add_argument("--steps", type=int)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="training steps (default 100,000; a resumed run keeps its own)")
+    length.add_argument(
+        "--minutes",
+        type=float,
+        help="a time budget: the run is planned to end, evaluated and saved, within this many minutes",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
     _decoder_shape_options(p)
@@ -594,7 +609,8 @@ def _add_train_decoder(commands, probed) -> None:
     p.add_argument(
         "--query-weight",
         type=float,
-        help="weight of the loss on the token at the query's position, the others' being 1 (default 1)",
+        help="weight of the loss on the token at the query's position, the others' being 1 "
+        "(default 1; 20 for a vocabulary of 1,000 tokens or more)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_train_decoder, interrupted=RESUME_HINT)
@@ -616,16 +632,16 @@ def _decoder_shape_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tied-embeddings",
-        action="store_true",
-        default=None,
-        help="read out with the token embedding: half the weights for a large vocabulary",
+        action=argparse.BooleanOptionalAction,
+        help="read out with the token embedding: half the weights for a large vocabulary "
+        "(default: on for a vocabulary of 1,000 tokens or more)",
     )
     p.add_argument(
         "--token-match",
-        action="store_true",
-        default=None,
+        action=argparse.BooleanOptionalAction,
         help="score each token by the activation's cosine to its input embedding in the probed model, "
-        "gated by the decoder: for text models, whose early layers keep their token",
+        "gated by the decoder: for text models, whose early layers keep their token "
+        "(default: on for a vocabulary of 1,000 tokens or more)",
     )
 
 
@@ -633,6 +649,13 @@ def _add_readings(commands, probed) -> None:
     p = commands.add_parser("invert", parents=[probed], help="sample and verify the ε-preimage of one activation")
     _query_options(p)
     _sampling_options(p, samples=1000)
+    p.add_argument(
+        "--refine",
+        type=_whole_number(0),
+        default=0,
+        metavar="R",
+        help="spend up to R probed-model evaluations on each distinct sample outside ε to turn it into a member (0)",
+    )
     _view_options(p, limit=40)
     p.set_defaults(run=cmd_invert)
 
@@ -773,7 +796,7 @@ def _add_view_and_demo(commands, probed) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="inversionview", description="Read the information in a model's activations.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    probed = _probed_options()
+    probed = probed_options()
     _add_train_probed(commands)
     _add_evaluate(commands, probed)
     _add_train_decoder(commands, probed)

@@ -50,11 +50,15 @@ class Ranks:
 
     def agree(self, *flags: bool) -> list[bool]:
         """Each flag, true on every rank when it is true on any (a stop asked of one stops all)."""
+        return [bool(v) for v in self.largest(*(float(f) for f in flags))]
+
+    def largest(self, *values: float) -> list[float]:
+        """Each value's largest over the ranks (so that every rank steps by the same clock)."""
         if not self.active:
-            return list(flags)
-        values = torch.tensor([float(f) for f in flags], device=self._device())
-        _collective(dist.all_reduce, values, op=dist.ReduceOp.MAX)
-        return [bool(v) for v in values.tolist()]
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self._device())
+        _collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
+        return tensor.tolist()
 
     def from_main(self, value):
         """Rank 0's ``value`` (any picklable object), on every rank."""

@@ -23,6 +23,7 @@ PROBED_META_FILE = "inversionview.json"
 DECODER_CONFIG_FILE = "decoder.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CHECKPOINT_STATE_FILE = "checkpoint.json"
+HISTORY_FILE = "history.json"
 PROVENANCE_FILE = "PROVENANCE.md"
 
 

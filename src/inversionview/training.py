@@ -82,6 +82,15 @@ def lr_at(step: int, *, peak: float, warmup: int, total: int, floor: float = 0.1
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def lr_at_time(fraction: float, *, peak: float, warmup_share: float, floor: float = 0.1) -> float:
+    """``lr_at`` over a time budget: linear warm-up over the first ``warmup_share`` of the time, then
+    cosine decay to ``floor * peak`` when the time ends; ``fraction`` is the share of it spent."""
+    if fraction < warmup_share:
+        return peak * max(fraction, 1e-3) / warmup_share
+    progress = min(1.0, (fraction - warmup_share) / (1 - warmup_share))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 @dataclass
 class Checkpoint:
     """Where a run stands: its step and whatever else the loop needs to resume."""
@@ -202,6 +211,70 @@ def load_checkpoint(
 MAX_WARMUP_SHARE = 10
 """A run's learning-rate warm-up is at most 1/10 of its steps: a short run must not end still warming up."""
 
+BUDGET_WARMUP_SHARE = 0.03
+"""A budgeted run warms its learning rate up over this share of its time."""
+BUDGET_EVALUATIONS = (0.25, 0.5, 0.75)
+"""When, as shares of its training time, a budgeted run evaluates (and re-weights what it trains on),
+besides the final evaluation."""
+FIRST_RESERVE_SHARE = 0.08
+"""Of a budget, what is held back for the final evaluation and save until one evaluation is timed."""
+RESERVE_MARGIN = 1.5
+"""The final evaluation is planned to take at most this many times the longest one timed."""
+
+
+@dataclass
+class Budget:
+    """A run planned to end, evaluated and saved, within ``seconds`` of wall time (start-up included).
+
+    The learning-rate schedule runs over time, not steps. The time held back for the final
+    evaluation and save (``reserve``) is a share of the budget until an evaluation has been timed,
+    then ``RESERVE_MARGIN`` times the slowest one timed (at most half the budget)."""
+
+    seconds: float
+    reserve: float = 0.0
+    timed_evaluation: float = 0.0
+    """The slowest evaluation timed so far, in seconds (0 before the first)."""
+    evaluations_done: int | None = None
+    """How many of ``BUDGET_EVALUATIONS`` the run has passed; None until the run's time is known."""
+
+    def __post_init__(self) -> None:
+        self.reserve = self.reserve or FIRST_RESERVE_SHARE * self.seconds
+
+    def evaluation_due(self, seconds: float) -> bool:
+        """Whether the run, ``seconds`` in, has reached its next planned evaluation (each is due
+        once, whatever the reserve's changes do to the shares; a resumed run skips those passed)."""
+        fraction = self.fraction(seconds)
+        passed = sum(share <= fraction for share in BUDGET_EVALUATIONS)
+        if self.evaluations_done is None:
+            self.evaluations_done = passed
+            return False
+        if passed <= self.evaluations_done:
+            return False
+        self.evaluations_done += 1
+        return True
+
+    @property
+    def training_seconds(self) -> float:
+        """Seconds of the run before its final evaluation."""
+        return max(1e-9, self.seconds - self.reserve)
+
+    def fraction(self, seconds: float) -> float:
+        """The share of the training time spent after ``seconds`` of the run."""
+        return seconds / self.training_seconds
+
+    def resumed(self, run: Run) -> None:
+        """Take up the plan of a resumed ``run``: the evaluations it has passed are skipped, and its
+        final evaluation is planned from the ones it timed."""
+        timed = [record.get("evaluation_seconds", 0.0) for record in run.history]
+        if any(timed):
+            self.timed(max(timed))
+        self.evaluation_due(run.seconds)
+
+    def timed(self, evaluation_seconds: float) -> None:
+        """Plan the final evaluation from one that took ``evaluation_seconds``."""
+        self.timed_evaluation = max(self.timed_evaluation, evaluation_seconds)
+        self.reserve = min(RESERVE_MARGIN * self.timed_evaluation + 1.0, 0.5 * self.seconds)
+
 
 @dataclass
 class LoopSettings:
@@ -214,14 +287,37 @@ class LoopSettings:
     checkpoint_every_s: float
     max_seconds: float | None = None
     """Stop (evaluating and saving first) once the run has trained this long, resumed time included."""
+    budget: Budget | None = None
+    """A time budget the whole run is planned by (``Budget``); ``steps`` then only bounds it."""
 
     @classmethod
     def of(cls, config) -> LoopSettings:
         """The loop's settings from a trainer's config, which names them alike (``max_seconds``
-        where it has one). Warm-up never takes more than a tenth of the run."""
-        settings = cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
+        where it has one, ``minutes`` for a budget). Warm-up never takes more than a tenth of the run."""
+        names = [f.name for f in fields(cls) if f.name != "budget" and hasattr(config, f.name)]
+        settings = cls(**{name: getattr(config, name) for name in names})
         settings.warmup = min(settings.warmup, settings.steps // MAX_WARMUP_SHARE)
+        if getattr(config, "minutes", None) is not None:
+            settings.budget = Budget(60.0 * config.minutes)
         return settings
+
+    def learning_rate(self, step: int, seconds: float) -> float:
+        """The learning rate of ``step``, taken ``seconds`` into the run."""
+        if self.budget is None:
+            return lr_at(step, peak=self.lr, warmup=self.warmup, total=self.steps)
+        return lr_at_time(self.budget.fraction(seconds), peak=self.lr, warmup_share=BUDGET_WARMUP_SHARE)
+
+    def evaluation_due(self, step: int, seconds: float) -> bool:
+        """Whether ``step``, ending ``seconds`` into the run, ends with a scheduled evaluation."""
+        if self.budget is None:
+            return step % self.eval_every == 0
+        return self.budget.evaluation_due(seconds)
+
+    def out_of_time(self, seconds: float) -> bool:
+        """Whether the run must end now to stay within its time (``max_seconds``, or its budget)."""
+        if self.max_seconds is not None and seconds >= self.max_seconds:
+            return True
+        return self.budget is not None and seconds >= self.budget.training_seconds
 
 
 @dataclass
@@ -272,10 +368,13 @@ def fit(
     progress: bool = True,
     stop: threading.Event | None = None,
     ranks: Ranks = ONE_PROCESS,
+    started_at: float | None = None,
 ) -> Run:
     """The training loop every trainer shares: resume from ``out``; then step, evaluate every
     ``eval_every`` steps, checkpoint every ``checkpoint_every_s`` seconds, and end (evaluated and
-    saved) at the last step, at ``max_seconds``, or when ``stop`` is set.
+    saved) at the last step, at ``max_seconds``, when a ``settings.budget`` is spent, or when
+    ``stop`` is set. ``started_at`` (``time.monotonic``) is when this session's share of the run's
+    time began (default: now); a budget counts the start-up before ``fit`` from there.
 
     With several ``ranks`` every process steps together: each draws its own inputs, gradients are
     averaged, a stop asked of any process stops all after the same step, and rank 0 alone
@@ -284,7 +383,8 @@ def fit(
     streams.for_rank(ranks.rank, run.step)
     job.trained = wrapped(job.model, ranks)
     try:
-        _steps(job, out, settings, streams, run, config=config, desc=desc, progress=progress, stop=stop, ranks=ranks)
+        loop = {"config": config, "desc": desc, "progress": progress, "stop": stop, "ranks": ranks}
+        _steps(job, out, settings, streams, run, started_at=started_at, **loop)
     finally:
         # The wrapper goes before the process group (``distributed.leave``): its reducer, if it
         # were the group's last owner, would free the group holding the GIL while the group
@@ -306,27 +406,32 @@ def _steps(
     progress: bool,
     stop: threading.Event | None,
     ranks: Ranks,
+    started_at: float | None,
 ) -> None:
     """``fit``'s loop, from ``run``'s step to the end (``fit`` has the options)."""
-    started, last_checkpoint = time.monotonic() - run.seconds, time.monotonic()
+    clock = started_at if started_at is not None else time.monotonic()
+    started, last_checkpoint = clock - run.seconds, time.monotonic()
     shown = {"disable": not (progress and ranks.main), "mininterval": progress_interval(), "desc": desc, "unit": "step"}
-    with tqdm(total=settings.steps, initial=run.step, **shown) as bar:
+    total = None if settings.budget else settings.steps  # a budgeted run's steps are what its time allows
+    if settings.budget:
+        settings.budget.resumed(run)
+    with tqdm(total=total, initial=run.step, **shown) as bar:
         while run.step < settings.steps:
-            bar.set_postfix(_train_step(job, settings, run.step), refresh=False)
+            bar.set_postfix(_train_step(job, settings, run), refresh=False)
             if run.step == 0 and ranks.active:
                 run.history.append(
                     {"step": 0, "ranks_first_batch": ranks.gathered(getattr(job, "data_fingerprint", ""))}
                 )
             run.step += 1
             bar.update(1)
-            run.seconds = time.monotonic() - started
-            out_of_time = settings.max_seconds is not None and run.seconds >= settings.max_seconds
+            (run.seconds,) = ranks.largest(time.monotonic() - started)  # one clock for every rank
             stopped = stop is not None and stop.is_set()
             due = time.monotonic() - last_checkpoint > settings.checkpoint_every_s
-            final, due = ranks.agree(run.step == settings.steps or out_of_time or stopped, due and ranks.main)
-            scheduled = run.step % settings.eval_every == 0
+            ending = run.step == settings.steps or settings.out_of_time(run.seconds) or stopped
+            final, due = ranks.agree(ending, due and ranks.main)
+            scheduled = settings.evaluation_due(run.step, run.seconds)
             if scheduled or final:
-                final = _evaluate(job, run, ranks, scheduled, started) or final
+                final = _evaluate(job, run, ranks, scheduled, started, settings.budget) or final
             if final or due:
                 run.seconds = time.monotonic() - started
                 if final:
@@ -338,11 +443,18 @@ def _steps(
                 break
 
 
-def _evaluate(job: Trainable, run: Run, ranks: Ranks, scheduled: bool, started: float) -> bool:
+def _evaluate(
+    job: Trainable, run: Run, ranks: Ranks, scheduled: bool, started: float, budget: Budget | None = None
+) -> bool:
     """Rank 0 evaluates and the others take its record and the trainer state it leads to (site
-    weights and the like); True when the evaluation ends the run."""
+    weights and the like); True when the evaluation ends the run. A ``budget`` learns from its
+    duration how long the final evaluation will take."""
     job.model.eval()
+    evaluation_started = time.monotonic()
     record = job.evaluate(run.step, scheduled) if ranks.main else None
+    (took,) = ranks.largest(time.monotonic() - evaluation_started)
+    if budget is not None:
+        budget.timed(took)
     if ranks.active:
         record, state = ranks.from_main((record, job.state() if ranks.main else None))
         if not ranks.main:
@@ -351,7 +463,8 @@ def _evaluate(job: Trainable, run: Run, ranks: Ranks, scheduled: bool, started: 
     done = record.pop("done", False)
     if ranks.active:
         record.update(processes=ranks.world, backend=ranks.backend)
-    run.history.append({"step": run.step, "seconds": round(time.monotonic() - started, 1), **record})
+    seconds = round(time.monotonic() - started, 1)
+    run.history.append({"step": run.step, "seconds": seconds, "evaluation_seconds": round(took, 2), **record})
     return done
 
 
@@ -363,11 +476,11 @@ def _finish_ranks(job: Trainable, run: Run, ranks: Ranks) -> None:
         run.history[-1]["rank_parameters"] = prints
 
 
-def _train_step(job: Trainable, settings: LoopSettings, step: int) -> dict[str, str]:
+def _train_step(job: Trainable, settings: LoopSettings, run: Run) -> dict[str, str]:
     job.model.train()
     for group in job.optimizer.param_groups:
-        group["lr"] = lr_at(step, peak=settings.lr, warmup=settings.warmup, total=settings.steps)
-    loss, shown = job.loss(step)
+        group["lr"] = settings.learning_rate(run.step, run.seconds)
+    loss, shown = job.loss(run.step)
     job.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(job.model.parameters(), 1.0)

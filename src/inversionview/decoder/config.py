@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inversionview.errors import UserError
 
 DEFAULT_BATCH_SIZE = 128
+GPU_BATCH_SIZE = 1024
+"""A budgeted run's batch on a GPU, where a step of these small decoders costs about the same at 128
+and at 1,024 examples."""
+DEFAULT_STEPS = 100_000
+"""A run's length when neither ``steps`` nor ``minutes`` is given: the bundled recipe's."""
+BUDGET_STEP_BOUND = 1_000_000_000
+"""A budgeted run's ``steps``: its time, not a count, ends it."""
+LARGE_VOCABULARY = 1000
+"""From this many tokens a probed model reads text (word pieces), not a task's few symbols."""
+TEXT_QUERY_WEIGHT = 20.0
+"""The query token's loss weight for text models (``DecoderTrainConfig.query_weight``)."""
 
 
 @dataclass
@@ -19,12 +30,19 @@ class DecoderTrainConfig:
     n_condition_layers: int = 2
     occurrences: bool = False
     """Give the decoder each token's occurrence number (``decoder/model.py``)."""
-    tied_embeddings: bool = False
-    """Read out with the token embedding (``decoder/model.py``): for large vocabularies."""
-    token_match: bool = False
+    tied_embeddings: bool | None = None
+    """Read out with the token embedding (``decoder/model.py``): for large vocabularies. None: on
+    for a probed model of ``LARGE_VOCABULARY`` tokens or more (``for_vocabulary``)."""
+    token_match: bool | None = None
     """Add the activation's gated match to each token's probed input embedding to the read-out
-    (``DecoderConfig.token_match``): for text models, whose early layers keep their token."""
-    steps: int = 100_000
+    (``DecoderConfig.token_match``): for text models, whose early layers keep their token. None: on
+    for a probed model of ``LARGE_VOCABULARY`` tokens or more."""
+    steps: int | None = None
+    """Training steps; None: ``DEFAULT_STEPS``, or as many as ``minutes`` allow."""
+    minutes: float | None = None
+    """A time budget in wall-clock minutes, start-up included: the run is planned to end within it
+    (``training.Budget``: the learning rate decays over the time, evaluations at a quarter, half and
+    three quarters of it, and the final one timed to fit). Excludes ``steps``."""
     batch_size: int | None = None
     """Training examples a step; None means 128 for a new run and, on resume, the run's own size.
     A resumed run may change it (a GPU takes a far larger batch than a CPU core at the same speed)."""
@@ -41,11 +59,12 @@ class DecoderTrainConfig:
     """With "mixed": share of queries at the task's named positions of interest (counting: query letter, ':')."""
     queries_per_input: int = 2
     """Training examples drawn from each probed-model forward pass (different sites and positions)."""
-    query_weight: float = 1.0
+    query_weight: float | None = None
     """Weight of the loss on the token at the query's position, the others' being 1. The token an
     activation sits on is what it holds most directly, yet one of some thirty in a line of text; a
     weight above 1 spends more of each step on it. At the optimum every token's distribution is the
-    same whatever the weight; only how fast each is learned changes."""
+    same whatever the weight; only how fast each is learned changes. None: ``TEXT_QUERY_WEIGHT``
+    for a probed model of ``LARGE_VOCABULARY`` tokens or more, else 1."""
     sites: list[str] | None = None
     """The sites the decoder serves, by name; None: every site of the probed model."""
     seed: int = 0
@@ -71,6 +90,20 @@ class DecoderTrainConfig:
     verified_samples: int = 8
     """Samples drawn for each verified query; their mean reward is the baseline."""
 
+    def for_vocabulary(self, vocab_size: int, pretrained_start: bool = False) -> DecoderTrainConfig:
+        """This recipe with the switches left unset (None) set for a probed model of ``vocab_size``
+        tokens: a text model's (``LARGE_VOCABULARY`` or more) reads out with tied embeddings and the
+        token match and weighs the query's token ``TEXT_QUERY_WEIGHT``, as measured on MiniLM
+        (docs/minilm.md); a small task vocabulary gains nothing from them (docs/decoder-efficiency.md).
+        A decoder that starts from a pretrained LM (``pretrained_start``) has its own read-out."""
+        text = vocab_size >= LARGE_VOCABULARY
+        unset = {
+            "tied_embeddings": text,
+            "token_match": text and not pretrained_start,
+            "query_weight": TEXT_QUERY_WEIGHT if text else 1.0,
+        }
+        return replace(self, **{name: value for name, value in unset.items() if getattr(self, name) is None})
+
     def shape(self) -> dict:
         """The fields that decide the decoder's shape, as ``new_decoder`` takes them."""
         return {
@@ -81,12 +114,14 @@ class DecoderTrainConfig:
             "occurrences": self.occurrences,
             "init_from": self.init_from,
             "sites": self.sites,
-            "tied_embeddings": self.tied_embeddings,
-            "token_match": self.token_match,
+            "tied_embeddings": bool(self.tied_embeddings),  # unset (None) before ``for_vocabulary``: off
+            "token_match": bool(self.token_match),
         }
 
     def check(self) -> None:
         """Refuse, in one line and before any work, a recipe that cannot train."""
+        if self.minutes is not None and not self.minutes > 0:
+            raise UserError(f"--minutes must be above 0, got {self.minutes:g}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.eval_every < 1:
@@ -100,7 +135,7 @@ class DecoderTrainConfig:
             raise UserError(f"--d-model must be a positive multiple of the {self.n_heads} heads, got {self.d_model}")
         if self.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
             raise UserError(f"--site-weight-floor must be above 0, got {self.site_weight_floor}")
-        if self.query_weight <= 0:
+        if self.query_weight is not None and self.query_weight <= 0:
             raise UserError(f"--query-weight must be above 0, got {self.query_weight}")
         batch = self.batch_size or DEFAULT_BATCH_SIZE
         if not 0 <= self.verified_queries <= batch or self.verified_samples < 2:

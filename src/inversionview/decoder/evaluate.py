@@ -134,9 +134,9 @@ def precision_verdict(mean: float) -> str:
     if mean >= LOW_PRECISION:
         return (
             "usable with more samples (every sample is verified, so readings stay correct); more --steps "
-            "would sharpen it: the same command with a larger --steps resumes the run"
+            "would sharpen it: the same command with a larger --steps or --minutes resumes the run"
         )
     return (
-        "not usable yet: few samples land inside ε; train on with a larger --steps (the run resumes), "
+        "not usable yet: few samples land inside ε; train on with a larger --steps or --minutes (the run resumes), "
         "or on a GPU (--device cuda --batch-size 1024). The bundled decoders took 50,000-100,000 steps"
     )

@@ -340,14 +340,21 @@ class Decoder(nn.Module):
         pad_id: int,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        prefix: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample one sequence per row of ``activation`` (B, d_act): ids (B, max_len), BOS first,
-        EOS last, PAD after it. Temperature 0 is greedy."""
+        EOS last, PAD after it. Temperature 0 is greedy. With ``prefix`` (B, max_len) and ``keep``
+        (B,), row b's first ``keep[b]`` tokens (BOS included, no EOS among them) are ``prefix``'s and
+        only the rest is sampled."""
         batch = activation.shape[0]
         state = self.start(activation, site)
         ids = torch.full((batch, self.config.max_len), pad_id, dtype=torch.long, device=activation.device)
         ids[:, 0] = bos_id
         finished = torch.zeros(batch, dtype=torch.bool, device=activation.device)
+        if prefix is not None:
+            kept = torch.arange(self.config.max_len, device=ids.device) < keep.to(ids.device)[:, None]
+            ids = torch.where(kept, prefix.to(ids.device), ids)
         for pos in range(self.config.max_len - 1):
             logits = mask_unwritable(self.step(state, ids[:, pos], pos), bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
             if pos == self.config.max_len - 2:  # the last slot can only end the sequence
@@ -360,6 +367,8 @@ class Decoder(nn.Module):
                     probs = probs.to(generator.device)
                 token = torch.multinomial(probs, 1, generator=generator)[:, 0].to(ids.device)
             token = torch.where(finished, torch.full_like(token, pad_id), token)
+            if prefix is not None:
+                token = torch.where(kept[:, pos + 1], ids[:, pos + 1], token)
             ids[:, pos + 1] = token
             finished |= token == eos_id
             if finished.all():

@@ -35,11 +35,14 @@ def sample_ids(
     temperature: float,
     noise: float = 0.0,
     generator: torch.Generator | None = None,
+    prefix: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One decoder sample per query row (N, d): token ids (N, max_len).
 
     ``noise`` perturbs each query by a random direction of norm ``noise * ‖q‖`` before decoding,
-    which spreads samples over inputs the decoder finds less likely.
+    which spreads samples over inputs the decoder finds less likely. With ``prefix`` (N, max_len)
+    and ``keep`` (N,), each row keeps its prefix's first ``keep`` tokens and samples the rest.
     """
     queries = queries.float()  # the probed model may run in bfloat16; the decoder reads float32
     if noise > 0:
@@ -56,6 +59,8 @@ def sample_ids(
         pad_id=tok.pad_id,
         temperature=temperature,
         generator=generator,
+        prefix=prefix,
+        keep=keep,
     ).cpu()
 
 

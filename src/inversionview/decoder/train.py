@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 
 from inversionview.decoder.build import decoder_sites, is_decoder_directory, new_decoder, site_scales
-from inversionview.decoder.config import DEFAULT_BATCH_SIZE, DecoderTrainConfig
+from inversionview.decoder.config import (
+    BUDGET_STEP_BOUND,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_STEPS,
+    GPU_BATCH_SIZE,
+    DecoderTrainConfig,
+)
 from inversionview.decoder.evaluate import heldout_queries, precision_verdict, query_position_name, query_precisions
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.reward import reward_loss
@@ -25,12 +31,12 @@ from inversionview.decoder.stream import ActivationStream, parse_position_mode
 from inversionview.distributed import ONE_PROCESS, Ranks, fingerprint, join, leave
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
-from inversionview.storage import DECODER_CONFIG_FILE, read_json
+from inversionview.storage import DECODER_CONFIG_FILE, HISTORY_FILE, read_json, write_json
 from inversionview.training import LoopSettings, RandomStreams, Run, check_run, fit, saved_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DecoderTrainConfig", "train_decoder"]
+__all__ = ["DecoderTrainConfig", "read_run_summary", "train_decoder"]
 
 
 class DecoderTraining:
@@ -166,26 +172,68 @@ class DecoderTraining:
             "history": run.history,
         }
         save_decoder(self.model, self.out, self.probed, provenance)
+        write_json(self.out / HISTORY_FILE, run_summary(run, self.samples_seen))
+
+
+def run_summary(run: Run, samples: int) -> dict:
+    """What a run has reached, for ``history.json``: its last evaluation's precision (mean and
+    lowest site), its steps, samples and seconds, and every evaluation."""
+    evaluated = [record for record in run.history if "mean_precision" in record]
+    last = evaluated[-1] if evaluated else {}
+    by_site = last.get("precision", {})
+    lowest = min(by_site, key=by_site.get) if by_site else None
+    return {
+        "precision": last.get("mean_precision"),
+        "lowest_site": None if lowest is None else {"site": lowest, "precision": by_site[lowest]},
+        "steps": run.step,
+        "samples": samples,
+        "seconds": round(run.seconds, 1),
+        "history": run.history,
+    }
+
+
+def read_run_summary(out: str | Path) -> dict:
+    """The ``history.json`` of a run in ``out`` (``run_summary``)."""
+    return read_json(Path(out) / HISTORY_FILE, "training history")
+
+
+def _planned_length(config: DecoderTrainConfig, kept: DecoderTrainConfig | None) -> DecoderTrainConfig:
+    """``config`` with its length settled: the ``steps`` or ``minutes`` it gives; on a resume that
+    gives neither, the run's own plan (``kept``); else ``DEFAULT_STEPS``."""
+    if config.steps is not None and config.minutes is not None:
+        raise UserError("give --steps or --minutes, not both: a run is planned by one of them")
+    if config.steps is None and config.minutes is None and kept is not None:
+        config = replace(config, steps=kept.steps, minutes=kept.minutes)
+    if config.minutes is not None:
+        return replace(config, steps=BUDGET_STEP_BOUND)
+    return replace(config, steps=DEFAULT_STEPS if config.steps is None else config.steps)
 
 
 def resolved_config(
     probed: ProbedModel, config: DecoderTrainConfig, out: Path, saved: dict | None
 ) -> DecoderTrainConfig:
     """The recipe a run in ``out`` trains with, checked: a resumed run keeps the one it started with
-    (``saved``, from its checkpoint), and only ``steps``, ``max_seconds`` and a ``batch_size`` that is
-    set come from ``config``."""
+    (``saved``, from its checkpoint), and only its length (``steps`` or ``minutes``; neither keeps
+    the run's own plan), ``max_seconds`` and a ``batch_size`` that is set come from ``config``."""
+    kept = None if saved is None else DecoderTrainConfig(**saved)
+    if config.minutes is not None:
+        config.check()  # a bad budget is named before anything else
+    config = _planned_length(config, kept)
     check_run(out, config.steps)
-    if saved is not None:
-        kept = DecoderTrainConfig(**saved)
+    if kept is not None:
         batch_size = kept.batch_size if config.batch_size is None else config.batch_size
-        config = replace(kept, steps=config.steps, max_seconds=config.max_seconds, batch_size=batch_size)
+        length = {"steps": config.steps, "minutes": config.minutes}
+        config = replace(kept, **length, max_seconds=config.max_seconds, batch_size=batch_size)
         trained_for = read_json(out / DECODER_CONFIG_FILE, "decoder config").get("probed_hash")
         if trained_for != probed.content_hash:
             raise UserError(
                 f"{out} holds a run for another probed model; resume it with that model or pick a new --out"
             )
+    pretrained = config.init_from is not None and not is_decoder_directory(config.init_from)
+    config = config.for_vocabulary(probed.task.tokenizer.vocab_size, pretrained)  # a resumed run's are all set
     if config.batch_size is None:
-        config = replace(config, batch_size=DEFAULT_BATCH_SIZE)
+        on_gpu = config.minutes is not None and probed.device.type == "cuda"
+        config = replace(config, batch_size=GPU_BATCH_SIZE if on_gpu else DEFAULT_BATCH_SIZE)
     parse_position_mode(config.positions, probed)  # a bad mode fails before any work
     config.check()
     return config
@@ -198,6 +246,7 @@ def train_decoder(
     *,
     progress: bool = True,
     stop: threading.Event | None = None,
+    started_at: float | None = None,
 ) -> Decoder:
     """Train (or resume) a decoder for ``probed`` into ``out``; saves the decoder there at every
     checkpoint and at the end.
@@ -205,6 +254,8 @@ def train_decoder(
     Setting ``stop`` (from another thread, or ``training.stop_requests`` on Ctrl-C) ends the run
     after its current step, evaluated and saved like a finished one. A resumed run keeps the recipe
     it was started with (``resolved_config``), so a run can be extended, on another machine too.
+    A budgeted run (``config.minutes``) counts its time from ``started_at`` (``time.monotonic()``;
+    default: now), so that a command's start-up is inside the budget.
     """
     out = Path(out)
     saved = saved_config(out)
@@ -233,6 +284,7 @@ def train_decoder(
             config.batch_size * ranks.world,
         )
     loop = {"config": asdict(config), "desc": "train-decoder", "progress": progress, "stop": stop, "ranks": ranks}
+    loop["started_at"] = started_at
     try:
         run = fit(job, out, LoopSettings.of(config), streams, **loop)
     finally:

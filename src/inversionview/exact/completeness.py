@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -13,6 +13,7 @@ from inversionview.decoder.model import Decoder
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
 from inversionview.inversion.invert import Progress, ResolvedQuery, draw_samples, resolve_query
+from inversionview.inversion.refine import refine
 from inversionview.inversion.schedule import Schedule, parse_schedule
 from inversionview.probed.distance import best_positions
 from inversionview.probed.model import ProbedModel
@@ -160,3 +161,97 @@ def completeness(
         exact=exact,
         sample_texts=texts,
     )
+
+
+@dataclass
+class EvaluationRun:
+    """The members a reading finds for a number of probed-model evaluations."""
+
+    member_texts: set[str]
+    members: int
+    """Samples inside ε, a repeat counted each time it was drawn (refined members once each)."""
+    evaluations: int
+    samples: int
+    """Decoder samples drawn (refinement's candidates aside)."""
+
+    def record(self, exact_members: set[str]) -> dict:
+        """The run's figures, recall against the exact preimage's ``exact_members`` among them."""
+        found = len(self.member_texts & exact_members)
+        return {
+            "members": self.members,
+            "distinct_members": len(self.member_texts),
+            "evaluations": self.evaluations,
+            "members_per_1000_evaluations": round(1000 * self.members / max(1, self.evaluations), 1),
+            "samples": self.samples,
+            "recall": found / len(exact_members) if exact_members else 1.0,
+        }
+
+
+def members_for_evaluations(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    evaluations: int,
+    *,
+    refine_per_sample: int,
+    schedule: Schedule,
+    metric: str,
+    epsilon: float,
+    seed: int = 0,
+    chunk: int = 1000,
+) -> EvaluationRun:
+    """Draw and verify until ``evaluations`` inputs have run through the probed model: a drawn input
+    already run costs nothing again, and with ``refine_per_sample`` R each new sample outside ε gets
+    up to R evaluations of refinement (``inversion/refine.py``)."""
+    generator = torch.Generator().manual_seed(seed)
+    tokenizer, seen = probed.task.tokenizer, {}
+    run = EvaluationRun(set(), 0, 0, 0)
+    options = {"per_sample": refine_per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
+    draws = draw_samples(decoder, probed, query, 100 * evaluations, schedule, generator, batch_size=chunk)
+    for ids, _, _ in draws:
+        rows = [tuple(row) for row in ids.tolist()]
+        new = list(dict.fromkeys(row for row in rows if row not in seen))[: evaluations - run.evaluations]
+        if new:
+            best, at = best_positions(verify_ids(probed, query.site, torch.tensor(new), query.activation, metric))
+            seen.update(zip(new, best.tolist()))
+            run.evaluations += len(new)
+            if refine_per_sample:
+                left = evaluations - run.evaluations
+                refined = _refined_members(decoder, probed, query, torch.tensor(new), best, at, left, **options)
+                run.evaluations += refined.with_refinement.evaluations
+                run.members += len(refined.ids)
+                run.member_texts.update(tokenizer.decode(row) for row in refined.ids.tolist())
+        counted = [row for row in rows if row in seen]
+        run.samples += len(counted)
+        inside = [row for row in counted if seen[row] <= epsilon]
+        run.members += len(inside)
+        run.member_texts.update(tokenizer.decode(list(row)) for row in set(inside))
+        if run.evaluations >= evaluations:
+            break
+    return run
+
+
+def _refined_members(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    ids: torch.Tensor,
+    best: torch.Tensor,
+    best_at: torch.Tensor,
+    evaluations: int,
+    *,
+    per_sample: int,
+    metric: str,
+    epsilon: float,
+    seed: int,
+):
+    """Refinement of the samples of ``ids`` (distinct) outside ε, as many of them as ``evaluations``
+    allow at ``per_sample`` each, nearest first; its ``Refined.with_refinement.evaluations`` are
+    those it spent."""
+    misses = (best > epsilon).nonzero()[:, 0]
+    misses = misses[best[misses].argsort()][: evaluations // per_sample]
+    options = {"evaluations_per_sample": per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
+    start = ids[misses], best[misses], best_at[misses]
+    refined = refine(decoder, probed, query.site, query.activation, *start, **options)
+    spent = refined.with_refinement.evaluations - len(misses)
+    return replace(refined, with_refinement=replace(refined.with_refinement, evaluations=spent))

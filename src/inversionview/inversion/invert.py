@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import distinct_sample_ids, sample_ids, site_index, token_log_probs
 from inversionview.errors import UserError
+from inversionview.inversion.refine import check_refine
+from inversionview.inversion.refine import refine as refine_samples
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.inversion.schedule import Schedule, parse_schedule
 from inversionview.probed.distance import METRICS, best_positions
@@ -145,6 +147,62 @@ def verified_samples(
     return samples
 
 
+def check_counts(samples: int, refine: int) -> None:
+    """Refuse a reading of no samples, or a negative refinement."""
+    if samples < 1:
+        raise UserError("--samples must be at least 1")
+    check_refine(refine)
+
+
+def _verified_draws(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    baseline: torch.Tensor,
+    draws: Iterator[tuple[torch.Tensor, float, float]],
+    *,
+    metric: str,
+    epsilon: float,
+) -> tuple[torch.Tensor, list[Sample]]:
+    """Every batch ``draw_samples`` yields, verified: all the ids drawn (N, max_len) and their samples."""
+    drawn, results = [], []
+    for ids, temperature, noise in draws:
+        drawn.append(ids)
+        options = {"metric": metric, "epsilon": epsilon, "temperature": temperature, "noise": noise}
+        results += verified_samples(decoder, probed, query, baseline, ids, **options)
+    return torch.cat(drawn), results
+
+
+def refined_samples(
+    decoder: Decoder,
+    probed: ProbedModel,
+    query: ResolvedQuery,
+    baseline: torch.Tensor,
+    ids: torch.Tensor,
+    drawn: list[Sample],
+    evaluations_per_sample: int,
+    seed: int,
+    *,
+    metric: str,
+    epsilon: float,
+) -> tuple[list[Sample], dict | None]:
+    """The members that refining the drawn samples (``ids``, verified as ``drawn``) finds, as
+    samples flagged ``refined``, and refinement's counts (``Refined.to_dict``); none without
+    ``evaluations_per_sample``."""
+    if not evaluations_per_sample:
+        return [], None
+    best = torch.tensor([sample.distance for sample in drawn])
+    best_at = torch.tensor([sample.best_position for sample in drawn])
+    options = {"evaluations_per_sample": evaluations_per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
+    found = refine_samples(decoder, probed, query.site, query.activation, ids, best, best_at, **options)
+    if not len(found.ids):
+        return [], found.to_dict()
+    extra = verified_samples(
+        decoder, probed, query, baseline, found.ids, metric=metric, epsilon=epsilon, temperature=1.0, noise=0.0
+    )
+    return [replace(sample, refined=True) for sample in extra], found.to_dict()
+
+
 BOUNDARY_PAIRS = ((1.5, 0.1), (2.0, 0.25), (3.0, 0.5))
 """(temperature, noise) pairs tried in turn, each broader than the last, when no scheduled sample fell
 outside ε: a reading is read by its contrast, so the view needs samples on both sides."""
@@ -234,18 +292,20 @@ def invert(
     decoder_name: str = "bundled",
     progress: Progress | None = None,
     find_boundary: bool = True,
+    refine: int = 0,
 ) -> InversionResult:
     """Sample ``samples`` inputs whose activation at ``site`` should match ``text``'s at ``position``.
 
     Returns every sample with its distance to the query (its best position's), sorted nearest first.
     ``metric`` and ``epsilon`` default to the probed model's (euclidean and 0.1 unless it says). With
     ``find_boundary``, a reading whose samples all fall inside ε draws more at broader settings
-    (``search_boundary``) so that its view can show the boundary.
+    (``search_boundary``) so that its view can show the boundary. With ``refine`` R, each distinct
+    sample outside ε gets up to R probed-model evaluations to be turned into a member
+    (``inversion/refine.py``); the members found join the samples, flagged ``refined``.
     """
     started = time.perf_counter()
     metric, epsilon = probed.distance_settings(metric, epsilon)
-    if samples < 1:
-        raise UserError("--samples must be at least 1")
+    check_counts(samples, refine)
     query = resolve_query(probed, text, position, site, metric)
     schedule = schedule or parse_schedule("auto")
     # A causal model's BOS sees nothing: no information. An encoder's sees the whole input, so its
@@ -254,12 +314,10 @@ def invert(
     generator = torch.Generator().manual_seed(seed)
     options = {"metric": metric, "epsilon": epsilon}
     draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
-    results = [
-        sample
-        for ids, t, noise in draws
-        for sample in verified_samples(decoder, probed, query, baseline, ids, temperature=t, noise=noise, **options)
-    ]
+    drawn, results = _verified_draws(decoder, probed, query, baseline, draws, **options)
     precision = sum(s.in_preimage for s in results) / len(results)
+    extra, refined = refined_samples(decoder, probed, query, baseline, drawn, results, refine, seed, **options)
+    results += extra
     boundary_note = None
     if find_boundary and precision == 1.0:
         count = max(50, samples // 10)
@@ -267,15 +325,15 @@ def invert(
         results += extra
     results.sort(key=lambda s: s.distance)
     settings = reading_settings(probed, query.site, decoder_name, samples, seed, metric, epsilon, schedule)
-    tokens = probed.query_tokens(text)
     return InversionResult(
-        query=Query(text=text, tokens=tokens, position=query.position, site=query.site.name),
+        query=Query(text=text, tokens=probed.query_tokens(text), position=query.position, site=query.site.name),
         settings=settings,
         samples=results,
         precision=precision,
         seconds=round(time.perf_counter() - started, 3),
         annotation=probed.task.annotate(text),
         boundary_note=boundary_note,
+        refined=refined,
     )
 
 

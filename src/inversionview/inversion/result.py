@@ -47,6 +47,8 @@ class Sample:
     boundary_search: bool = False
     """Drawn by the search for the ε boundary (no scheduled sample fell outside ε); not counted in
     the reading's precision."""
+    refined: bool = False
+    """Found by refining a near miss (``inversion/refine.py``); not counted in the precision."""
 
     @property
     def colors(self) -> list[float]:
@@ -73,6 +75,9 @@ class InversionResult:
     ``consistency``, ``baseline``, ``verdict`` and ``n_members``, ranked."""
     explanation: str | None = None
     """With ``--explain``: one sentence on what the activation keeps."""
+    refined: dict | None = None
+    """With refinement: ``members``, ``distinct_members``, ``evaluations`` and
+    ``members_per_1000_evaluations``, and the same under ``without_refinement``."""
 
     @property
     def share_in_preimage(self) -> float:

@@ -64,8 +64,20 @@ def verify_ids(
 ) -> torch.Tensor:
     """Distance of every position of every sample to its query: (N, T), inf where not queryable.
 
-    ``queries`` is (d,) for one query or (N, d) for one per sample.
+    ``queries`` is (d,) for one query or (N, d) for one per sample. Against one query, an input
+    that repeats is run once: samples from a sure decoder repeat many times.
     """
+    if queries.dim() == 1:
+        unique, inverse = torch.unique(ids, dim=0, return_inverse=True)
+        if unique.shape[0] < ids.shape[0]:
+            return _distances(probed, site, unique, queries, metric, batch_size)[inverse]
+    return _distances(probed, site, ids, queries, metric, batch_size)
+
+
+def _distances(
+    probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, metric: str, batch_size: int
+) -> torch.Tensor:
+    """``verify_ids`` without its merging of repeated inputs."""
     eos_id = probed.task.tokenizer.eos_id
     out = []
     queries, compared_as = in_metric_space(probed, site, queries, metric)

@@ -60,6 +60,8 @@ def render(
     )
     if result.boundary_note:
         console.print(result.boundary_note, style="dim")
+    if result.refined:
+        console.print(refinement_line(result.refined), style="dim")
     scale = max(2 * s.epsilon, 1e-9)
     for row in shown:
         if row is EPSILON_LINE:
@@ -72,6 +74,26 @@ def render(
         console.print(note, style="dim")
     if counts.inside_hidden or counts.outside_hidden:
         console.print("(--limit and --outside show more; --json gives every sample)", style="dim")
+
+
+def training_line(summary: dict, out: object) -> str:
+    """The last line of ``train-decoder``: where the decoder is and the precision it reached (from
+    its ``history.json``, ``decoder.train.run_summary``)."""
+    line = f"saved decoder to {out}: {summary['steps']:,} steps, {summary['seconds'] / 60:.1f} min"
+    if summary["precision"] is None:
+        return line
+    lowest = summary["lowest_site"]
+    return f"{line}, mean precision {summary['precision']:.1%} (lowest {lowest['site']} {lowest['precision']:.1%})"
+
+
+def refinement_line(refined: dict) -> str:
+    """What refinement bought, beside the same samples without it."""
+    plain = refined["without_refinement"]
+    return (
+        f"refined: {refined['distinct_members']:,} distinct members for {refined['evaluations']:,} probed evaluations "
+        f"({refined['members_per_1000_evaluations']:g} members per 1,000), against {plain['distinct_members']:,} for "
+        f"{plain['evaluations']:,} ({plain['members_per_1000_evaluations']:g}) without"
+    )
 
 
 def render_features(result: InversionResult, console: Console) -> None:
