@@ -13,7 +13,7 @@ from inversionview.decoder.model import Decoder
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
 from inversionview.inversion.invert import Progress, ResolvedQuery, draw_samples, resolve_query
-from inversionview.inversion.refine import refine
+from inversionview.inversion.refine import RefinementCount, refine
 from inversionview.inversion.schedule import Schedule, parse_schedule
 from inversionview.probed.distance import best_positions
 from inversionview.probed.model import ProbedModel
@@ -177,11 +177,9 @@ class EvaluationRun:
     def record(self, exact_members: set[str]) -> dict:
         """The run's figures, recall against the exact preimage's ``exact_members`` among them."""
         found = len(self.member_texts & exact_members)
+        counted = RefinementCount(self.members, len(self.member_texts), self.evaluations)
         return {
-            "members": self.members,
-            "distinct_members": len(self.member_texts),
-            "evaluations": self.evaluations,
-            "members_per_1000_evaluations": round(1000 * self.members / max(1, self.evaluations), 1),
+            **counted.to_dict(),
             "samples": self.samples,
             "recall": found / len(exact_members) if exact_members else 1.0,
         }
