@@ -30,6 +30,7 @@ SCHEDULE_HELP = (
 RESUME_HINT = "interrupted; the run resumes from its last checkpoint with the same command"
 TEMPERATURE_HELP = "use this one temperature and no noise (with --schedule distinct: its temperature, default 1)"
 LOAD_OPTIONS = ("task", "vocab", "bos", "eos", "pad", "allow_pickle", "dtype", "device")
+SEQUENCE_OPTIONS = ("tokens", "length", "inputs")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,8 +59,14 @@ def _whole_number(low: int, high: int | None = None):
 
 
 def _load_options(args: argparse.Namespace) -> dict:
-    """The probed-model options of the command line, as ``load_probed`` takes them."""
-    return {name: getattr(args, name) for name in LOAD_OPTIONS}
+    """The probed-model options of the command line, as ``load_probed`` takes them; a token list
+    (``--tokens``, ``--length``, ``--inputs``) makes BOS, EOS and PAD options of the task."""
+    options = {name: getattr(args, name) for name in LOAD_OPTIONS}
+    task_options = {name: getattr(args, name) for name in SEQUENCE_OPTIONS if getattr(args, name) is not None}
+    if task_options:
+        task_options |= {name: options.pop(name) for name in ("bos", "eos", "pad") if options[name] is not None}
+        options["task_options"] = task_options
+    return options
 
 
 def _corpus_options(args: argparse.Namespace) -> dict:
@@ -487,9 +494,12 @@ def probed_options() -> argparse.ArgumentParser:
     group.add_argument("--probed", help="bundled model name (default: counting) or a local directory")
     group.add_argument("--task", help="task of a model that has no inversionview.json (e.g. counting)")
     group.add_argument("--vocab", help="character vocabulary, id = index, e.g. 'abc…|:BEP'")
-    group.add_argument("--bos", help="vocabulary character that stands for BOS")
-    group.add_argument("--eos", help="vocabulary character that stands for EOS")
-    group.add_argument("--pad", help="vocabulary character that stands for PAD")
+    group.add_argument("--tokens", help="sequences task: the token list, id = index, e.g. BOS,a,b,c,pad")
+    group.add_argument("--length", help="sequences task: tokens an input holds, 5 or 2-5 (default 5)")
+    group.add_argument("--inputs", help="sequences task: a Python file defining sample(rng) -> list[str]")
+    group.add_argument("--bos", help="vocabulary character (or token of --tokens) that stands for BOS")
+    group.add_argument("--eos", help="vocabulary character (or token of --tokens) that stands for EOS")
+    group.add_argument("--pad", help="vocabulary character (or token of --tokens) that stands for PAD")
     group.add_argument("--allow-pickle", action="store_true", help="permit unpickling pytorch_model.bin")
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="run the probed model in this dtype")
     group.add_argument("--device", default="auto", help=DEVICE_HELP)

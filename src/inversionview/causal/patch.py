@@ -18,7 +18,7 @@ from inversionview.causal.metrics import Metric, task_metric
 from inversionview.errors import UserError
 from inversionview.inversion.invert import resolve_position
 from inversionview.probed.model import ProbedModel
-from inversionview.probed.patching import hook_values, patched_logits, position_masks
+from inversionview.probed.patching import position_masks
 from inversionview.probed.sites import Site
 from inversionview.tasks import pad_batch
 
@@ -141,13 +141,11 @@ def patch_batch(
     ids = ids.to(probed.device)
     inputs, sources = ids[0::2], ids[1::2]
     masks = position_masks(per_input, inputs.shape[1])
-    model, layout = probed.model, probed.layout
-    source_values = hook_values(model, layout, sources, sorted(masks))
+    source_values = probed.hook_values(sources, sorted(masks))
     rows, at = torch.arange(len(pairs)), torch.tensor([m.position for m in metrics])
-    with torch.no_grad():
-        clean = model(input_ids=inputs, use_cache=False).logits[rows, at].float().cpu()
-        from_source = model(input_ids=sources, use_cache=False).logits[rows, at].float().cpu()
-    patched = patched_logits(model, layout, inputs, masks, source_values)[rows, at].float().cpu()
+    clean = probed.device_logits(inputs)[rows, at].float().cpu()
+    from_source = probed.device_logits(sources)[rows, at].float().cpu()
+    patched = probed.patched_logits(inputs, masks, source_values)[rows, at].float().cpu()
     results = [
         _result(probed, pair, row_patches, metric, clean[i], patched[i], from_source[i])
         for i, (pair, row_patches, metric) in enumerate(zip(pairs, per_input, metrics))

@@ -20,6 +20,11 @@ def decoder_sites(probed: ProbedModel, names: list[str] | None = None) -> list[S
     """The sites one decoder serves: those ``names``d, else every site of ``probed``; aliases counted once."""
     seen: list[Site] = []
     for site in probed.sites() if names is None else [probed.site(name) for name in names]:
+        if probed.site_width(site) != probed.d_model:
+            raise UserError(
+                f"a decoder reads activations of the model's width ({probed.d_model}); "
+                f"{site.name} has {probed.site_width(site)}: read it with patching, or pick another site"
+            )
         if canonical_site(site) not in seen:
             seen.append(canonical_site(site))
     return seen
@@ -88,11 +93,12 @@ def _starting_decoder(
 def _copy_probed_embeddings(probed: ProbedModel, decoder: Decoder) -> None:
     """The probed model already knows which tokens and positions are alike; start from that."""
     width = min(decoder.config.d_model, probed.d_model)
-    wte = probed.model.get_input_embeddings().weight.float().cpu()
-    decoder.token_embedding.weight[: wte.shape[0], :width] = wte[: decoder.config.vocab_size, :width]
-    wpe = getattr(getattr(probed.model, "transformer", None), "wpe", None)  # learned positions (GPT-2)
+    wte = probed.input_embedding().float().cpu()[: decoder.config.vocab_size]
+    decoder.token_embedding.weight[: wte.shape[0], :width] = wte[:, :width]
+    wpe = probed.position_embedding()  # learned positions (GPT-2)
     if wpe is not None:
-        decoder.position_embedding.weight[:, :width] = wpe.weight[: decoder.config.max_len, :width].cpu()
+        wpe = wpe.float().cpu()[: decoder.config.max_len]
+        decoder.position_embedding.weight[: wpe.shape[0], :width] = wpe[:, :width]
 
 
 @torch.no_grad()

@@ -45,7 +45,7 @@ def built_decoder(config: DecoderConfig, probed: ProbedModel) -> Decoder:
     ``token_match`` takes the probed model's input embedding, which is not saved with it."""
     decoder = Decoder(config)
     if config.token_match:
-        decoder.attach_probed_embedding(probed.model.get_input_embeddings().weight.detach())
+        decoder.attach_probed_embedding(probed.input_embedding())
     return decoder
 
 

@@ -31,7 +31,7 @@ _CACHE: dict[tuple, InputSpace] = {}
 def input_space(task: Task, *, sample_size: int = DEFAULT_SAMPLE_SIZE, seed: int = 0) -> InputSpace:
     """All of ``task``'s inputs, or ``sample_size`` distinct ones drawn with ``seed`` when the space
     cannot be listed. Built once per process."""
-    key = (task.name, task.tokenizer.to_dict()["vocab"] if hasattr(task.tokenizer, "vocab") else "", sample_size, seed)
+    key = (task.name, repr(task.tokenizer.to_dict()), repr(task.options()), sample_size, seed)
     if key in _CACHE:
         return _CACHE[key]
     texts = task.enumerate_texts()

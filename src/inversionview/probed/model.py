@@ -20,6 +20,7 @@ from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHead
 from inversionview import bundled
 from inversionview.errors import UserError, first_line
 from inversionview.probed.layouts import Layout, layout_for, submodule
+from inversionview.probed.patching import hook_values, patched_logits
 from inversionview.probed.sites import Site, all_sites, parse_site, run_with_sites
 from inversionview.storage import (
     HF_CONFIG_FILE,
@@ -30,7 +31,15 @@ from inversionview.storage import (
     read_json,
     write_json,
 )
-from inversionview.tasks import CharTokenizer, HFTokenizer, Task, TextTask, get_task, pad_batch, tokenizer_from_dict
+from inversionview.tasks import (
+    CharTokenizer,
+    HFTokenizer,
+    Task,
+    get_task,
+    get_task_class,
+    pad_batch,
+    tokenizer_from_dict,
+)
 from inversionview.tasks.text import DEFAULT_MAX_LEN, load_corpus, load_dataset_texts
 from inversionview.tasks.tokenizer import display_tokens, has_hf_tokenizer
 
@@ -105,7 +114,7 @@ class ProbedModel:
         """Draw this free-text model's inputs from a corpus file (one input a line, or JSON Lines with a
         ``"text"`` field) or a Hugging Face dataset ``NAME[:SPLIT]`` (its ``field`` column), each at
         most ``max_len`` tokens (BOS and EOS included; longer lines are split)."""
-        if not isinstance(self.task, TextTask):
+        if not self.task.reads_corpus:
             raise UserError(f"a corpus is for free-text models; {self.source} reads {self.task.name} inputs")
         if (path is None) == (dataset is None):
             raise UserError("give a corpus file or a dataset, not both or neither")
@@ -179,9 +188,39 @@ class ProbedModel:
         return {s: a.cpu() for s, a in acts.items()}, {layer: p.cpu() for layer, p in patterns.items()}
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V) for token ids (B, T), on the CPU."""
+        return self.device_logits(ids).cpu()
+
+    @torch.no_grad()
+    def device_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V) on the model's device."""
         if self.is_encoder:
             raise UserError(f"{self.source} is an encoder, loaded without a head: it predicts no tokens")
-        return self.model(input_ids=ids.to(self.device), use_cache=False).logits.cpu()
+        return self.model(input_ids=ids.to(self.device), use_cache=False).logits
+
+    def hook_values(self, ids: torch.Tensor, sites: list[Site]) -> dict[Site, torch.Tensor]:
+        """Each site's value at its hook point in a run on ``ids`` (B, T), as patching replaces it."""
+        return hook_values(self.model, self.layout, ids.to(self.device), sites)
+
+    def patched_logits(
+        self, ids: torch.Tensor, masks: dict[Site, torch.Tensor], source_values: dict[Site, torch.Tensor]
+    ) -> torch.Tensor:
+        """Logits (B, T, V) of a run on ``ids`` with each site's hook value taken from ``source_values``
+        where its mask (B, T) is set (``patching.patched_logits``)."""
+        return patched_logits(self.model, self.layout, ids.to(self.device), masks, source_values)
+
+    def site_width(self, site: Site) -> int:
+        """The width of ``site``'s activation."""
+        return self.d_model
+
+    def input_embedding(self) -> torch.Tensor:
+        """The token embedding (vocab, d_model)."""
+        return self.model.get_input_embeddings().weight.detach()
+
+    def position_embedding(self) -> torch.Tensor | None:
+        """Learned absolute position embeddings (n_ctx, d_model), where the model has them (GPT-2)."""
+        wpe = getattr(getattr(self.model, "transformer", None), "wpe", None)
+        return None if wpe is None else wpe.weight.detach()
 
     def save(self, directory: Path, provenance: dict | None = None) -> None:
         """Write the model in the Hugging Face layout plus ``inversionview.json``."""
@@ -256,34 +295,41 @@ def _resolve_directory(name_or_dir: str) -> Path:
 
 
 def _task_for(
-    directory: Path,
+    directory: Path | None,
     meta: dict,
     config_data: dict,
-    task: str | None,
+    task: str | Task | None,
     vocab: str | None,
     specials: tuple[str | None, str | None, str | None],
+    task_options: dict | None = None,
 ) -> Task:
-    """The task a model's inputs belong to, with its tokenizer: the caller's ``task``/``vocab``,
-    else ``inversionview.json``'s, else the directory's own Hugging Face tokenizer (free text)."""
+    """The task a model's inputs belong to, with its tokenizer: the caller's ``task``/``vocab``/
+    ``task_options``, else ``inversionview.json``'s, else the directory's own Hugging Face tokenizer
+    (free text)."""
+    if isinstance(task, Task):
+        return task
     bos, eos, pad = specials
+    options = {**meta.get("task_options", {}), **(task_options or {})}
+    tokenizer = None
     if vocab is not None:
         tokenizer = CharTokenizer(vocab, bos or "B", eos or "E", pad or "P")
-    elif "tokenizer" in meta:
+    elif "tokenizer" in meta and "tokens" not in (task_options or {}):
         tokenizer = tokenizer_from_dict(meta["tokenizer"])
-    elif has_hf_tokenizer(directory):
+    elif directory is not None and has_hf_tokenizer(directory):
         tokenizer = HFTokenizer(directory)
         task = task or "text"
-    else:
+    elif "tokens" not in options:
         raise UserError(
-            f"{directory} has no {PROBED_META_FILE} and no tokenizer: pass --task and --vocab (with --bos/--eos/--pad)"
+            f"{directory or 'the model'} has no {PROBED_META_FILE} and no tokenizer: "
+            "pass --task and --vocab (with --bos/--eos/--pad)"
         )
     task_name = task or meta.get("task")
     if task_name is None:
-        raise UserError(f"{directory} has no {PROBED_META_FILE}: pass --task")
-    if task_name == "text":
+        raise UserError(f"{directory or 'the model'} has no {PROBED_META_FILE}: pass --task")
+    if get_task_class(task_name).reads_corpus:
         context = config_data.get("n_positions", config_data.get("max_position_embeddings", DEFAULT_MAX_LEN))
-        return TextTask(tokenizer, max_len=min(DEFAULT_MAX_LEN, context))
-    return get_task(task_name, tokenizer)
+        return get_task(task_name, tokenizer, max_len=min(DEFAULT_MAX_LEN, context))
+    return get_task(task_name, tokenizer, **options)
 
 
 def _weights(directory: Path, meta: dict, allow_pickle: bool) -> tuple[str, bool]:
@@ -302,9 +348,10 @@ def _weights(directory: Path, meta: dict, allow_pickle: bool) -> tuple[str, bool
 
 
 def load_probed(
-    name_or_dir: str,
+    name_or_dir,
     *,
-    task: str | None = None,
+    task: str | Task | None = None,
+    task_options: dict | None = None,
     vocab: str | None = None,
     bos: str | None = None,
     eos: str | None = None,
@@ -313,22 +360,29 @@ def load_probed(
     dtype: str | None = None,
     device: str | None = None,
 ) -> ProbedModel:
-    """Load a bundled probed model by name, or a local Hugging Face GPT-2 directory.
+    """Load a bundled probed model by name, a local directory (Hugging Face, or a native
+    TransformerLens bridge's ``bridge_config.json``), or take a ``TransformerBridge`` object.
 
-    ``task``/``vocab``/``bos``/``eos``/``pad`` describe a model that has no ``inversionview.json``
-    (and override one that has). ``allow_pickle`` permits ``pytorch_model.bin``, which is unpickled.
+    ``task`` (a name or a Task), ``task_options`` (``{"tokens": "BOS,a,b,pad", "bos": "BOS", "pad":
+    "pad", "length": "2-5"}`` for ``sequences``) and ``vocab``/``bos``/``eos``/``pad`` describe a model
+    that has no ``inversionview.json`` (and override one that has). ``allow_pickle`` permits ``pytorch_model.bin``, which is unpickled.
     ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large model in less memory; distances are still
     computed in float32. ``device`` places the model (default ``"auto"``: the GPU when there is one).
     """
     if dtype not in (None, *DTYPES):
         raise UserError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     the_device = resolve_device(device)
-    directory = _resolve_directory(name_or_dir)
+    specials = (bos, eos, pad)
+    if not isinstance(name_or_dir, (str, Path)):
+        return _bridge_probed(name_or_dir, None, the_device, task, task_options, vocab, specials)
+    directory = _resolve_directory(str(name_or_dir))
+    if (directory / "bridge_config.json").is_file():
+        return _bridge_probed(None, directory, the_device, task, task_options, vocab, specials)
     meta_path = directory / PROBED_META_FILE
     meta = read_json(meta_path, "probed model metadata") if meta_path.is_file() else {}
     config_data = read_json(directory / HF_CONFIG_FILE, "probed model config")
     layout_for(str(config_data.get("model_type")))  # an unsupported family fails here, with the list
-    the_task = _task_for(directory, meta, config_data, task, vocab, (bos, eos, pad))
+    the_task = _task_for(directory, meta, config_data, task, vocab, specials, task_options)
     content_hash, use_safetensors = _weights(directory, meta, allow_pickle)
     auto = AutoModel if layout_for(str(config_data.get("model_type"))).encoder else AutoModelForCausalLM
     try:
@@ -345,3 +399,21 @@ def load_probed(
         raise UserError(f"vocabulary has {vocab_size} tokens but the model only {model.config.vocab_size}")
     use_fused_gelu(model).eval().to(the_device)
     return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta, directory)
+
+
+def _bridge_probed(bridge, directory, device, task, task_options, vocab, specials) -> ProbedModel:
+    """A TransformerLens bridge, given or saved in ``directory``, as a probed model."""
+    from inversionview.probed import lens  # the bridge's module builds on this one
+
+    if bridge is not None and not lens.is_bridge(bridge):
+        raise UserError(f"a probed model is a name, a directory or a TransformerBridge, not {type(bridge).__name__}")
+    meta, content_hash = {}, None
+    if directory is not None:
+        bridge, content_hash, meta = lens.load_native_bridge(directory, device)
+    the_task = _task_for(directory, meta, {}, task, vocab, specials, task_options)
+    if the_task.tokenizer.vocab_size > bridge.cfg.d_vocab:
+        raise UserError(f"the task has {the_task.tokenizer.vocab_size} tokens but the bridge only {bridge.cfg.d_vocab}")
+    probed = lens.wrap_bridge(bridge.to(device), the_task, str(directory or "bridge"), meta)
+    probed.directory = directory
+    probed.content_hash = content_hash or probed.content_hash
+    return probed

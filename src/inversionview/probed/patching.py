@@ -9,46 +9,12 @@ attention output). The model itself is never changed, and its hooks are removed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from inversionview.errors import UserError
-from inversionview.probed.layouts import Layout, submodule
-from inversionview.probed.sites import HEAD_SITE_KIND, Site, first_arg, first_output, hooks_removed
-
-
-@dataclass(frozen=True)
-class HookPoint:
-    """Where a site's value lives: a module's input (``before``) or output, a slice of its width."""
-
-    module: nn.Module
-    before: bool
-    width: slice
-
-
-def hook_point(model: nn.Module, layout: Layout, site: Site) -> HookPoint:
-    """The module whose input or output holds ``site``'s value, as patching replaces it."""
-    block = submodule(model, layout.blocks)[site.layer]
-    everything = slice(None)
-    if site.kind == HEAD_SITE_KIND:
-        head_dim = model.config.hidden_size // model.config.num_attention_heads
-        return HookPoint(
-            submodule(block, layout.out_proj), True, slice(site.head * head_dim, (site.head + 1) * head_dim)
-        )
-    if site.kind == "hook_resid_pre":
-        return HookPoint(block, True, everything)
-    if site.kind == "hook_attn_out":
-        return HookPoint(submodule(block, layout.attn), False, everything)
-    if site.kind == "hook_mlp_out":
-        return HookPoint(submodule(block, layout.mlp), False, everything)
-    if site.kind == "hook_resid_post":
-        return HookPoint(block, False, everything)
-    raise UserError(
-        f"{site.name} cannot be patched on its own (the MLP reads it, the residual stream keeps its own copy); "
-        f"patch blocks.{site.layer}.hook_attn_out instead"
-    )
+from inversionview.probed.hooks import hook_point
+from inversionview.probed.layouts import Layout
+from inversionview.probed.sites import Site, first_arg, first_output, hooks_removed
 
 
 @torch.no_grad()
@@ -57,7 +23,7 @@ def hook_values(model: nn.Module, layout: Layout, ids: torch.Tensor, sites: list
     values: dict[Site, torch.Tensor] = {}
     handles = []
     for site in sites:
-        point = hook_point(model, layout, site)
+        point = hook_point(model, layout, site).patchable()
 
         def store_input(module, args, kwargs, site=site, point=point):
             values[site] = first_arg(args, kwargs)[..., point.width].clone()
@@ -95,7 +61,7 @@ def patched_logits(
     (B, T) is set: each input may be patched at positions of its own."""
     handles = []
     for site, mask in masks.items():
-        point, source = hook_point(model, layout, site), source_values[site]
+        point, source = hook_point(model, layout, site).patchable(), source_values[site]
         if point.before:
 
             def before(module, args, kwargs, point=point, mask=mask, source=source):

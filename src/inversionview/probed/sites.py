@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from inversionview.errors import UserError
+from inversionview.probed.hooks import HEAD_SITE_KIND, hook_point
 from inversionview.probed.layouts import Layout, submodule
 
 LAYER_SITE_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
@@ -33,7 +34,6 @@ ENCODER_SITE_KINDS = (
     "hook_normalized_resid_post",
 )
 WHOLE_INPUT_KINDS = ("pooled", "cls")
-HEAD_SITE_KIND = "attn.hook_result"
 _SITE_RE = re.compile(r"blocks\.(\d+)\.(" + "|".join(re.escape(k) for k in ENCODER_SITE_KINDS) + ")")
 _HEAD_RE = re.compile(r"blocks\.(\d+)\.attn\.hook_result\.(\d+)")
 
@@ -48,10 +48,10 @@ class Site:
 
     @property
     def name(self) -> str:
-        if self.kind in WHOLE_INPUT_KINDS:
+        if self.kind in WHOLE_INPUT_KINDS or self.layer < 0:  # a site of the whole input, or outside the blocks
             return self.kind
         if self.head is not None:
-            return f"blocks.{self.layer}.{HEAD_SITE_KIND}.{self.head}"
+            return f"blocks.{self.layer}.{self.kind}.{self.head}"
         return f"blocks.{self.layer}.{self.kind}"
 
     def __str__(self) -> str:
@@ -150,43 +150,19 @@ class _SiteReader:
     def _after(self, module: nn.Module, site: Site) -> None:
         self.handles.append(module.register_forward_hook(lambda m, a, o: self.store(site, first_output(o))))
 
-    def hook_layer(self, layer: int, block: nn.Module, kinds: set[str]) -> None:
-        """The residual-stream and sublayer sites of one block."""
-        layout = self.layout
-        if "hook_resid_pre" in kinds:
-            self._before(block, Site(layer, "hook_resid_pre"))
-        if "hook_resid_mid" in kinds:
-            if layout.mid_norm is None:
-                raise UserError("a block with a parallel residual has no hook_resid_mid")
-            self._before(submodule(block, layout.mid_norm), Site(layer, "hook_resid_mid"))
-        if "hook_attn_out" in kinds:
-            self._after(submodule(block, layout.attn), Site(layer, "hook_attn_out"))
-        if "ln1.hook_normalized" in kinds:
-            self._after(submodule(block, layout.mid_norm), Site(layer, "ln1.hook_normalized"))
-        if "hook_mlp_out" in kinds:
-            self._after(submodule(block, layout.mlp), Site(layer, "hook_mlp_out"))
-        if "hook_resid_post" in kinds and layout.encoder:
-            self._before(submodule(block, layout.post_norm), Site(layer, "hook_resid_post"))
-        elif "hook_resid_post" in kinds:
-            self._after(block, Site(layer, "hook_resid_post"))
-        if "hook_normalized_resid_post" in kinds:
-            self._after(block, Site(layer, "hook_normalized_resid_post"))
+    def hook_site(self, site: Site) -> None:
+        """Store ``site``'s activation when the forward pass reaches its hook point."""
+        point = hook_point(self.model, self.layout, site)
+        if point.before:
 
-    def hook_heads(self, layer: int, block: nn.Module, heads: list[int]) -> None:
-        """Each head's output: its slice of the attention's input to the output projection, times its
-        rows of that projection (no bias, as in TransformerLens)."""
-        layout, n_heads = self.layout, self.model.config.num_attention_heads
+            def before(module, args, kwargs):
+                self.store(site, point.reading(first_arg(args, kwargs)))
 
-        def read_heads(module, args):
-            z = args[0]  # (B, T, H * d_head), heads side by side before the output projection
-            w_o = module.weight if layout.out_proj_stores_in_out else module.weight.T  # (in, out)
-            head_dim = w_o.shape[0] // n_heads
-            for h in heads:
-                part = slice(h * head_dim, (h + 1) * head_dim)
-                self.cache[Site(layer, HEAD_SITE_KIND, h)] = z[..., part] @ w_o[part, :]
-            self.done_check()
-
-        self.handles.append(submodule(block, layout.out_proj).register_forward_pre_hook(read_heads))
+            self.handles.append(point.module.register_forward_pre_hook(before, with_kwargs=True))
+        else:
+            self.handles.append(
+                point.module.register_forward_hook(lambda m, a, o: self.store(site, point.reading(first_output(o))))
+            )
 
     def hook_pattern(self, layer: int, block: nn.Module) -> None:
         """One layer's attention pattern (B, H, T, T), recomputed from its queries and keys."""
@@ -244,13 +220,10 @@ def run_with_sites(
     sites = list(dict.fromkeys(_read_for(s) for s in sites))
     blocks = submodule(model, layout.blocks)
     reader = _SiteReader(model, layout, sites, attention_layers, stop_early)
-    for layer in sorted({s.layer for s in sites} | set(attention_layers)):
-        reader.hook_layer(layer, blocks[layer], {s.kind for s in sites if s.layer == layer})
-        heads = sorted(s.head for s in sites if s.layer == layer and s.head is not None)
-        if heads:
-            reader.hook_heads(layer, blocks[layer], heads)
-        if layer in attention_layers:
-            reader.hook_pattern(layer, blocks[layer])
+    for site in sites:
+        reader.hook_site(site)
+    for layer in attention_layers:
+        reader.hook_pattern(layer, blocks[layer])
     inputs = {"input_ids": ids} | ({"attention_mask": attention_mask} if attention_mask is not None else {})
     with hooks_removed(reader.handles):
         try:

@@ -1,27 +1,20 @@
-"""Case studies, by name."""
+"""Case studies, by name. Every module of this package is imported here, so a task module
+registers itself (``@register_task``) and a new task is one new file."""
 
-from inversionview.errors import UserError
-from inversionview.tasks.addition import AdditionTask
-from inversionview.tasks.base import Task, before_eos, pad_batch
-from inversionview.tasks.counting import CountingTask
-from inversionview.tasks.ioi import IOITask
+import importlib
+import pkgutil
+
+from inversionview.tasks.base import Answer, Task, before_eos, pad_batch
+from inversionview.tasks.registry import TASKS, get_task, get_task_class, register_task
 from inversionview.tasks.text import TextTask
 from inversionview.tasks.tokenizer import CharTokenizer, HFTokenizer, Tokenizer, tokenizer_from_dict
 
-TASKS = {"counting": CountingTask, "addition": AdditionTask, "ioi": IOITask, "text": TextTask}
-
-
-def get_task(name: str, tokenizer: Tokenizer | None = None) -> Task:
-    """The task called ``name``, optionally with a tokenizer other than its default."""
-    if name == "text" and tokenizer is None:
-        raise UserError("the text task needs the model's own tokenizer")
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name](tokenizer) if tokenizer is not None else TASKS[name]()
-
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "TASKS",
+    "Answer",
     "CharTokenizer",
     "HFTokenizer",
     "Task",
@@ -29,6 +22,8 @@ __all__ = [
     "Tokenizer",
     "before_eos",
     "get_task",
+    "get_task_class",
     "pad_batch",
+    "register_task",
     "tokenizer_from_dict",
 ]

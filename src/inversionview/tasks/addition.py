@@ -16,7 +16,8 @@ from functools import cached_property
 import torch
 
 from inversionview.errors import UserError
-from inversionview.tasks.base import Feature, Task
+from inversionview.tasks.base import Answer, Feature, Task, logit_difference
+from inversionview.tasks.registry import register_task
 from inversionview.tasks.tokenizer import CharTokenizer
 
 VOCAB = "0123456789+=" + "BEP"
@@ -26,6 +27,10 @@ _FORMAT = re.compile(r"(\d{3})\+(\d{3})=(\d{1,4})")
 POSITION_NAMES = ("F1", "F2", "F3", "+", "S1", "S2", "S3", "=", "A1", "A2", "A3", "A4")
 
 
+ANSWER_DIGITS = ("A1", "A2", "A3", "A4")
+
+
+@register_task
 class AdditionTask(Task):
     name = "addition"
     max_len = 1 + 12 + 1
@@ -110,6 +115,20 @@ class AdditionTask(Task):
         except UserError:
             return False
         return bool(self._heldout_mask[a - LOW, b - LOW])
+
+    def answer(self, text: str, source: str, *, target: str | None = None, **_) -> Answer:
+        """One answer digit (``target``, by default the first where the two inputs differ) against the
+        source's digit, at the position that predicts it."""
+        digit = target or next((d for d in ANSWER_DIGITS if self._differs(text, source, d)), None)
+        if digit not in ANSWER_DIGITS or digit not in self.named_positions(text):
+            raise UserError(f"--target {digit}: use one of A1-A4 that both inputs have, where their answers differ")
+        at = self.named_positions(text)[digit] - 1
+        ids, source_ids = self.encode(text), self.encode(source)
+        return logit_difference(self.tokenizer, at, ids[at + 1], source_ids[at + 1], f"answer digit {digit}")
+
+    def _differs(self, text: str, source: str, digit: str) -> bool:
+        mine, theirs = self.named_positions(text), self.named_positions(source)
+        return digit in mine and digit in theirs and text[mine[digit] - 1] != source[theirs[digit] - 1]
 
     def named_positions(self, text: str) -> dict[str, int]:
         n_answer = len(text) - 8

@@ -10,6 +10,7 @@ import random
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 import torch
 
@@ -20,14 +21,38 @@ Feature = Callable[[str, int], Hashable]
 """A feature of an input: a function of its text and the position being read."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a patch is measured by: logit(answer) − logit(alt) at ``position``."""
+
+    position: int
+    """Where the prediction is read (BOS = 0): the position that predicts the answer."""
+    answer: int | None
+    alt: int | None
+    """Token ids whose logits count for and against; None when the next-token distribution is compared."""
+    description: str
+
+
+def logit_difference(tokenizer: Tokenizer, at: int, answer: int, alt: int, what: str) -> Answer:
+    """The answer ``answer`` against ``alt`` at position ``at``, described for the reader."""
+    description = f"{what}: logit({tokenizer.token_str(answer)}) − logit({tokenizer.token_str(alt)}) at position {at}"
+    return Answer(at, answer, alt, description)
+
+
 class Task(ABC):
-    """A case study: inputs, their split, their named positions and the probed model's metric."""
+    """A case study: inputs, their split, their named positions and the probed model's metric.
+
+    A task registers itself by name (``tasks.registry.register_task``); everything the rest of the
+    library knows about it comes from these methods, so no code outside ``tasks/`` tests its name.
+    """
 
     name: str
     tokenizer: Tokenizer
     max_len: int
     """Longest encoded input, BOS and EOS included."""
     heldout_share: float = 0.1
+    reads_corpus: bool = False
+    """Whether inputs are drawn from a corpus the user gives (free text), not generated."""
 
     @abstractmethod
     def sample_text(self, rng: random.Random) -> str:
@@ -60,6 +85,36 @@ class Task(ABC):
         """An input of the same length whose answer differs from ``text``'s in one controlled way,
         for activation patching (``--source auto``)."""
         raise UserError(f"the {self.name} task has no contrast inputs; give --source")
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer | None = None, **options) -> Task:
+        """The task with ``tokenizer`` (else its own) and the options a user gave for it."""
+        if options:
+            raise UserError(f"the {cls.name} task takes no options ({', '.join(sorted(options))})")
+        return cls(tokenizer) if tokenizer is not None else cls()
+
+    def options(self) -> dict:
+        """The options the task was built with (``build``), saved beside a model so it loads the same."""
+        return {}
+
+    def answer(
+        self, text: str, source: str, *, target: str | None = None, answer: str | None = None, alt: str | None = None
+    ) -> Answer:
+        """The metric of a patch of ``source`` into ``text``: by default ``answer`` against ``alt`` (one
+        token each) at the last input position, or, without them, the next-token distribution there."""
+        last = len(self.encode(text)) - 2  # the last input token predicts what comes next
+        if answer is None and alt is None:
+            return Answer(last, None, None, f"the next-token distribution at position {last}")
+        if answer is None or alt is None:
+            raise UserError("give both answer and alt (or neither, to compare the next-token distributions)")
+        ids = self._one_token(answer, "answer"), self._one_token(alt, "alt")
+        return logit_difference(self.tokenizer, last, *ids, "answer")
+
+    def _one_token(self, text: str, option: str) -> int:
+        ids = self.tokenizer.encode(text)
+        if len(ids) != 1:
+            raise UserError(f"{option} {text!r} is {len(ids)} tokens in this model's vocabulary; give one token")
+        return ids[0]
 
     def enumerate_texts(self) -> list[str] | None:
         """Every input of the task, when the input space is small enough to list; else None."""

@@ -10,12 +10,14 @@ import random
 import string
 
 from inversionview.errors import UserError
-from inversionview.tasks.base import Feature, Task
+from inversionview.tasks.base import Answer, Feature, Task, logit_difference
+from inversionview.tasks.registry import register_task
 from inversionview.tasks.tokenizer import CharTokenizer
 
 VOCAB = string.ascii_lowercase + "123456789|:" + "BEP"
 
 
+@register_task
 class CountingTask(Task):
     name = "counting"
     max_len = 1 + 27 + 4 + 1
@@ -68,6 +70,11 @@ class CountingTask(Task):
         i, new = rng.choice(candidates)
         changed = body[:i] + new + body[i + 1 :]
         return f"{changed}|{letter}:{changed.count(letter)}"
+
+    def answer(self, text: str, source: str, **_) -> Answer:
+        """The count after ``:`` against the source's count."""
+        at = self.named_positions(text)[":"]
+        return logit_difference(self.tokenizer, at, self.encode(text)[at + 1], self.encode(source)[at + 1], "the count")
 
     def named_positions(self, text: str) -> dict[str, int]:
         bar = text.index("|") + 1  # +1 for BOS

@@ -16,7 +16,8 @@ import re
 import torch
 
 from inversionview.errors import UserError
-from inversionview.tasks.base import Feature, Task
+from inversionview.tasks.base import Answer, Feature, Task, logit_difference
+from inversionview.tasks.registry import register_task
 from inversionview.tasks.tokenizer import WordTokenizer
 
 NAMES = (
@@ -59,6 +60,7 @@ def _vocabulary() -> list[str]:
     return [*SPECIALS, *sorted(words), *NAMES, *PLACES, *OBJECTS]
 
 
+@register_task
 class IOITask(Task):
     name = "ioi"
     max_len = 1 + 20 + 1
@@ -127,6 +129,11 @@ class IOITask(Task):
         new_io, new_subject = rng.sample([name for name in NAMES if name not in (io, subject)], 2)
         swap = {io: new_io, subject: new_subject}
         return WordTokenizer.join([swap.get(word, word) for word in words])
+
+    def answer(self, text: str, source: str, **_) -> Answer:
+        """The indirect object against the subject, at END."""
+        named, ids = self.named_positions(text), self.encode(text)
+        return logit_difference(self.tokenizer, named["END"], ids[named["IO"]], ids[named["S1"]], "IO against S")
 
     def named_positions(self, text: str) -> dict[str, int]:
         return self.parse(text)[1]

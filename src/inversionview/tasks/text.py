@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from inversionview.errors import UserError, first_line
+from inversionview.tasks.registry import register_task
 from inversionview.tasks.base import Feature, Task
 from inversionview.tasks.tokenizer import Tokenizer
 
@@ -21,10 +22,18 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_LEN = 64
 
 
+@register_task
 class TextTask(Task):
     """Any text; the probed model's job is the next token everywhere."""
 
     name = "text"
+    reads_corpus = True
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer | None = None, *, max_len: int = DEFAULT_MAX_LEN) -> TextTask:
+        if tokenizer is None:
+            raise UserError("the text task needs the model's own tokenizer")
+        return cls(tokenizer, max_len=max_len)
 
     def __init__(self, tokenizer: Tokenizer, max_len: int = DEFAULT_MAX_LEN, corpus: list[str] | None = None) -> None:
         self.tokenizer = tokenizer

@@ -106,6 +106,83 @@ class CharTokenizer:
         return {"kind": "char", "vocab": self.vocab, "bos": self.bos, "eos": self.eos, "pad": self.pad}
 
 
+@dataclass(frozen=True)
+class SequenceTokenizer:
+    """Tokens from a list (id = index in the list), written separated by spaces (``a b a``), or run
+    together when every token is one character (``aba``). ``bos`` and ``pad`` are tokens of the list;
+    ``eos`` too, or, when the list has none, the padding ends an input."""
+
+    tokens: tuple[str, ...]
+    bos: str
+    pad: str
+    eos: str | None = None
+
+    def __post_init__(self) -> None:
+        repeated = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
+        if repeated:
+            raise UserError(f"the token list repeats {', '.join(map(repr, repeated))}: each token once")
+        if any(not t or any(c.isspace() for c in t) for t in self.tokens):
+            raise UserError("a token must be non-empty and hold no spaces")
+        for role, token in (("bos", self.bos), ("pad", self.pad), ("eos", self.eos)):
+            if token is not None and token not in self.tokens:
+                raise UserError(f"{role} {token!r} is not one of the tokens {', '.join(self.tokens)}")
+        roles = [self.bos, self.pad] + ([self.eos] if self.eos is not None else [])
+        if len(set(roles)) != len(roles):
+            raise UserError("bos, pad and eos must be different tokens")
+
+    @property
+    def bos_id(self) -> int:
+        return self.tokens.index(self.bos)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokens.index(self.pad)
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokens.index(self.eos) if self.eos is not None else self.pad_id
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def text_tokens(self) -> list[str]:
+        """The tokens an input may hold (the list less BOS, PAD and EOS)."""
+        return [t for t in self.tokens if t not in (self.bos, self.pad, self.eos)]
+
+    @property
+    def run_together(self) -> bool:
+        return all(len(t) == 1 for t in self.text_tokens)
+
+    def split(self, text: str) -> list[str]:
+        """An input's tokens: separated by spaces, or one a character when every token is one."""
+        return list(text) if self.run_together and " " not in text.strip() else text.split()
+
+    def write(self, tokens: list[str]) -> str:
+        """Tokens as an input is written."""
+        return ("" if self.run_together else " ").join(tokens)
+
+    def encode(self, text: str) -> list[int]:
+        allowed = self.text_tokens
+        ids = []
+        for token in self.split(text):
+            if token not in allowed:
+                raise UserError(f"token {token!r} of {text!r} is not one of {', '.join(allowed)}")
+            ids.append(self.tokens.index(token))
+        return ids
+
+    def token_str(self, token_id: int) -> str:
+        return self.tokens[token_id]
+
+    def decode(self, ids: list[int]) -> str:
+        special = {self.bos_id, self.eos_id, self.pad_id}
+        return self.write([self.tokens[i] for i in ids if i not in special])
+
+    def to_dict(self) -> dict:
+        return {"kind": "sequence", "tokens": list(self.tokens), "bos": self.bos, "pad": self.pad, "eos": self.eos}
+
+
 class WordTokenizer:
     """One token per word or punctuation mark, from a fixed word list (id = index)."""
 
@@ -261,6 +338,8 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
         return CharTokenizer(data["vocab"], data["bos"], data["eos"], data["pad"])
     if data.get("kind") == "word":
         return WordTokenizer(data["words"], data["bos"], data["eos"], data["pad"])
+    if data.get("kind") == "sequence":
+        return SequenceTokenizer(tuple(data["tokens"]), data["bos"], data["pad"], data.get("eos"))
     if data.get("kind") == "hf":
         return HFTokenizer(data["directory"])
     raise UserError(f"unknown tokenizer kind {data.get('kind')!r}")
