@@ -91,3 +91,66 @@ def test_no_function_is_longer_than_sixty_lines():
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({length} lines)")
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+
+def task_name_tests(path: Path, names: set[str]) -> list[int]:
+    """Lines of ``path`` that compare something with a task's name, or test an object's task class."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            literals = [s.value for s in sides if isinstance(s, ast.Constant) and isinstance(s.value, str)]
+            literals += [
+                e.value
+                for s in sides
+                if isinstance(s, ast.Tuple | ast.List | ast.Set)
+                for e in s.elts
+                if isinstance(e, ast.Constant)
+            ]
+            if set(literals) & names and any(isinstance(s, ast.Attribute) and s.attr == "name" for s in sides):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+            classes = ast.unparse(node.args[1]) if len(node.args) > 1 else ""
+            if any(word.endswith("Task") and word != "Task" for word in classes.replace(",", " ").split()):
+                found.append(node.lineno)
+    return found
+
+
+def test_no_code_outside_tasks_tests_a_tasks_name():
+    from inversionview.tasks import TASKS
+
+    names = set(TASKS)
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in PACKAGE.rglob("*.py")
+        if "tasks" not in path.relative_to(PACKAGE).parts
+        for line in task_name_tests(path, names)
+    ]
+    assert not offenders, f"ask the task (a method of tasks/), not its name: {offenders}"
+
+
+def test_the_name_check_sees_a_test_of_a_tasks_name(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("if task.name == 'counting':\n    pass\nok = isinstance(t, AdditionTask)\n")
+    assert task_name_tests(probe, {"counting"}) == [1, 3]
+
+
+def test_reading_and_patching_resolve_sites_through_one_hook_table(tiny_probed, monkeypatch):
+    from inversionview.probed import hooks, patching, sites
+
+    assert sites.hook_point is patching.hook_point is hooks.hook_point
+    resolved: list[tuple[str, str]] = []
+
+    def spying(model, layout, site):
+        resolved.append((site.name, "seen"))
+        return hooks.hook_point(model, layout, site)
+
+    monkeypatch.setattr(sites, "hook_point", spying)
+    monkeypatch.setattr(patching, "hook_point", spying)
+    site = tiny_probed.site("blocks.1.attn.hook_result.0")
+    ids, _ = tiny_probed.encode_batch(["abc|a:1"])
+    tiny_probed.activations(ids, [site])
+    read = len(resolved)
+    values = tiny_probed.hook_values(ids, [site])
+    tiny_probed.patched_logits(ids, {site: ids != -1}, values)
+    assert read == 1 and len(resolved) == 3 and {name for name, _ in resolved} == {site.name}

@@ -14,7 +14,9 @@ one booted from Hugging Face is saved as the Hugging Face model it wraps.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -239,8 +241,16 @@ def state_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def wrap_bridge(bridge, task, source: str = "bridge", meta: dict | None = None) -> LensProbedModel:
-    """A bridge in memory as a probed model of ``task``."""
+def quietly():
+    """TransformerLens prints "Moving model to device" on stdout, which would break ``--json``."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def wrap_bridge(bridge, task, source: str = "bridge", meta: dict | None = None, device=None) -> LensProbedModel:
+    """A bridge in memory as a probed model of ``task``, on ``device`` when given."""
+    if device is not None and next(bridge.parameters()).device != device:
+        with quietly():
+            bridge = bridge.to(device)
     bridge.eval()
     return LensProbedModel(bridge, task, state_hash(bridge), source, meta or {})
 
@@ -258,7 +268,8 @@ def load_native_bridge(directory: Path, device: torch.device):
     config = read_json(directory / BRIDGE_CONFIG_FILE, "bridge config")
     config["dtype"] = getattr(torch, str(config.get("dtype") or "float32"))
     try:
-        bridge = boot(TransformerBridgeConfig.from_dict(config), device=device)
+        with quietly():
+            bridge = boot(TransformerBridgeConfig.from_dict(config), device=device)
         bridge.load_state_dict(load_tensors(directory / WEIGHTS_FILE, "bridge weights", meta.get("content_hash")))
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"cannot load the bridge in {directory}: {first_line(exc)}") from None

@@ -365,8 +365,8 @@ def load_probed(
 
     ``task`` (a name or a Task), ``task_options`` (``{"tokens": "BOS,a,b,pad", "bos": "BOS", "pad":
     "pad", "length": "2-5"}`` for ``sequences``) and ``vocab``/``bos``/``eos``/``pad`` describe a model
-    that has no ``inversionview.json`` (and override one that has). ``allow_pickle`` permits ``pytorch_model.bin``, which is unpickled.
-    ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large model in less memory; distances are still
+    that has no ``inversionview.json`` (and override one that has). ``allow_pickle`` permits
+    ``pytorch_model.bin``, which is unpickled. ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large model in less memory; distances are still
     computed in float32. ``device`` places the model (default ``"auto"``: the GPU when there is one).
     """
     if dtype not in (None, *DTYPES):
@@ -413,7 +413,7 @@ def _bridge_probed(bridge, directory, device, task, task_options, vocab, special
     the_task = _task_for(directory, meta, {}, task, vocab, specials, task_options)
     if the_task.tokenizer.vocab_size > bridge.cfg.d_vocab:
         raise UserError(f"the task has {the_task.tokenizer.vocab_size} tokens but the bridge only {bridge.cfg.d_vocab}")
-    probed = lens.wrap_bridge(bridge.to(device), the_task, str(directory or "bridge"), meta)
+    probed = lens.wrap_bridge(bridge, the_task, str(directory or "bridge"), meta, device)
     probed.directory = directory
     probed.content_hash = content_hash or probed.content_hash
     return probed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inversionview.probed.hooks import hook_point
+from inversionview.probed.hooks import HookPoint, hook_point
 from inversionview.probed.layouts import Layout
 from inversionview.probed.sites import Site, first_arg, first_output, hooks_removed
 

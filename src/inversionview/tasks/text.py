@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 from inversionview.errors import UserError, first_line
-from inversionview.tasks.registry import register_task
 from inversionview.tasks.base import Feature, Task
+from inversionview.tasks.registry import register_task
 from inversionview.tasks.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
