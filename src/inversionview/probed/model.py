@@ -366,8 +366,9 @@ def load_probed(
     ``task`` (a name or a Task), ``task_options`` (``{"tokens": "BOS,a,b,pad", "bos": "BOS", "pad":
     "pad", "length": "2-5"}`` for ``sequences``) and ``vocab``/``bos``/``eos``/``pad`` describe a model
     that has no ``inversionview.json`` (and override one that has). ``allow_pickle`` permits
-    ``pytorch_model.bin``, which is unpickled. ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large model in less memory; distances are still
-    computed in float32. ``device`` places the model (default ``"auto"``: the GPU when there is one).
+    ``pytorch_model.bin``, which is unpickled. ``dtype`` (``"bfloat16"``, ``"float16"``) runs a large
+    model in less memory; distances are still computed in float32. ``device`` places the model
+    (default ``"auto"``: the GPU when there is one).
     """
     if dtype not in (None, *DTYPES):
         raise UserError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
