@@ -78,3 +78,10 @@ def test_bad_options_are_one_line_errors(tiny_probed_dir, tmp_path, capsys, chan
     assert main(command) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_a_contrast_changes_one_token_and_keeps_the_length():
+    task, rng = get_task("sequences", **OPTIONS), random.Random(0)
+    for text in task.sample_texts(rng, 30, split="any"):
+        other = task.contrast(text, rng)
+        assert len(other) == len(text) and sum(a != b for a, b in zip(text, other)) == 1

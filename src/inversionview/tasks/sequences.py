@@ -127,6 +127,15 @@ class SequencesTask(Task):
             features[f"count of {token}"] = lambda text, position, t=token: split(text).count(t)
         return features
 
+    def contrast(self, text: str, rng: random.Random) -> str:
+        """The same input with one token, drawn at random, replaced by another token."""
+        tokens, others = self.tokenizer.split(text), self.tokenizer.text_tokens
+        if len(others) < 2:
+            raise UserError("a contrast input needs at least two tokens to choose from")
+        at = rng.randrange(len(tokens))
+        tokens[at] = rng.choice([t for t in others if t != tokens[at]])
+        return self.tokenizer.write(tokens)
+
     def space_size(self) -> int:
         n = len(self.tokenizer.text_tokens)
         return sum(n**length for length in range(self.shortest, self.longest + 1))
