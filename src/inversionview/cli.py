@@ -155,9 +155,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     probed = load_probed_from(args)
     result = evaluate_probed(probed, n=args.n, seed=args.seed)
     if args.json:
-        print(json.dumps({"accuracy": result.accuracy, "n": result.n}))
+        print(json.dumps(result.to_dict(probed.task)))
     else:
         print(f"{probed.task.name}: held-out accuracy {result.accuracy:.4f} on {result.n} inputs")
+        for group, columns in (result.groups or {}).items():
+            print(f"  {group}: " + ", ".join(f"{column} {value:.4f}" for column, value in columns.items()))
 
 
 def cmd_train_decoder(args: argparse.Namespace) -> None:
@@ -387,6 +389,20 @@ def cmd_patch_scan(args: argparse.Namespace) -> None:
         print(f"{row[:13]:13s} " + " ".join("     -" if e is None else f"{e:6.2f}" for e in effects))
     for i, component in enumerate(scan.components):
         print(f"{i:>6d}  {component}")
+
+
+def cmd_head_share(args: argparse.Namespace) -> None:
+    from inversionview.causal.heads import head_share
+    from inversionview.views.plots import check_plot_path, head_share_figure
+    from inversionview.views.terminal import head_share_lines
+
+    if args.plot:
+        check_plot_path(args.plot)
+    probed = load_probed_from(args)
+    result = head_share(probed, args.n, threshold=args.threshold, seed=args.seed)
+    if args.plot:
+        head_share_figure(result, probed.n_layers, args.plot, f"head share of {args.probed or 'counting'}")
+    print(json.dumps(result.to_dict()) if args.json else "\n".join(head_share_lines(result)))
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -725,6 +741,17 @@ def _add_patch_scan(commands, probed) -> None:
     p.set_defaults(run=cmd_patch_scan)
 
 
+def _add_head_share(commands, probed) -> None:
+    help_text = "how often each head's output makes up the residual stream at the answer position, beside patching"
+    p = commands.add_parser("head-share", parents=[probed], help=help_text)
+    p.add_argument("--n", type=_whole_number(1), default=200, help="held-out prompts (200)")
+    p.add_argument("--threshold", type=float, default=0.3, help="share of its layer a head must pass (0.3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", type=Path, help="write the layer × head grids to this PNG")
+    p.set_defaults(run=cmd_head_share)
+
+
 def _add_explain(commands, probed) -> None:
     help_text = "put readings into words with a language model (any OpenAI-compatible endpoint)"
     p = commands.add_parser("explain", parents=[probed], help=help_text)
@@ -815,6 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fortunes(commands)
     _add_patch(commands, probed)
     _add_patch_scan(commands, probed)
+    _add_head_share(commands, probed)
     _add_explain(commands, probed)
     _add_explain_map(commands, probed)
     _add_exact(commands, probed)

@@ -120,6 +120,15 @@ class Task(ABC):
         """Every input of the task, when the input space is small enough to list; else None."""
         return None
 
+    breakdown: str | None = None
+    """The JSON key under which ``evaluate`` also reports accuracy by ``evaluation_group`` (e.g.
+    ``"by_relation"``); None for none."""
+
+    def evaluation_group(self, text: str) -> tuple[str, str]:
+        """(group, column) under which an input's score is reported when the task has a ``breakdown``,
+        e.g. ``("country", "held_out")``."""
+        raise NotImplementedError
+
     def training_tokens(self) -> set[int] | None:
         """The token ids a decoder must be able to write: those of the training inputs and EOS,
         where they are a fixed list worth restricting to (a corpus); None for the whole vocabulary."""

@@ -240,6 +240,66 @@ class WordTokenizer:
         }
 
 
+BPE_SPECIALS = ("<BOS>", "<EOS>", "<PAD>", "<UNK>")
+WORD_START = "\u2581"
+"""How a Metaspace BPE marks a token that starts a word (``▁Aar``)."""
+
+
+class BPETokenizer:
+    """A small byte-pair vocabulary trained on a task's own corpus (Hugging Face ``tokenizers``):
+    words split into subword pieces, so that a name spans several tokens as it does in GPT-2.
+
+    Ids 0-3 are ``<BOS>``, ``<EOS>``, ``<PAD>`` and ``<UNK>``; a character the corpus never had
+    cannot be encoded. The whole tokenizer is saved in ``to_dict`` so a model's directory is enough
+    to load it.
+    """
+
+    def __init__(self, serialized: str) -> None:
+        from tokenizers import Tokenizer as RustTokenizer
+
+        self._tok = RustTokenizer.from_str(serialized)
+        self.serialized = serialized
+        self.bos_id, self.eos_id, self.pad_id, self.unk_id = (self._tok.token_to_id(t) for t in BPE_SPECIALS)
+
+    @classmethod
+    def train(cls, corpus: list[str], vocab_size: int) -> BPETokenizer:
+        """A vocabulary of ``vocab_size`` tokens learnt from ``corpus`` (deterministic)."""
+        from tokenizers import Tokenizer as RustTokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        tok = RustTokenizer(models.BPE(unk_token="<UNK>"))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(prepend_scheme="always")
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(BPE_SPECIALS), show_progress=False)
+        tok.train_from_iterator(corpus, trainer)
+        return cls(tok.to_str())
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_with_offsets(text)[0]
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` and each token's character span in it."""
+        encoding = self._tok.encode(text, add_special_tokens=False)
+        if self.unk_id in encoding.ids:
+            start, end = encoding.offsets[encoding.ids.index(self.unk_id)]
+            raise UserError(f"{text[start:end]!r} in {text!r} is not in this model's vocabulary")
+        return encoding.ids, encoding.offsets
+
+    def token_str(self, token_id: int) -> str:
+        return (self._tok.id_to_token(token_id) or f"<{token_id}>").replace(WORD_START, "␣")
+
+    def decode(self, ids: list[int]) -> str:
+        special = {self.bos_id, self.eos_id, self.pad_id}
+        return self._tok.decode([i for i in ids if i not in special])
+
+    def to_dict(self) -> dict:
+        return {"kind": "bpe", "tokenizer": self.serialized}
+
+
 HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
 
@@ -342,4 +402,6 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
         return SequenceTokenizer(tuple(data["tokens"]), data["bos"], data["pad"], data.get("eos"))
     if data.get("kind") == "hf":
         return HFTokenizer(data["directory"])
+    if data.get("kind") == "bpe":
+        return BPETokenizer(data["tokenizer"])
     raise UserError(f"unknown tokenizer kind {data.get('kind')!r}")

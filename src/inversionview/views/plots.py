@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 import torch
 
+from inversionview.causal.heads import HeadShare
 from inversionview.causal.scan import ScanResult
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import query_log_probs
@@ -132,3 +133,30 @@ def completeness_scatter(
     fig.savefig(path)
     plt.close(fig)
     return round(time.perf_counter() - started, 3)
+
+
+def head_share_figure(result: HeadShare, n_layers: int, path: Path, title: str) -> None:
+    """Two layer × head grids side by side: each head's share of the residual stream at the answer
+    position, and its patching effect there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    check_plot_path(path)
+    panels = [("share of the residual stream", result.share, "viridis", (0, 1))]
+    if result.patch_effect is not None:
+        panels.append(("patching effect", result.patch_effect, "RdBu_r", (-1, 1)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), dpi=110, squeeze=False)
+    for ax, (label, values, cmap, (low, high)) in zip(axes[0], panels):
+        grid = np.array([np.nan if v is None else v for v in values], dtype=float).reshape(n_layers, -1)
+        image = ax.imshow(grid, cmap=cmap, vmin=low, vmax=high, aspect="auto")
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(image, ax=ax)
+    fig.suptitle(f"{title} (n = {result.n})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

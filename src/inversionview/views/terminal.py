@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
+from inversionview.causal.heads import HeadShare
 from inversionview.inversion.result import InversionResult, Sample
 from inversionview.views.colors import bar, color_rgb, text_rgb
 from inversionview.views.rows import EPSILON_LINE, hidden_note, shown_rows, side_summary
@@ -108,3 +109,21 @@ def render_features(result: InversionResult, console: Console) -> None:
             f"{f['name'][:14]:14s} {f['query_value'][:8]:>8s} {consistency:>8s} {baseline:>7s}  {f['verdict']}"
         )
     console.print(result.explanation, style="bold")
+
+
+def head_share_lines(result: HeadShare, top: int = 10) -> list[str]:
+    """The heads by share, most first, with their patching effect, and the rank agreement."""
+    order = sorted(range(len(result.heads)), key=lambda i: -result.share[i])[:top]
+    lines = [f"share of the residual stream at the answer position over {result.n} prompts (top {top})"]
+    lines.append(f"{'head':28s} {'share':>6s} {'patch':>6s}")
+    for i in order:
+        effect = None if result.patch_effect is None else result.patch_effect[i]
+        lines.append(
+            f"{result.heads[i]:28s} {result.share[i]:6.2f} " + ("     -" if effect is None else f"{effect:6.2f}")
+        )
+    if result.rank_agreement is not None:
+        agreement = result.rank_agreement
+        lines.append(
+            f"top-{top} overlap with patching {agreement['top_overlap']:.2f}, Spearman {agreement['spearman']}"
+        )
+    return lines
