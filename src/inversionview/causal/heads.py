@@ -17,9 +17,8 @@ import torch
 
 from inversionview.causal.scan import patch_scan
 from inversionview.errors import UserError
-from inversionview.probed.hooks import HEAD_SITE_KIND
 from inversionview.probed.model import ProbedModel
-from inversionview.probed.sites import Site
+from inversionview.probed.sites import Site, head_sites
 
 TOP = 10
 """How many heads of each ranking the rank agreement compares."""
@@ -54,7 +53,7 @@ def answer_position(probed: ProbedModel, text: str) -> int:
 def normalised_proximity(probed: ProbedModel, texts: list[str]) -> torch.Tensor:
     """(n, layers, heads): each head's proximity to ``hook_resid_mid`` at the answer position,
     normalised over the heads of its layer."""
-    heads = [Site(layer, HEAD_SITE_KIND, h) for layer in range(probed.n_layers) for h in range(probed.n_heads)]
+    heads = head_sites(probed.n_layers, probed.n_heads)
     mids = [Site(layer, "hook_resid_mid") for layer in range(probed.n_layers)]
     ids, _ = probed.encode_batch(texts)
     acts, _ = probed.activations(ids, heads + mids)
@@ -82,7 +81,7 @@ def head_share(probed: ProbedModel, n: int, *, threshold: float = 0.3, seed: int
     for text in texts:
         probed.task.validate(text)
     share = (normalised_proximity(probed, texts) > threshold).float().mean(0).flatten()
-    names = [Site(layer, HEAD_SITE_KIND, h).name for layer in range(probed.n_layers) for h in range(probed.n_heads)]
+    names = [site.name for site in head_sites(probed.n_layers, probed.n_heads)]
     effect = _patch_effects(probed, n, names, seed)
     agreement = None if effect is None else rank_agreement(share.tolist(), effect)
     return HeadShare(names, [round(s, 4) for s in share.tolist()], effect, agreement, n)

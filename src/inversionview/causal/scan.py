@@ -14,7 +14,7 @@ from inversionview.causal.metrics import task_metric
 from inversionview.causal.patch import contrast_pairs, patch_batch
 from inversionview.errors import UserError
 from inversionview.probed.model import ProbedModel
-from inversionview.probed.sites import HEAD_SITE_KIND, Site
+from inversionview.probed.sites import HEAD_SITE_KIND, Site, head_sites
 
 OTHER = "other"
 """The row of every text position without a name, patched together."""
@@ -76,7 +76,7 @@ def cumulative_scan(probed: ProbedModel, n: int, order: str, *, seed: int = 0) -
     (``backward``): column k is the effect of patching the first k + 1 heads of that order together."""
     if order not in ORDERS:
         raise UserError(f"--cumulative {order!r}: use forward or backward")
-    heads = [Site(layer, HEAD_SITE_KIND, h) for layer in range(probed.n_layers) for h in range(probed.n_heads)]
+    heads = head_sites(probed.n_layers, probed.n_heads)
     heads = heads if order == "forward" else heads[::-1]
     pairs = contrast_pairs(probed, n, seed=seed)
     metrics = [task_metric(probed, text, source) for text, source in pairs]

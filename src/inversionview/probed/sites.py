@@ -58,6 +58,11 @@ class Site:
         return self.name
 
 
+def head_sites(n_layers: int, n_heads: int) -> list[Site]:
+    """Every attention head's output site, layer by layer."""
+    return [Site(layer, HEAD_SITE_KIND, h) for layer in range(n_layers) for h in range(n_heads)]
+
+
 def all_sites(n_layers: int, n_heads: int, *, resid_mid: bool = True, encoder: bool = False) -> list[Site]:
     """Every site of a model, layer by layer, in forward order (no resid_mid in a parallel block).
 

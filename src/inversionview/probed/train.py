@@ -128,17 +128,21 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
     task = probed.task
     every = task.enumerate_texts() if n is None else None
     if every is not None:
-        texts = [t for t in every if task.is_heldout(t)]
+        held_out = [task.is_heldout(t) for t in every]
+        texts = [t for t, out in zip(every, held_out) if out]
     else:
         texts = task.sample_texts(random.Random(seed), n or 2000, split="heldout")
-    right = _judged(probed, texts, batch_size)
-    groups = None
-    if task.breakdown is not None:
-        every = (
-            every if every is not None else texts + task.sample_texts(random.Random(seed), len(texts), split="train")
-        )
-        groups = _group_accuracy(task, every, _judged(probed, every, batch_size))
-    return EvalResult(accuracy=sum(right) / len(texts), n=len(texts), groups=groups)
+    if task.breakdown is None:
+        right = _judged(probed, texts, batch_size)
+        return EvalResult(accuracy=sum(right) / len(texts), n=len(texts))
+    # Both splits in one pass, the held-out inputs first; sampled, as many training inputs as held-out.
+    if every is not None:
+        training = [t for t, out in zip(every, held_out) if not out]
+    else:
+        training = task.sample_texts(random.Random(seed), len(texts), split="train")
+    right = _judged(probed, texts + training, batch_size)
+    groups = _group_accuracy(task, texts + training, right)
+    return EvalResult(accuracy=sum(right[: len(texts)]) / len(texts), n=len(texts), groups=groups)
 
 
 def _judged(probed: ProbedModel, texts: list[str], batch_size: int) -> list[bool]:

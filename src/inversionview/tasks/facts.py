@@ -145,7 +145,7 @@ class FactsTask(Task):
 
     def evaluation_group(self, text: str) -> tuple[str, str]:
         prompt = parse_prompt(text)
-        return prompt.relation, "held_out" if self.is_heldout(text) else "train"
+        return prompt.relation, "held_out" if prompt.template in HELD_OUT_TEMPLATES[prompt.relation] else "train"
 
     def validate(self, text: str) -> None:
         super().validate(text)
