@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
+import torch
 
 from inversionview.causal.heads import head_share, rank_agreement
 from inversionview.cli import main
@@ -14,6 +16,7 @@ from inversionview.probed import load_probed
 from inversionview.probed.train import ProbedTrainConfig, evaluate_probed, train_probed
 from inversionview.tasks import get_task
 from inversionview.tasks.facts import RELATIONS, cities, parse_prompt, statements, templates
+from tests.commands import cli_args
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +120,84 @@ def test_rank_agreement_is_one_for_the_same_ranking_and_negative_for_its_reverse
     values = [float(v) for v in range(12)]
     assert rank_agreement(values, values) == {"top_overlap": 1.0, "spearman": 1.0}
     assert rank_agreement(values, values[::-1])["spearman"] < 0
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_pair(tmp_path_factory):
+    """Two GPT-2s with one byte-level BPE tokenizer trained on the facts: a narrow one to read (as
+    GPT-2 XL is read) and a wider one to start its decoder from (as GPT-2 Medium is)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    out = tmp_path_factory.mktemp("gpt2")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        random.Random(0).sample(statements(), 2000), vocab_size=400, special_tokens=["<|endoftext|>"]
+    )
+    special = "<|endoftext|>"
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=special, eos_token=special, unk_token=special
+    )
+    dirs = {}
+    for name, width in (("probed", 32), ("start", 48)):
+        torch.manual_seed(0)
+        dirs[name] = out / name
+        tokenizer.save_pretrained(dirs[name])
+        ids = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
+        config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=width, n_layer=2, n_head=4, **ids)
+        GPT2LMHeadModel(config).save_pretrained(dirs[name])
+    return dirs
+
+
+def test_the_study_runs_on_a_hugging_face_gpt2_with_its_own_tokenizer(tiny_gpt2_pair, tmp_path, capsys):
+    """The GPT-2 XL commands of docs/factual-recall.md on a tiny GPT-2: head-share, a decoder from a
+    pretrained start, and a reading with --explain at a named position."""
+    probed, start = tiny_gpt2_pair["probed"], tiny_gpt2_pair["start"]
+    model = {"probed": probed, "task": "facts"}
+    assert main(cli_args("head-share", n=12, json=True, **model)) == 0
+    share = json.loads(capsys.readouterr().out)
+    assert len(share["heads"]) == 8 and all(effect is not None for effect in share["patch_effect"])
+    head = max(share["heads"], key=lambda h: share["patch_effect"][share["heads"].index(h)])
+    decoder = tmp_path / "decoder"
+    sites = f"{head},blocks.0.hook_resid_post"
+    assert (
+        main(
+            cli_args(
+                "train-decoder",
+                **model,
+                init_from=start,
+                steps=2,
+                batch_size=8,
+                positions="named",
+                sites=sites,
+                out=decoder,
+            )
+        )
+        == 0
+    )
+    assert json.loads((decoder / "decoder.json").read_text())["config"]["d_model"] == 48
+    capsys.readouterr()
+    query = {"input": "Aarhus is a city in the country of", "position": "END", "site": head}
+    assert main(cli_args("invert", **model, decoder=decoder, **query, samples=16, explain=True, json=True)) == 0
+    reading = json.loads(capsys.readouterr().out)
+    tokens = reading["query"]["tokens"]
+    assert reading["query"]["position"] == len(tokens) - 1 and tokens[-1] == "␣of"
+    features = {row["name"]: row for row in reading["features"]}
+    assert features["country"]["query_value"] == "Denmark" and features["city"]["query_value"] == "Aarhus"
+
+
+@pytest.mark.parametrize(
+    "text, position, message",
+    [
+        ("Narnia is a city in the country of", "END", "unknown city 'Narnia'"),
+        ("Aarhus is famous for its", "END", "asks no known relation"),
+        ("Aarhus is a city in the country of " + "Denmark " * 40, "END", "at most"),
+        ("Aarhus is a city in the country of", "S2", "no position named 'S2'.*subject_first, subject_last, END"),
+    ],
+)
+def test_a_bad_query_is_refused_in_one_line_before_any_decoder_loads(text, position, message, capsys):
+    # The bundled facts model; its decoder is never loaded, since the query is checked first.
+    query = {"input": text, "position": position, "site": "blocks.0.hook_resid_post"}
+    assert main(cli_args("invert", probed="facts", decoder="/nonexistent", **query)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err)

@@ -94,9 +94,12 @@ def test_tokens_lists_the_positions_a_reading_sees(capsys):
     assert main(["tokens", "--input", "vvzccvczvv|v:5", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["tokens"]
     assert [t["position"] for t in listed] == list(range(15)) and listed[0]["token"] == "<BOS>"
-    assert listed[13]["token"] == ":"  # the position `invert --position -2` reads
+    assert listed[13]["token"] == ":" and listed[13]["names"] == [":"]  # `--position -2` or `--position :`
+    assert listed[12]["names"] == ["query letter"] and listed[3]["names"] == []
     assert main(["tokens", "--input", "vvzccvczvv|v:5"]) == 0
-    assert "      13        -2  :" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "      13        -2  :                :\n" in shown
+    assert "      12        -3  v                query letter\n" in shown
 
 
 def test_ctrl_c_says_what_fits_the_command(capsys, monkeypatch, tiny_probed_dir, tiny_decoder_dir):

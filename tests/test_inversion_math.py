@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from inversionview.errors import UserError
-from inversionview.inversion.invert import resolve_position
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed.distance import best_positions, position_distances
+from inversionview.probed.query import resolve_position
 from inversionview.probed.verify import queryable, sequence_lengths
 from inversionview.views.colors import bar, color_rgb
 
@@ -49,12 +49,18 @@ def test_queryable_positions_stop_before_eos():
     assert queryable(ids, 8).tolist() == [[True, True, True, False, False, False], [True] * 5 + [False]]
 
 
-def test_resolve_position():
-    assert resolve_position(-1, 5) == 4 and resolve_position(0, 5) == 0
+def test_positions_are_numbers_from_either_end_or_the_task_s_names():
+    from inversionview.probed import load_probed
+
+    probed, text = load_probed("counting"), "vvzccvczvv|v:5"  # 15 positions, BOS = 0
+    assert resolve_position(probed, text, -1) == 14 and resolve_position(probed, text, 0) == 0
+    assert resolve_position(probed, text, ":") == resolve_position(probed, text, -2) == 13
     with pytest.raises(UserError, match="out of range"):
-        resolve_position(5, 5)
-    with pytest.raises(UserError):
-        resolve_position(-6, 5)
+        resolve_position(probed, text, 15)
+    with pytest.raises(UserError, match="out of range"):
+        resolve_position(probed, text, -16)
+    with pytest.raises(UserError, match="no position named 'END'.*named positions: \\|, query letter, :, count"):
+        resolve_position(probed, text, "END")
 
 
 def test_schedules():

@@ -8,10 +8,11 @@ from inversionview.cli import main
 from inversionview.decoder.sampling import sample_ids
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import members_for_evaluations
-from inversionview.inversion.invert import invert, resolve_query
+from inversionview.inversion.invert import invert
 from inversionview.inversion.refine import refine
 from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed.distance import best_positions
+from inversionview.probed.query import resolve_query
 from inversionview.probed.verify import _distances, sequence_lengths, verify_ids
 
 QUERY = ("615+861=1476", 8, "blocks.1.hook_resid_post")

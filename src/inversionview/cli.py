@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from inversionview.errors import UserError
+from inversionview.probed.query import Position, check_query, parse_position, position_table
 
 STARTED = time.monotonic()
 """When the command started: a training budget (``--minutes``) counts its start-up from here."""
@@ -215,6 +216,7 @@ def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> lis
     from inversionview.inversion.schedule import parse_schedule
 
     probed = probed or load_probed_from(args)
+    check_query(probed, args.input, args.position, sites)
     decoder = load_decoder(args.decoder, probed)
     options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
     options["refine"] = getattr(args, "refine", 0)
@@ -319,15 +321,12 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
-def _site_at(text: str) -> tuple[str, int | str]:
+def _site_at(text: str) -> tuple[str, Position]:
     """An argparse type for ``SITE@POSITION``: a position as ``invert`` takes it, or a named one."""
     site, at, position = text.rpartition("@")
     if not (at and site and position):
         raise argparse.ArgumentTypeError(f"{text!r}: write SITE@POSITION, e.g. blocks.0.hook_attn_out@-2 or @:")
-    try:
-        return site, int(position)
-    except ValueError:
-        return site, position  # a named position, e.g. ":" or "query letter"
+    return site, parse_position(position)
 
 
 def cmd_patch(args: argparse.Namespace) -> None:
@@ -450,13 +449,10 @@ def _ld(value: float | None) -> str:
 
 
 def cmd_tokens(args: argparse.Namespace) -> None:
-    tokens = load_probed_from(args).query_tokens(args.input)
-    if args.json:
-        print(json.dumps({"input": args.input, "tokens": [{"position": i, "token": t} for i, t in enumerate(tokens)]}))
-        return
-    print("position  from end  token")
-    for position, token in enumerate(tokens):
-        print(f"{position:8d}  {position - len(tokens):8d}  {token}")
+    from inversionview.views.terminal import position_lines
+
+    table = position_table(load_probed_from(args), args.input)
+    print(json.dumps({"input": args.input, "tokens": table}) if args.json else "\n".join(position_lines(table)))
 
 
 def cmd_fortunes(args: argparse.Namespace) -> None:
@@ -534,7 +530,12 @@ def probed_options() -> argparse.ArgumentParser:
 
 def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) -> None:
     parser.add_argument("--input", required=True, help="the input whose activation to read")
-    parser.add_argument("--position", type=int, required=True, help="query position (BOS = 0; negative from the end)")
+    parser.add_argument(
+        "--position",
+        type=parse_position,
+        required=True,
+        help="query position: BOS = 0, negative from the end, or a name the task gives one (`tokens` lists them)",
+    )
     if many_sites:
         parser.add_argument("--site", required=True, action="append", help="activation site; repeat for several")
     else:

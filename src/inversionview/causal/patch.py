@@ -16,17 +16,14 @@ import torch
 
 from inversionview.causal.metrics import Metric, task_metric
 from inversionview.errors import UserError
-from inversionview.inversion.invert import resolve_position
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.patching import position_masks
+from inversionview.probed.query import Position, resolve_position
 from inversionview.probed.sites import Site
 from inversionview.tasks import pad_batch
 
 UNCHANGED = 1e-6
 """A logit difference that moves less than this has not moved."""
-
-Position = int | str
-"""A position as ``invert`` takes it (BOS = 0, negative from the end), or a named one (``":"``)."""
 
 
 @dataclass
@@ -71,16 +68,6 @@ class PatchSummary:
         return {"n": self.n, "mean_effect": self.mean_effect, "flipped": self.flipped}
 
 
-def _position(probed: ProbedModel, text: str, position: Position) -> int:
-    n_positions = len(probed.task.encode(text)) - 1
-    if isinstance(position, str):
-        named = probed.task.named_positions(text)
-        if position not in named:
-            raise UserError(f"no position named {position!r} in {text!r}; named: {', '.join(named) or 'none'}")
-        return named[position]
-    return resolve_position(position, n_positions)
-
-
 def resolved_patches(
     probed: ProbedModel, text: str, source: str, patches: list[tuple[str, Position]]
 ) -> list[tuple[Site, int]]:
@@ -97,7 +84,7 @@ def resolved_patches(
         )
     if not patches:
         raise UserError("name at least one --patch SITE@POSITION")
-    return [(probed.site(site), _position(probed, text, position)) for site, position in patches]
+    return [(probed.site(site), resolve_position(probed, text, position)) for site, position in patches]
 
 
 def _differences(logits: torch.Tensor, metrics: list[Metric]) -> torch.Tensor:

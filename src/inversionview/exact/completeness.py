@@ -12,11 +12,12 @@ from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.model import Decoder
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
-from inversionview.inversion.invert import Progress, ResolvedQuery, draw_samples, resolve_query
+from inversionview.inversion.invert import Progress, draw_samples
 from inversionview.inversion.refine import RefinementCount, refine
 from inversionview.inversion.schedule import Schedule, parse_schedule
 from inversionview.probed.distance import best_positions
 from inversionview.probed.model import ProbedModel
+from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.verify import verify_ids
 
 
@@ -111,7 +112,7 @@ def completeness(
     probed: ProbedModel,
     decoder: Decoder,
     text: str,
-    position: int,
+    position: Position,
     site: str,
     *,
     samples: int = 10_000,

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import torch
 
 from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, InputSpace, input_space
-from inversionview.inversion.invert import ResolvedQuery, resolve_query
 from inversionview.probed.distance import best_positions, position_distances
 from inversionview.probed.model import ProbedModel
+from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import activation_batches, queryable
 from inversionview.probed.whitening import in_metric_space, whitening_record
@@ -62,7 +62,7 @@ class ExactPreimage:
         return {texts[i] for i in torch.nonzero(self.distances <= self.epsilon)[:, 0].tolist()}
 
 
-def exact_preimage(probed: ProbedModel, text: str, position: int, site: str | Site, **options) -> ExactPreimage:
+def exact_preimage(probed: ProbedModel, text: str, position: Position, site: str | Site, **options) -> ExactPreimage:
     """Every input of the task's space (or its seeded sample) whose best position lies within ε of
     one query; ``options`` as for ``exact_preimages``."""
     (result,) = exact_preimages(probed, [(text, position, site)], **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
@@ -16,8 +16,9 @@ from inversionview.inversion.refine import check_refine
 from inversionview.inversion.refine import refine as refine_samples
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.probed.distance import METRICS, best_positions
+from inversionview.probed.distance import best_positions
 from inversionview.probed.model import ProbedModel
+from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import query_activation, sequence_lengths, verify_ids
 from inversionview.probed.whitening import whitening_record
@@ -25,41 +26,6 @@ from inversionview.tasks.tokenizer import display_tokens
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples in all)."""
-
-
-def resolve_position(position: int, n_positions: int) -> int:
-    """A position among ``n_positions`` queryable ones (BOS = 0); negative counts from the end."""
-    resolved = position + n_positions if position < 0 else position
-    if not 0 <= resolved < n_positions:
-        raise UserError(
-            f"position {position} is out of range: this input has positions 0..{n_positions - 1} "
-            f"(BOS = 0), or -1..-{n_positions} from the end"
-        )
-    return resolved
-
-
-@dataclass(frozen=True)
-class ResolvedQuery:
-    """A checked query: its site, its position among the queryable ones, and its activation (d,)."""
-
-    site: Site
-    position: int
-    activation: torch.Tensor
-    n_positions: int
-
-
-def resolve_query(probed: ProbedModel, text: str, position: int, site: str | Site, metric: str) -> ResolvedQuery:
-    """Validate a query (input, position, site, metric) and read its activation.
-
-    Every command that reads an activation starts here, so each mistake gets the same message.
-    """
-    probed.task.validate(text)
-    site = probed.site(site) if isinstance(site, str) else site
-    if metric not in METRICS:
-        raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
-    n_positions = len(probed.task.encode(text)) - 1  # BOS and the text tokens
-    position = resolve_position(position, n_positions)
-    return ResolvedQuery(site, position, query_activation(probed, site, text, position), n_positions)
 
 
 def draw_samples(
@@ -280,7 +246,7 @@ def invert(
     probed: ProbedModel,
     decoder: Decoder,
     text: str,
-    position: int,
+    position: Position,
     site: str | Site,
     *,
     samples: int = 1000,
@@ -342,7 +308,7 @@ TIMED_SAMPLES = 64
 
 
 def estimated_seconds(
-    decoder: Decoder, probed: ProbedModel, text: str, position: int, site: str | Site, samples: int, **options
+    decoder: Decoder, probed: ProbedModel, text: str, position: Position, site: str | Site, samples: int, **options
 ) -> float:
     """About how long ``invert`` with ``samples`` samples (and ``options``) takes here, from timing
     ``TIMED_SAMPLES`` of them. Reading time grows about linearly with the samples."""

@@ -343,6 +343,12 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False)
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` and each token's character span in it (a byte-level token's span
+        includes the space before its word)."""
+        encoding = self._tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        return encoding["input_ids"], [tuple(span) for span in encoding["offset_mapping"]]
+
     def token_str(self, token_id: int) -> str:
         """The token's text, with spaces, newlines and tabs made visible."""
         if token_id == self.bos_id and token_id == self.eos_id:

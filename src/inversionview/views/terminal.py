@@ -127,3 +127,13 @@ def head_share_lines(result: HeadShare, top: int = 10) -> list[str]:
             f"top-{top} overlap with patching {agreement['top_overlap']:.2f}, Spearman {agreement['spearman']}"
         )
     return lines
+
+
+def position_lines(table: list[dict]) -> list[str]:
+    """``tokens``' table: each position from the start and from the end, its token, and its names
+    (which ``--position`` takes as well as the numbers)."""
+    lines = ["position  from end  token            name"]
+    for row in table:
+        from_end = row["position"] - len(table)
+        lines.append(f"{row['position']:8d}  {from_end:8d}  {row['token']:<15s}  {', '.join(row['names'])}".rstrip())
+    return lines
