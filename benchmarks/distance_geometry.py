@@ -45,7 +45,7 @@ def matching_epsilon(distances: torch.Tensor, target: float) -> float:
 
 def kept_features(probed, query, members: list[str]) -> set[str]:
     text, position, _ = query
-    return {v.name for v in verdicts_over(probed, members, text, position) if v.verdict == "encoded"}
+    return {v.name for v in verdicts_over(probed, members, text, position, exact=True) if v.verdict == "encoded"}
 
 
 def measure(probed, queries, texts) -> dict:

@@ -8,7 +8,14 @@ import pytest
 
 from inversionview.cli import main
 from inversionview.decoder.store import load_decoder
-from inversionview.interpret.explain import explain, truncated, verdict_of, verdicts_over
+from inversionview.interpret.estimate import (
+    MAX_WEIGHT_SHARE,
+    ShareEstimate,
+    capped_weights,
+    effective_members,
+    share_estimate,
+)
+from inversionview.interpret.explain import explain, judged, verdict_of, verdicts_over
 from inversionview.interpret.inclusion import inclusion_chances
 from inversionview.inversion.invert import invert
 from inversionview.probed import load_probed
@@ -51,19 +58,66 @@ def test_members_count_by_the_inverse_of_their_chance_of_being_drawn(counting):
     often = max(members, key=drawn.count)
     once = sorted(chances[members.index(m)] for m in members if drawn.count(m) == 1)
     assert drawn.count(often) > 1 and chances[members.index(often)] > once[len(once) // 2]
-    # The shares are weighted: two members, one with half the weight of the other.
-    weighted = verdicts_over(
-        probed, ["abc", "abd"], "abc", 1, features={"last": lambda t, p: t[-1]}, weights={"abc": 1, "abd": 2}
-    )
-    assert weighted[0].consistency == pytest.approx(1 / 3)
-    assert truncated([1.0, 1.0, 1.0, 100.0]) == [1.0, 1.0, 1.0, pytest.approx(103 / 4 * 2)]
+    # The shares are weighted: half the members with half the weight of the others.
+    members = [f"{i:03d}c" for i in range(50)] + [f"{i:03d}d" for i in range(50, 100)]
+    weights = {m: 1.0 if m.endswith("c") else 2.0 for m in members}
+    weighted = verdicts_over(probed, members, "000c", 1, features={"last": lambda t, p: t[-1]}, weights=weights)
+    assert weighted[0].consistency == pytest.approx(1 / 3, abs=1e-4) and weighted[0].plain_share == 0.5
+
+
+def test_no_member_carries_more_than_its_share_of_the_weight():
+    capped = capped_weights([1.0] * 60 + [1000.0, 500.0])
+    assert max(capped) == pytest.approx(MAX_WEIGHT_SHARE * sum(capped))
+    assert capped[:60] == [1.0] * 60 and capped[60] == capped[61]
+    assert capped_weights([1.0, 2.0, 3.0]) == [1.0, 1.0, 1.0]  # too few to cap: all equal
+    assert capped_weights([1.0] * 100) == [1.0] * 100
+    assert effective_members([1.0] * 30) == pytest.approx(30) and effective_members([1.0, 0.0]) == 1
+
+
+def test_an_interval_and_effective_members_come_with_every_share():
+    estimate = share_estimate([True] * 90 + [False] * 10, [1.0] * 100, seed=0)
+    assert estimate.weighted == estimate.plain == pytest.approx(0.9) and estimate.effective == pytest.approx(100)
+    assert 0.8 < estimate.low < 0.9 < estimate.high < 0.96
+    assert share_estimate([True] * 90 + [False] * 10, [1.0] * 100, seed=0) == estimate  # seeded
+
+
+def test_a_verdict_is_given_only_where_the_evidence_is_clear():
+    def estimate(weighted, low, high, plain=None, effective=100.0):
+        plain = weighted if plain is None else plain
+        return ShareEstimate(weighted, plain, effective, low, high, plain - 0.02, plain + 0.02)
+
+    assert judged(estimate(0.97, 0.95, 0.99), 0.1, 100) == ("encoded", None)
+    assert judged(estimate(0.3, 0.2, 0.4), 0.1, 100) == ("not", None)
+    verdict, reason = judged(estimate(0.9, 0.85, 0.95), 0.1, 100)
+    assert verdict == "uncertain" and "spans a threshold" in reason
+    verdict, reason = judged(estimate(0.03, 0.01, 0.05, plain=0.86), 0.05, 100)
+    assert verdict == "uncertain" and "rests on rare members" in reason
+    verdict, reason = judged(estimate(0.97, 0.95, 0.99, effective=12), 0.1, 12)
+    assert verdict == "uncertain" and "12 effective members" in reason
+    assert verdict_of(0.95, 0.9) == "not"  # consistent, but no more than chance
 
 
 def test_too_few_members_are_said_not_guessed(counting):
     result = explained(counting, "blocks.1.hook_resid_post", samples=40, epsilon=1e-9)
-    assert all(f["verdict"] == "too few members" for f in result.features)
-    assert result.explanation.startswith("too few members")
-    assert verdict_of(0.95, 0.9, 50) == "not"  # consistent, but no more than chance
+    assert all(f["verdict"] == "uncertain" for f in result.features)
+    assert result.explanation.startswith("no clear verdict")
+
+
+def test_a_verdict_never_contradicts_the_members_on_the_screen(counting):
+    """The reading of the brief: 86 % of the distinct members have the query's length, while their
+    weighted share, dominated by a few rare longer members, is near 0. The verdict is "uncertain" and
+    says why; and no verdict changes between 300 and 1,000 samples except to or from "uncertain"."""
+    at = {n: verdicts(explained(counting, "blocks.1.hook_resid_post", samples=n)) for n in (300, 1000)}
+    length = at[1000]["length"]
+    assert length["plain_share"] == pytest.approx(0.86, abs=0.03) and length["effective_members"] >= 20
+    assert length["verdict"] == "uncertain" and length["reason"]
+    low, high = length["interval"]
+    assert low <= length["consistency"] <= high
+    for name, verdict in at[1000].items():
+        assert (
+            "uncertain" in (verdict["verdict"], at[300][name]["verdict"])
+            or verdict["verdict"] == at[300][name]["verdict"]
+        )
 
 
 def test_invert_explain_json_and_the_users_own_features(capsys, tmp_path):
@@ -74,7 +128,8 @@ def test_invert_explain_json_and_the_users_own_features(capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)
     names = {f["name"] for f in result["features"]}
     assert {"count", "query_letter", "first_letter"} <= names and "_helper" not in names
-    assert set(result["features"][0]) == {"name", "query_value", "consistency", "baseline", "verdict", "n_members"}
+    keys = {"name", "query_value", "consistency", "plain_share", "interval", "effective_members", "baseline"}
+    assert set(result["features"][0]) == keys | {"verdict", "reason", "n_members"}
     assert "count = 5" in result["explanation"]
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('nope')\n")
@@ -144,3 +199,23 @@ def test_explain_says_in_one_line_when_no_server_answers(capsys):
     assert main([*query, "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "no answer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_terminal_and_the_page_show_each_share_s_interval_and_effective_members(counting):
+    from rich.console import Console
+
+    from inversionview.views.html_render import render_features as page_table
+    from inversionview.views.terminal import FEATURE_LEGEND, render_features
+
+    result = explained(counting, "blocks.1.hook_resid_post", samples=300)
+    console = Console(record=True, width=200)
+    render_features(result, console)
+    shown = console.export_text()
+    count = next(f for f in result.features if f["name"] == "count")
+    assert "interval" in shown and "eff." in shown and " ".join(FEATURE_LEGEND.split()) in " ".join(shown.split())
+    row = next(line for line in shown.splitlines() if line.startswith("count"))
+    assert "{:.2f}-{:.2f}".format(*count["interval"]) in row and f"{count['effective_members']:.0f}" in row
+    html = page_table(result)
+    assert (
+        "interval (90 %)" in html and "effective members" in html and "{:.2f}–{:.2f}".format(*count["interval"]) in html
+    )

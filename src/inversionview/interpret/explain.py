@@ -7,6 +7,10 @@ activation keeps is consistent far beyond chance; one it does not keep varies as
 
 Each distinct member of a reading counts by the inverse of its chance of being among the samples at
 all (``inclusion.py``), so that the shares estimate the whole preimage's, not the decoder's favourites'.
+The weights are capped, and each share comes with its interval and its effective members
+(``estimate.py``); a verdict is given only where those are clear, and where the members found, each
+counted once, say the same: otherwise "uncertain", with the reason. So a verdict never contradicts
+the samples on the screen.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from inversionview.decoder.model import Decoder
 from inversionview.errors import UserError
+from inversionview.interpret.estimate import ShareEstimate, share_estimate
 from inversionview.interpret.inclusion import inclusion_chances
 from inversionview.inversion.result import InversionResult
 from inversionview.probed.model import ProbedModel
@@ -28,9 +33,9 @@ ENCODED = 0.9
 PARTLY = 0.5
 """Consistency from which a feature is judged partly encoded (with the same lift)."""
 LIFT = 0.1
-MIN_MEMBERS = 5
-"""Fewer distinct members than this are too few for a verdict, which says so."""
-TOO_FEW = "too few members"
+MIN_EFFECTIVE = 20
+"""A verdict needs at least this many effective members (Kish) behind the weighted share."""
+UNCERTAIN = "uncertain"
 BASELINE_INPUTS = 500
 MEMBERS_MEASURED = 2000
 """Members beyond this many are measured on a seeded sample of them (an exact preimage may hold
@@ -42,9 +47,17 @@ class FeatureVerdict:
     name: str
     query_value: str
     consistency: float | None
+    """The weighted share of members whose value is the query's: the estimate for the whole preimage."""
+    plain_share: float | None
+    """The same share among the distinct members found, each counted once."""
+    interval: list[float] | None
+    """[low, high]: the middle 90 % of the weighted share over a seeded bootstrap of the members."""
+    effective_members: float | None
+    """Kish's (Σw)²/Σw² of the members' capped weights."""
     baseline: float | None
     verdict: str
-    """"encoded", "partly", "not", or "too few members"."""
+    """"encoded", "partly", "not", or "uncertain" (then ``reason`` says why)."""
+    reason: str | None
     n_members: int
 
 
@@ -55,23 +68,34 @@ def _value(feature, text: str, position: int):
         return None  # the feature is not defined for this input
 
 
-def _share(feature, texts: list[str], positions: list[int], wanted, weights: list[float] | None = None) -> float | None:
-    weights = weights or [1.0] * len(texts)
-    values = [(_value(feature, text, at), w) for text, at, w in zip(texts, positions, weights)]
-    defined = [(v, w) for v, w in values if v is not None]
-    total = sum(w for _, w in defined)
-    return sum(w for v, w in defined if v == wanted) / total if defined else None
-
-
-def verdict_of(consistency: float | None, baseline: float | None, n_members: int) -> str:
-    if n_members < MIN_MEMBERS or consistency is None:
-        return TOO_FEW
+def verdict_of(consistency: float, baseline: float | None) -> str:
+    """The verdict a share earns against its baseline: "encoded", "partly" or "not"."""
     lifted = baseline is None or consistency >= baseline + LIFT
     if consistency >= ENCODED and lifted:
         return "encoded"
     if consistency >= PARTLY and lifted:
         return "partly"
     return "not"
+
+
+def judged(estimate: ShareEstimate | None, baseline: float | None, n_members: int) -> tuple[str, str | None]:
+    """A verdict only where the evidence is clear: enough effective members, a weighted interval on
+    one side of every threshold, and the members found (counted once) on the same side. Otherwise
+    "uncertain", with the reason."""
+    if estimate is None:
+        return UNCERTAIN, f"not defined on any of the {n_members} members"
+    if estimate.effective < MIN_EFFECTIVE:
+        return UNCERTAIN, f"{estimate.effective:.0f} effective members, fewer than {MIN_EFFECTIVE}"
+    low, high = verdict_of(estimate.low, baseline), verdict_of(estimate.high, baseline)
+    if low != high:
+        return UNCERTAIN, f"its interval {estimate.low:.2f}-{estimate.high:.2f} spans a threshold"
+    plain = verdict_of(estimate.plain_low, baseline), verdict_of(estimate.plain_high, baseline)
+    if plain != (low, low):
+        return UNCERTAIN, (
+            f"the members found share it {estimate.plain:.2f}, the preimage they stand for {estimate.weighted:.2f}: "
+            "the weighted share rests on rare members"
+        )
+    return low, None
 
 
 def feature_verdicts(
@@ -82,8 +106,7 @@ def feature_verdicts(
     baseline, and its verdict; ranked by the lift over chance."""
     read_at = members_read_at(result)
     members = list(read_at)
-    weights = truncated([1 / chance for chance in inclusion_chances(probed, decoder, result, members)])
-    weights = dict(zip(members, weights))
+    weights = dict(zip(members, [1 / chance for chance in inclusion_chances(probed, decoder, result, members)]))
     query = result.query
     return verdicts_over(
         probed, members, query.text, query.position, features=features, seed=seed, weights=weights, read_at=read_at
@@ -96,15 +119,6 @@ def members_read_at(result: InversionResult) -> dict[str, int]:
     return {s.text: s.best_position for s in result.samples if s.in_preimage and not s.boundary_search}
 
 
-def truncated(weights: list[float]) -> list[float]:
-    """Importance weights capped at √n times their mean (truncated importance sampling, Ionides
-    2008): a handful of very rare members cannot outweigh all the others."""
-    if not weights:
-        return weights
-    cap = sum(weights) / len(weights) * len(weights) ** 0.5
-    return [min(w, cap) for w in weights]
-
-
 def verdicts_over(
     probed: ProbedModel,
     members: list[str],
@@ -115,28 +129,55 @@ def verdicts_over(
     seed: int = 0,
     weights: dict[str, float] | None = None,
     read_at: dict[str, int] | None = None,
+    exact: bool = False,
 ) -> list[FeatureVerdict]:
     """Every feature's consistency over ``members`` (deduplicated) for the query ``text`` read at
     ``position``, against its baseline, and its verdict; ranked by the lift over chance. The members
     may come from decoder samples (each counted by its ``weights`` and read at its best position,
-    ``read_at``: in free text the same word may sit elsewhere) or from the exact preimage alike (all
-    counted once, at ``position``)."""
+    ``read_at``: in free text the same word may sit elsewhere) or, with ``exact``, be the exact
+    preimage: all counted once at ``position``, their share the verdict's without an interval."""
     features = features or probed.task.features()
     members = list(dict.fromkeys(members))
     n_members = len(members)
     if n_members > MEMBERS_MEASURED:
         members = random.Random(seed).sample(members, MEMBERS_MEASURED)
     drawn = _baseline_inputs(probed, seed)
+    at = [(read_at or {}).get(m, position) for m in members]
+    member_weights = [weights[m] for m in members] if weights else [1.0] * len(members)
     verdicts = []
     for name, feature in features.items():
         wanted = _value(feature, text, position)
-        member_weights = [weights[m] for m in members] if weights else None
-        at = [(read_at or {}).get(m, position) for m in members]
-        consistency = _share(feature, members, at, wanted, member_weights) if members else None
-        baseline = _share(feature, drawn, [position] * len(drawn), wanted) if drawn else None
-        verdict = verdict_of(consistency, baseline, n_members)
-        verdicts.append(FeatureVerdict(name, _shown(wanted), consistency, baseline, verdict, n_members))
+        values = [_value(feature, member, where) for member, where in zip(members, at)]
+        defined = [(v == wanted, w) for v, w in zip(values, member_weights) if v is not None]
+        estimate = share_estimate([m for m, _ in defined], [w for _, w in defined], seed) if defined else None
+        baseline_values = [v for v in (_value(feature, t, position) for t in drawn) if v is not None]
+        baseline = sum(v == wanted for v in baseline_values) / len(baseline_values) if baseline_values else None
+        verdicts.append(_verdict(name, _shown(wanted), estimate, baseline, n_members, exact))
     return sorted(verdicts, key=lambda v: -((v.consistency or 0) - (v.baseline or 0)))
+
+
+def _verdict(
+    name: str, shown: str, estimate: ShareEstimate | None, baseline: float | None, n_members: int, exact: bool
+) -> FeatureVerdict:
+    if exact and estimate is not None:
+        verdict, reason = verdict_of(estimate.weighted, baseline), None
+    else:
+        verdict, reason = judged(estimate, baseline, n_members)
+    if estimate is None:
+        return FeatureVerdict(name, shown, None, None, None, None, baseline, verdict, reason, n_members)
+    interval = [round(estimate.low, 4), round(estimate.high, 4)]
+    return FeatureVerdict(
+        name,
+        shown,
+        round(estimate.weighted, 4),
+        round(estimate.plain, 4),
+        interval,
+        round(estimate.effective, 1),
+        None if baseline is None else round(baseline, 4),
+        verdict,
+        reason,
+        n_members,
+    )
 
 
 def _baseline_inputs(probed: ProbedModel, seed: int) -> list[str]:
@@ -153,20 +194,24 @@ def _shown(value) -> str:
 
 
 def explanation(verdicts: list[FeatureVerdict]) -> str:
-    """One sentence: what the activation keeps, what it keeps in part, and what it does not."""
-    if not verdicts or verdicts[0].verdict == TOO_FEW:
+    """One sentence: what the activation keeps, what it keeps in part, what it does not, and what
+    the samples cannot yet tell."""
+    if not verdicts or all(v.verdict == UNCERTAIN for v in verdicts):
         n = verdicts[0].n_members if verdicts else 0
-        return f"too few members of the preimage among the samples ({n}) for a verdict: draw more samples"
+        return f"no clear verdict from the {n} distinct members of the preimage among the samples: draw more samples"
     kept = [
         f"{v.name} = {v.query_value} ({v.consistency:.2f}{_against(v)})" for v in verdicts if v.verdict == "encoded"
     ]
     partly = [f"{v.name} ({v.consistency:.2f}{_against(v)})" for v in verdicts if v.verdict == "partly"]
     dropped = [v.name for v in verdicts if v.verdict == "not"]
+    unsure = [v.name for v in verdicts if v.verdict == UNCERTAIN]
     parts = [f"keeps {_join(kept)}" if kept else "keeps none of the features"]
     if partly:
         parts.append(f"partly {_join(partly)}")
     if dropped:
         parts.append(f"not {_join(dropped)}")
+    if unsure:
+        parts.append(f"uncertain: {_join(unsure)}")
     return "; ".join(parts)
 
 

@@ -39,7 +39,8 @@ def reading_prompt(result: InversionResult) -> str:
     if result.features:
         lines.append("Feature consistency among the inputs inside ε (against chance):")
         lines += [
-            f"  {f['name']} = {f['query_value']}: {f['consistency']} against {f['baseline']} ({f['verdict']})"
+            f"  {f['name']} = {f['query_value']}: {f['consistency']} (interval {f['interval']}, "
+            f"{f['plain_share']} of the members found) against {f['baseline']} ({f['verdict']})"
             for f in result.features
         ]
     return "\n".join(lines)

@@ -119,14 +119,23 @@ def render_features(result: InversionResult) -> str:
     def cell(value) -> str:
         return "-" if value is None else f"{value:.2f}"
 
+    def interval(f) -> str:
+        return "-" if f["interval"] is None else "{:.2f}–{:.2f}".format(*f["interval"])
+
+    def verdict(f) -> str:
+        return escape(f["verdict"]) + (f"<br><small>{escape(f['reason'])}</small>" if f["reason"] else "")
+
     rows = "".join(
         f"<tr><td>{escape(f['name'])}</td><td><code>{escape(f['query_value'])}</code></td>"
-        f"<td>{cell(f['consistency'])}</td><td>{cell(f['baseline'])}</td><td>{escape(f['verdict'])}</td></tr>"
+        f"<td>{cell(f['consistency'])}</td><td>{interval(f)}</td><td>{cell(f['plain_share'])}</td>"
+        f"<td>{'-' if f['effective_members'] is None else round(f['effective_members'])}</td>"
+        f"<td>{cell(f['baseline'])}</td><td>{verdict(f)}</td></tr>"
         for f in result.features
     )
     return (
         f'<div class="iv-explain"><b>{escape(result.explanation)}</b>'
-        "<table><tr><th>feature</th><th>query</th><th>members</th><th>chance</th><th>verdict</th></tr>"
+        "<table><tr><th>feature</th><th>query</th><th>share</th><th>interval (90 %)</th><th>found</th>"
+        "<th>effective members</th><th>chance</th><th>verdict</th></tr>"
         f"{rows}</table></div>"
     )
 

@@ -98,17 +98,33 @@ def refinement_line(refined: dict) -> str:
 
 
 def render_features(result: InversionResult, console: Console) -> None:
-    """The feature table of an explained reading, then its sentence."""
+    """The feature table of an explained reading, then its sentence and the legend."""
     if result.features is None:
         return
-    console.print(f"{'feature':14s} {'query':>8s} {'members':>8s} {'chance':>7s}  verdict", style="bold")
+    header = f"{'feature':14s} {'query':>8s} {'share':>6s} {'interval':>10s} {'found':>6s} {'eff.':>5s} {'chance':>7s}"
+    console.print(f"{header}  verdict", style="bold")
     for f in result.features:
-        consistency = "-" if f["consistency"] is None else f"{f['consistency']:.2f}"
-        baseline = "-" if f["baseline"] is None else f"{f['baseline']:.2f}"
+        interval = "-" if f["interval"] is None else "{:.2f}-{:.2f}".format(*f["interval"])
+        effective = "-" if f["effective_members"] is None else f"{f['effective_members']:.0f}"
+        verdict = f["verdict"] + (f": {f['reason']}" if f["reason"] else "")
         console.print(
-            f"{f['name'][:14]:14s} {f['query_value'][:8]:>8s} {consistency:>8s} {baseline:>7s}  {f['verdict']}"
+            f"{f['name'][:14]:14s} {f['query_value'][:8]:>8s} {_cell(f['consistency']):>6s} {interval:>10s} "
+            f"{_cell(f['plain_share']):>6s} {effective:>5s} {_cell(f['baseline']):>7s}  {verdict}",
+            highlight=False,
         )
     console.print(result.explanation, style="bold")
+    console.print(FEATURE_LEGEND, style="dim")
+
+
+FEATURE_LEGEND = (
+    "share: the members' share holding the query's value, each weighted by the inverse of its chance of "
+    "being drawn; interval: its 90 % bootstrap; found: the share among the distinct members found; "
+    "eff.: effective members; chance: the share among random inputs"
+)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def head_share_lines(result: HeadShare, top: int = 10) -> list[str]:
