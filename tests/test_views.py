@@ -3,12 +3,14 @@ page's settings as the ``view`` command passes them."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
 from inversionview.views.cache import LeastRecentlyUsed
 from inversionview.views.html_render import CSS, render_result
-from inversionview.views.rows import EPSILON_LINE, SideCounts, shown_rows, side_summary
+from inversionview.views.rows import EPSILON_LINE, SideCounts, distance_text, shown_rows, side_summary
 from inversionview.views.server import ViewerSettings
 
 
@@ -29,7 +31,7 @@ def texts(rows) -> list:
 def test_a_view_shows_both_sides_of_epsilon_with_the_line_between():
     rows, counts = shown_rows(reading([0.0, 0.05, 0.2, 0.3]), limit=10)
     assert texts(rows) == ["s0", "s1", EPSILON_LINE, "s2", "s3"]
-    assert counts == SideCounts(inside=2, outside=2, inside_hidden=0, outside_hidden=0)
+    assert counts == SideCounts(inside=2, outside=2, inside_hidden=0, outside_hidden=0, searched=0)
 
 
 def test_the_nearest_non_members_keep_their_rows_however_many_members_there_are():
@@ -78,3 +80,43 @@ def test_viewer_settings_round_trip_through_the_environment():
     settings = ViewerSettings(probed="runs/x", decoder=None, load_options={"task": "counting"}, models_dir="/m")
     assert ViewerSettings.from_environment(settings.to_environment()) == settings
     assert ViewerSettings.from_environment({}) == ViewerSettings()
+
+
+def test_near_epsilon_a_distance_prints_enough_digits_to_show_its_side_of_the_line():
+    assert distance_text(0.05, 0.1) == "0.050" and distance_text(0.1, 0.1) == "0.100"
+    assert float(distance_text(0.10004, 0.1)) > 0.1 and float(distance_text(0.09996, 0.1)) < 0.1
+    assert distance_text(0.1000004, 0.1) == "0.1000004"
+
+
+def test_members_from_the_boundary_search_are_not_counted_as_members():
+    result = reading([0.0, 0.05, 0.2])
+    result.samples[1].boundary_search = True
+    rows, counts = shown_rows(result, limit=10)
+    assert texts(rows) == ["s0", "s1", EPSILON_LINE, "s2"]  # shown, flagged
+    assert (counts.inside, counts.searched) == (1, 1)
+    assert side_summary(counts) == "1 distinct inside ε (and 1 more from the boundary search), 1 outside"
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, capsys):
+    from inversionview.cli import main
+
+    report = ["report", "--input", "vvzccvczvv|v:5", "--position", "-2", "--site", "blocks.1.hook_resid_post"]
+    for args, message in [
+        ([*report, "-o", str(tmp_path / "missing" / "view.html")], "the folder .*missing does not exist"),
+        (["fortunes", "--out", str(tmp_path / "missing" / "f.txt")], "the folder .*missing does not exist"),
+        (["head-share", "--probed", "facts", "--plot", str(tmp_path / "missing" / "h.png")], "does not exist"),
+        (["train-decoder", "--out", "/proc/nope", "--steps", "1"], "cannot create the folder /proc/nope"),
+        (["train-decoder", "--out", str(tmp_path / "file"), "--steps", "1"], "is a file; name a folder"),
+    ]:
+        (tmp_path / "file").write_text("")
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_loading_a_model_draws_no_progress_bar(capfd):
+    from inversionview.probed import load_probed
+
+    load_probed("counting")
+    assert "Loading weights" not in capfd.readouterr().err

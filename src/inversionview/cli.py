@@ -19,6 +19,7 @@ from pathlib import Path
 
 from inversionview.errors import UserError
 from inversionview.probed.query import Position, check_query, parse_position, position_table
+from inversionview.storage import output_file, output_folder
 
 STARTED = time.monotonic()
 """When the command started: a training budget (``--minutes``) counts its start-up from here."""
@@ -143,6 +144,7 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
     _set_threads(args.threads)
     _report_training()
     recipe = recipe_for(args.task_name, seed=args.seed, steps=args.steps)
+    output_folder(args.out)
     with stop_requests() as stop:
         probed = train_probed(recipe, args.out, device=args.device, stop=stop)
     if _speaks_for_run():  # under torchrun, rank 0 speaks for the run
@@ -172,6 +174,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     config = DecoderTrainConfig(**{name: value for name, value in given.items() if value is not None})
     if config.minutes is not None:
         config.check()  # a bad budget is refused before the model loads
+    output_folder(args.out)
     probed = load_probed_from(args)
     _report_training()
     with stop_requests() as stop:
@@ -458,6 +461,7 @@ def cmd_tokens(args: argparse.Namespace) -> None:
 def cmd_fortunes(args: argparse.Namespace) -> None:
     from inversionview.tasks.text import fortunes
 
+    output_file(args.out)
     quotes = fortunes(args.source)
     args.out.write_text("\n".join(quotes) + "\n", encoding="utf-8")
     print(f"wrote {len(quotes)} quotations to {args.out}, one a line")
@@ -570,7 +574,9 @@ def _view_options(parser: argparse.ArgumentParser, limit: int) -> None:
         "--explain", action="store_true", help="which features of the input the preimage keeps, against chance"
     )
     parser.add_argument(
-        "--features", type=Path, help="a Python file of functions name(text, position) -> value to check too (runs it)"
+        "--features",
+        type=Path,
+        help="a Python file of functions name(text, position) -> value to check too (runs it; implies --explain)",
     )
 
 

@@ -71,3 +71,30 @@ def load_tensors(path: Path, what: str, expected_hash: str | None = None) -> dic
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{what}: {path} is not a readable safetensors file ({exc})") from None
+
+
+def output_folder(path: Path) -> Path:
+    """``path`` as a folder to write into, created (with its parents) if need be: a folder that
+    cannot be made or written to is refused before any work, so none is lost."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{path} is a file; name a folder") from None
+    except OSError as exc:
+        raise UserError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into the folder {path}: permission denied")
+    return path
+
+
+def output_file(path: Path) -> Path:
+    """``path`` as a file to write, checked before any work: its folder must exist and be writable
+    (as ``cp`` does, a missing folder is refused rather than made)."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write {path}: permission denied")
+    return path

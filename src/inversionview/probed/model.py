@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -387,12 +388,13 @@ def load_probed(
     content_hash, use_safetensors = _weights(directory, meta, allow_pickle)
     auto = AutoModel if layout_for(str(config_data.get("model_type"))).encoder else AutoModelForCausalLM
     try:
-        model = auto.from_pretrained(
-            directory,
-            local_files_only=True,
-            use_safetensors=use_safetensors,
-            dtype=getattr(torch, dtype or "float32"),
-        )
+        with _quiet_loading():
+            model = auto.from_pretrained(
+                directory,
+                local_files_only=True,
+                use_safetensors=use_safetensors,
+                dtype=getattr(torch, dtype or "float32"),
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"cannot load probed model from {directory}: {first_line(exc)}") from None
     vocab_size = the_task.tokenizer.vocab_size
@@ -400,6 +402,21 @@ def load_probed(
         raise UserError(f"vocabulary has {vocab_size} tokens but the model only {model.config.vocab_size}")
     use_fused_gelu(model).eval().to(the_device)
     return ProbedModel(model, the_task, content_hash, str(name_or_dir), meta, directory)
+
+
+@contextmanager
+def _quiet_loading():
+    """No "Loading weights" bar from transformers: a model of ours loads in a blink, and the bar
+    would mix into the output of the command (or the page) that loads it."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _bridge_probed(bridge, directory, device, task, task_options, vocab, specials) -> ProbedModel:

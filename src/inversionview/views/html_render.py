@@ -12,8 +12,9 @@ from pathlib import Path
 
 from inversionview.errors import UserError
 from inversionview.inversion.result import InversionResult, Sample
+from inversionview.storage import output_file
 from inversionview.views.colors import color_rgb, text_rgb
-from inversionview.views.rows import EPSILON_LINE, hidden_note, shown_rows, side_summary
+from inversionview.views.rows import EPSILON_LINE, distance_text, hidden_note, shown_rows, side_summary
 
 CSS = """
 .iv-view { font-family: ui-sans-serif, system-ui, sans-serif; font-size: 14px; color: #222; margin: 0 0 18px 0; }
@@ -73,7 +74,7 @@ def _token_spans(
     return "".join(spans)
 
 
-def _sample_row(sample: Sample, count: int, scale: float, show_colors: bool) -> str:
+def _sample_row(sample: Sample, count: int, epsilon: float, scale: float, show_colors: bool) -> str:
     width = min(100.0, 100.0 * sample.distance / scale) if scale > 0 else 0.0
     tokens = _token_spans(
         sample.tokens,
@@ -88,7 +89,7 @@ def _sample_row(sample: Sample, count: int, scale: float, show_colors: bool) -> 
     return (
         f'<div class="iv-row{" iv-in" if sample.in_preimage else " iv-out"}">'
         f'<div class="iv-bar"><div style="width: {width:.1f}%"></div></div>'
-        f'<span class="iv-dist">{sample.distance:.3f}</span>'
+        f'<span class="iv-dist">{distance_text(sample.distance, epsilon)}</span>'
         f'<span class="iv-tokens">{tokens}</span>{extra}{note}</div>'
     )
 
@@ -157,7 +158,7 @@ def render_result(
                 rows.append(f'<div class="iv-meta">{escape(hidden)}</div>')
             rows.append(_eps_line(s.epsilon))
         else:
-            rows.append(_sample_row(*row, scale, show_colors))
+            rows.append(_sample_row(*row, s.epsilon, scale, show_colors))
     if hidden := hidden_note(counts.outside_hidden, "outside"):
         rows.append(f'<div class="iv-meta">{escape(hidden)}</div>')
     boundary = f'<div class="iv-meta">{escape(result.boundary_note)}</div>' if result.boundary_note else ""
@@ -206,6 +207,7 @@ def check_report_path(path: Path) -> None:
     """Refuse, before any work, a report path that is not an HTML file."""
     if path.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {path}: the report is an HTML file; name it .html")
+    output_file(path)
 
 
 def render_figure(png: bytes, caption: str) -> str:

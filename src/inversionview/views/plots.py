@@ -18,14 +18,14 @@ from inversionview.exact.space import input_space
 from inversionview.interpret.explain_map import ExplainMap
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.verify import query_activation
+from inversionview.storage import output_file
 
 
 def check_plot_path(path: Path) -> None:
     """Refuse a path the scatter cannot be written to (called before any work, so none is lost)."""
     if path.suffix.lower() != ".png":
         raise UserError(f"--plot {path}: the scatter is written as PNG; name a .png file")
-    if path.is_dir():
-        raise UserError(f"--plot {path} is a directory; name a .png file")
+    output_file(path)
 
 
 def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:

@@ -20,9 +20,12 @@ class SideCounts:
     """Distinct samples on each side of ε, and how many of them a view leaves out."""
 
     inside: int
+    """Members of the preimage among the scheduled (and refined) samples."""
     outside: int
     inside_hidden: int
     outside_hidden: int
+    searched: int = 0
+    """Members drawn by the boundary search: shown, flagged, and not counted in ``inside``."""
 
 
 def default_outside(limit: int) -> int:
@@ -44,17 +47,34 @@ def shown_rows(
     n_out = min(len(outside_rows), outside, limit)
     n_in = min(len(inside_rows), limit - n_out)
     n_out = min(len(outside_rows), limit - n_in)  # rows the inside side leaves unused
-    counts = SideCounts(len(inside_rows), len(outside_rows), len(inside_rows) - n_in, len(outside_rows) - n_out)
+    searched = sum(row[0].boundary_search for row in inside_rows)
+    counts = SideCounts(
+        len(inside_rows) - searched, len(outside_rows), len(inside_rows) - n_in, len(outside_rows) - n_out, searched
+    )
     return [*inside_rows[:n_in], EPSILON_LINE, *outside_rows[:n_out]], counts
 
 
 def side_summary(counts: SideCounts) -> str:
     """One line on both sides of ε, plain when one side is empty."""
+    searched = f" (and {counts.searched} more from the boundary search)" if counts.searched else ""
     if counts.outside == 0:
-        return f"{counts.inside} distinct samples, all inside ε: no sample fell outside, so the boundary is not shown"
-    if counts.inside == 0:
+        return (
+            f"{counts.inside} distinct samples, all inside ε{searched}: "
+            "no sample fell outside, so the boundary is not shown"
+        )
+    if counts.inside + counts.searched == 0:
         return f"{counts.outside} distinct samples, none inside ε"
-    return f"{counts.inside} distinct inside ε, {counts.outside} outside"
+    return f"{counts.inside} distinct inside ε{searched}, {counts.outside} outside"
+
+
+def distance_text(distance: float, epsilon: float, digits: int = 3) -> str:
+    """A distance with ``digits`` decimals, or more where fewer would print it as ε itself: a row's
+    side of the ε line stays visible in its figure (0.1003 is outside ε = 0.1, 0.0998 inside)."""
+    shown = f"{distance:.{digits}f}"
+    while distance != epsilon and float(shown) == round(epsilon, digits) and digits < 9:
+        digits += 1
+        shown = f"{distance:.{digits}f}"
+    return shown
 
 
 def hidden_note(hidden: int, side: str) -> str | None:

@@ -8,7 +8,7 @@ from rich.text import Text
 from inversionview.causal.heads import HeadShare
 from inversionview.inversion.result import InversionResult, Sample
 from inversionview.views.colors import bar, color_rgb, text_rgb
-from inversionview.views.rows import EPSILON_LINE, hidden_note, shown_rows, side_summary
+from inversionview.views.rows import EPSILON_LINE, distance_text, hidden_note, shown_rows, side_summary
 
 
 def _token_text(sample: Sample, show_colors: bool) -> Text:
@@ -26,8 +26,8 @@ def _token_text(sample: Sample, show_colors: bool) -> Text:
     return line
 
 
-def _sample_line(sample: Sample, count: int, scale: float, show_colors: bool) -> Text:
-    line = Text(f"{bar(sample.distance, scale)} {sample.distance:6.3f} ")
+def _sample_line(sample: Sample, count: int, epsilon: float, scale: float, show_colors: bool) -> Text:
+    line = Text(f"{bar(sample.distance, scale)} {distance_text(sample.distance, epsilon):>6s} ")
     line.append_text(_token_text(sample, show_colors))
     if count > 1:
         line.append(f"  ×{count}", style="dim")
@@ -70,7 +70,7 @@ def render(
                 console.print(note, style="dim")
             console.print(f"{'─' * 12} ε = {s.epsilon:g} {'─' * 30}", style="bold yellow")
             continue
-        console.print(_sample_line(*row, scale, show_colors))
+        console.print(_sample_line(*row, s.epsilon, scale, show_colors))
     if note := hidden_note(counts.outside_hidden, "outside"):
         console.print(note, style="dim")
     if counts.inside_hidden or counts.outside_hidden:
