@@ -219,3 +219,9 @@ def test_the_terminal_and_the_page_show_each_share_s_interval_and_effective_memb
     assert (
         "interval (90 %)" in html and "effective members" in html and "{:.2f}–{:.2f}".format(*count["interval"]) in html
     )
+
+
+def test_a_feature_value_of_several_tokens_is_shown_as_text_not_as_a_tuple(counting):
+    probed, _ = counting
+    verdict = verdicts_over(probed, ["vvz|v:2"], "vvz|v:2", 1, features={"words": lambda t, p: ("␣quietly", "␣so")})
+    assert verdict[0].query_value == "␣quietly ␣so"

@@ -120,3 +120,17 @@ def test_loading_a_model_draws_no_progress_bar(capfd):
 
     load_probed("counting")
     assert "Loading weights" not in capfd.readouterr().err
+
+
+def test_json_figures_carry_no_digits_float32_never_had_and_the_terminal_has_a_legend():
+    from rich.console import Console
+
+    from inversionview.views.terminal import render
+
+    result = reading([0.7718999981880188])
+    result.samples[0].probability_change = [0.0, 0.12345678912]
+    sample = result.to_dict()["samples"][0]
+    assert sample["distance"] == 0.7719 and sample["probability_change"] == [0.0, 0.123457]
+    console = Console(record=True, width=200)
+    render(result, console)
+    assert "red / blue: the query made the token more / less likely" in console.export_text()

@@ -188,8 +188,11 @@ def _baseline_inputs(probed: ProbedModel, seed: int) -> list[str]:
 
 
 def _shown(value) -> str:
+    """A feature value as a reader writes it: a set in braces, a sequence of tokens joined."""
     if isinstance(value, frozenset):
         return "{" + ", ".join(map(str, sorted(value))) + "}"
+    if isinstance(value, tuple | list):
+        return " ".join(map(str, value))
     return str(value)
 
 

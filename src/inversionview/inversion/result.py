@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+DIGITS = 6
+"""Decimals of the figures in a reading's JSON, about float32's precision (``in_preimage`` says
+which side of ε a sample lies on)."""
+
 
 @dataclass
 class Query:
@@ -89,6 +93,10 @@ class InversionResult:
         ``probability_change`` and ``precision`` under their former names, for one release."""
         data = asdict(self)
         for sample in data["samples"]:
+            # float32 figures printed as float64 carry digits they never had (0.7718999981880188)
+            sample["distance"] = round(sample["distance"], DIGITS)
+            for key in ("probability_change", "position_distances"):
+                sample[key] = [round(value, DIGITS) for value in sample[key]]
             sample["colors"] = sample["probability_change"]
         data["share_in_preimage"] = data["precision"]
         return data

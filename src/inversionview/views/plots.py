@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -86,7 +87,9 @@ def explain_map_figure(table: ExplainMap, path: Path, title: str, threshold: flo
             ax.text(c, r, "\n".join(cell) if len(cell) < 4 else ", ".join(cell), ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(table.positions)), table.positions, fontsize=8)
     ax.set_yticks(range(len(table.sites)), [s.replace("blocks.", "") for s in table.sites], fontsize=7)
-    ax.set_title(f"{title}: features kept by ≥ {threshold:.0%} of {table.n} queries", fontsize=9)
+    heading = f"{title}: features kept by ≥ {threshold:.0%} of {table.n} queries"
+    # Wrapped to the figure's width (about 12 characters an inch at 9 pt), so a narrow map keeps it whole.
+    ax.set_title(textwrap.fill(heading, width=max(20, int(12 * fig.get_figwidth()))), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -75,6 +75,12 @@ def render(
         console.print(note, style="dim")
     if counts.inside_hidden or counts.outside_hidden:
         console.print("(--limit and --outside show more; --json gives every sample)", style="dim")
+    console.print(_legend(scale, show_colors), style="dim")
+
+
+def _legend(scale: float, show_colors: bool) -> str:
+    colours = "red / blue: the query made the token more / less likely than no information did; " if show_colors else ""
+    return f"{colours}bar: distance to the query (full bar: {scale:g}); underlined: the best position"
 
 
 def training_line(summary: dict, out: object) -> str:
