@@ -318,3 +318,19 @@ def test_a_stopped_and_resumed_probed_run_trains_exactly_as_an_uninterrupted_one
     train_probed(config, tmp_path / "resumed", progress=False, stop=_StopAtStep(3))
     resumed = train_probed(config, tmp_path / "resumed", progress=False)
     assert resumed.content_hash == straight.content_hash
+
+
+def test_an_evaluation_measures_a_bounded_number_of_sites_in_turn(tiny_probed, tmp_path, capsys):
+    """A model of many sites (MiniLM has over a hundred) is evaluated a few sites at a time, so that
+    no evaluation, the final one included, runs long; from Python too the run ends with its precision."""
+    sites = [s.name for s in decoder_sites(tiny_probed)]
+    config = DecoderTrainConfig(
+        d_model=16, n_heads=2, n_layers=1, steps=6, batch_size=8, eval_every=2, eval_queries=2, eval_samples=2
+    )
+    config.eval_sites = 3
+    train_decoder(tiny_probed, config, tmp_path)  # from Python, with its progress display
+    assert "mean precision" in capsys.readouterr().err.strip().splitlines()[-1]  # the line that ends the run
+    history = json.loads((tmp_path / "decoder.json").read_text())["provenance"]["history"]
+    measured = [list(h["precision"]) for h in history]
+    assert [len(m) for m in measured] == [3, 3, 3] and all(h["sites_measured"] == 3 for h in history)
+    assert measured[0] == sites[:3] and measured[1] == sites[3:6]  # in turn

@@ -18,8 +18,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from inversionview.errors import UserError
-from inversionview.probed.query import Position, check_query, parse_position, position_table
-from inversionview.storage import output_file, output_folder
 
 STARTED = time.monotonic()
 """When the command started: a training budget (``--minutes``) counts its start-up from here."""
@@ -139,6 +137,7 @@ def _speaks_for_run() -> bool:
 
 def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.probed.train import recipe_for, train_probed
+    from inversionview.storage import output_folder
     from inversionview.training import stop_requests
 
     _set_threads(args.threads)
@@ -167,6 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_train_decoder(args: argparse.Namespace) -> None:
     from inversionview.decoder.train import DecoderTrainConfig, read_run_summary, train_decoder
+    from inversionview.storage import output_folder
     from inversionview.training import stop_requests
     from inversionview.views.terminal import training_line
 
@@ -213,6 +213,8 @@ def _duration(seconds: float) -> str:
 
 
 def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> list:
+    from inversionview.probed.query import check_query
+
     """One reading per site, with the invert options of ``args``."""
     from inversionview.decoder.store import load_decoder
     from inversionview.inversion.invert import invert
@@ -324,7 +326,15 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
 
 
-def _site_at(text: str) -> tuple[str, Position]:
+def parse_position(text: str) -> int | str:
+    """A position as a user writes it: a whole number, or a name the task gives one."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _site_at(text: str) -> tuple[str, int | str]:
     """An argparse type for ``SITE@POSITION``: a position as ``invert`` takes it, or a named one."""
     site, at, position = text.rpartition("@")
     if not (at and site and position):
@@ -452,6 +462,7 @@ def _ld(value: float | None) -> str:
 
 
 def cmd_tokens(args: argparse.Namespace) -> None:
+    from inversionview.probed.query import position_table
     from inversionview.views.terminal import position_lines
 
     table = position_table(load_probed_from(args), args.input)
@@ -459,6 +470,7 @@ def cmd_tokens(args: argparse.Namespace) -> None:
 
 
 def cmd_fortunes(args: argparse.Namespace) -> None:
+    from inversionview.storage import output_file
     from inversionview.tasks.text import fortunes
 
     output_file(args.out)

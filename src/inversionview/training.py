@@ -24,6 +24,7 @@ from typing import Protocol
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from inversionview.distributed import ONE_PROCESS, Ranks, fingerprint, wrapped
 from inversionview.errors import UserError
@@ -415,7 +416,8 @@ def _steps(
     total = None if settings.budget else settings.steps  # a budgeted run's steps are what its time allows
     if settings.budget:
         settings.budget.resumed(run)
-    with tqdm(total=total, initial=run.step, **shown) as bar:
+    # Log lines (each evaluation's) go through the bar, so they never share its line.
+    with logging_redirect_tqdm(), tqdm(total=total, initial=run.step, **shown) as bar:
         while run.step < settings.steps:
             bar.set_postfix(_train_step(job, settings, run), refresh=False)
             if run.step == 0 and ranks.active:

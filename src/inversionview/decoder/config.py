@@ -71,6 +71,10 @@ class DecoderTrainConfig:
     eval_every: int = 2000
     eval_queries: int = 8
     eval_samples: int = 16
+    eval_sites: int = 16
+    """Sites an evaluation measures, at most: a model with more (MiniLM has over a hundred) has them
+    measured in turn, these many at a time, so that no evaluation (the final one included) takes
+    long. Sites not measured keep their last precision for the re-weighting."""
     epsilon: float | None = None
     metric: str | None = None
     """Precision is measured with these; None takes the probed model's defaults."""

@@ -9,11 +9,13 @@ precision), and the evaluation that re-weights sites and named positions toward 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from inversionview.decoder.build import decoder_sites, is_decoder_directory, new_decoder, site_scales
 from inversionview.decoder.config import (
@@ -66,6 +68,8 @@ class DecoderTraining:
         count = max(config.eval_queries, len(position_names))
         self.eval_queries = heldout_queries(probed, count, seed=config.seed + 1)
         self.eval_names = [query_position_name(probed, text, position) for text, position in self.eval_queries]
+        self.evaluations = 0
+        self.site_precision = torch.full((len(self.sites),), float("nan"))
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, str]]:
         inputs, activation, site_ids, targets, weights = self.stream.batch(self.streams.torch).to(self.probed.device)
@@ -89,17 +93,30 @@ class DecoderTraining:
         self.samples_seen += inputs.shape[0] * self.ranks.world
         return loss, {"loss": f"{self.reconstruction.item():.3f}"}
 
-    def _precisions(self, step: int) -> torch.Tensor:
-        """Each site's precision on each held-out query: (sites, queries)."""
+    def _measured_sites(self) -> list[int]:
+        """The sites this evaluation measures: all of them, or the next ``eval_sites`` in turn."""
+        n, bound = len(self.sites), max(1, self.config.eval_sites)
+        if n <= bound:
+            return list(range(n))
+        start = self.evaluations * bound % n
+        self.evaluations += 1
+        return [(start + i) % n for i in range(bound)]
+
+    def _precisions(self, step: int, measured: list[int]) -> torch.Tensor:
+        """Each measured site's precision on each held-out query: (measured sites, queries)."""
         options = {"samples_per_query": self.config.eval_samples, "epsilon": self.epsilon, "metric": self.metric}
+        shown = tqdm(measured, desc="evaluating", unit="site", leave=False, disable=None)  # None: only on a terminal
+        queries = self.eval_queries
         return torch.stack(
-            [query_precisions(self.model, self.probed, s, self.eval_queries, seed=step, **options) for s in self.sites]
+            [query_precisions(self.model, self.probed, self.sites[i], queries, seed=step, **options) for i in shown]
         )
 
-    def _reweight(self, per_query: torch.Tensor, by_position: dict[str, float]) -> None:
+    def _reweight(self, per_query: torch.Tensor, measured: list[int], by_position: dict[str, float]) -> None:
         """Shift training toward the sites, and the named positions, that the decoder reads worst."""
         floor = self.config.site_weight_floor
-        self.stream.site_weights = 1.0 - per_query.mean(-1) + floor
+        self.site_precision[measured] = per_query.mean(-1)
+        known = self.site_precision[~self.site_precision.isnan()]
+        self.stream.site_weights = 1.0 - self.site_precision.nan_to_num(float(known.mean())) + floor
         if by_position:
             names = self.probed.task.query_position_names()
             mean_weakness = 1.0 - sum(by_position.values()) / len(by_position)
@@ -107,8 +124,9 @@ class DecoderTraining:
             self.stream.position_weights = torch.tensor(weakness) + floor
 
     def evaluate(self, step: int, scheduled: bool) -> dict:
-        per_query = self._precisions(step)
-        precision = {site.name: float(row.mean()) for site, row in zip(self.sites, per_query)}
+        measured = self._measured_sites()
+        per_query = self._precisions(step, measured)
+        precision = {self.sites[i].name: float(row.mean()) for i, row in zip(measured, per_query)}
         names = self.probed.task.query_position_names()
         by_position = {
             name: float(per_query[:, [n == name for n in self.eval_names]].mean())
@@ -116,7 +134,7 @@ class DecoderTraining:
             if name in self.eval_names
         }
         if scheduled:  # a run stopped between evaluations trains on as if it had not been stopped
-            self._reweight(per_query, by_position)
+            self._reweight(per_query, measured, by_position)
         mean = sum(precision.values()) / len(precision)
         loss = self.reconstruction.item()
         sites = " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items())
@@ -130,6 +148,7 @@ class DecoderTraining:
             "loss": round(loss, 4),
             **({} if self.verified_share is None else {"verified_share": round(self.verified_share, 4)}),
             "mean_precision": round(mean, 4),
+            **({"sites_measured": len(measured)} if len(measured) < len(self.sites) else {}),
             "precision": {k: round(v, 4) for k, v in precision.items()},
             **({"position_precision": {k: round(v, 4) for k, v in by_position.items()}} if by_position else {}),
         }
@@ -140,11 +159,16 @@ class DecoderTraining:
             "site_weights": self.stream.site_weights.tolist(),
             "position_weights": self.stream.position_weights.tolist(),
             "pending_inputs": self.stream.pending,  # drawn but not yet trained on: a resume takes them first
+            "evaluations": self.evaluations,
+            "site_precision": [None if p != p else p for p in self.site_precision.tolist()],  # NaN: not yet measured
         }
 
     def restore(self, state: dict) -> None:
         self.samples_seen = state.get("samples_seen", 0)
         self.stream.site_weights = torch.tensor(state["site_weights"])
+        self.evaluations = state.get("evaluations", 0)
+        if len(state.get("site_precision", ())) == len(self.sites):  # older runs saved none
+            self.site_precision = torch.tensor([float("nan") if p is None else p for p in state["site_precision"]])
         if len(state.get("position_weights", ())) == len(self.stream.position_weights):  # older runs saved none
             self.stream.position_weights = torch.tensor(state["position_weights"])
         if self.ranks.main:  # the inputs rank 0 drew; another rank draws its own
@@ -291,5 +315,8 @@ def train_decoder(
         leave(ranks)
     if run.history and ranks.main:
         mean = run.history[-1]["mean_precision"]
-        log.info("mean precision %.1f%% at step %d: %s", 100 * mean, run.step, precision_verdict(mean))
+        verdict = f"mean precision {100 * mean:.1f}% at step {run.step}: {precision_verdict(mean)}"
+        log.info(verdict)
+        if progress and not log.isEnabledFor(logging.INFO):  # from Python, where no log is shown
+            tqdm.write(verdict, file=sys.stderr)
     return decoder

@@ -21,14 +21,6 @@ Position = int | str
 """A query position: BOS = 0, negative from the end, or a name the task gives one (``"END"``)."""
 
 
-def parse_position(value: str) -> Position:
-    """A position as a user writes it: a whole number, or a name."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
-
-
 def resolve_position(probed: ProbedModel, text: str, position: Position) -> int:
     """The position's index among ``text``'s queryable positions (BOS and the text tokens)."""
     n_positions = len(probed.task.encode(text)) - 1
