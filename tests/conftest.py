@@ -96,8 +96,9 @@ def fake_server(monkeypatch):
         status = 0
         launched: dict = {}
 
-        def __init__(self, command, env=None, start_new_session=False):
+        def __init__(self, command, env=None, start_new_session=False, preexec_fn=None):
             FakeServer.launched.update(command=command, env=env, start_new_session=start_new_session)
+            FakeServer.launched.update(preexec_fn=preexec_fn)
             self.pid = 0
 
         def wait(self, timeout=None):

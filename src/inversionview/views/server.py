@@ -6,6 +6,7 @@ environment variable, written and read here, so that nothing else parses it.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
 import os
@@ -133,8 +134,9 @@ def serve(settings: ViewerSettings, *, host: str = "127.0.0.1", port: int = 8501
     command = [sys.executable, "-m", "streamlit", "run", str(APP)]
     command += ["--server.address", host, "--server.port", str(port), "--server.headless", "true"]
     command += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]  # no Deploy button
-    # Its own process group: the server and whatever it starts are stopped together, by us.
-    server = subprocess.Popen(command, env=env, start_new_session=True)
+    # Its own process group: the server and whatever it starts are stopped together, by us; and
+    # should we be killed outright (SIGKILL), the server goes with us instead of holding the port.
+    server = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_dies_with(os.getpid()))
     try:
         with _stop_signals_as_interrupt():
             status = server.wait()
@@ -143,6 +145,25 @@ def serve(settings: ViewerSettings, *, host: str = "127.0.0.1", port: int = 8501
         return
     if status not in (0, -signal.SIGINT, -signal.SIGTERM):  # stopped by hand is not a failure
         raise UserError(f"the page's server stopped with status {status}; its messages are above")
+
+
+PR_SET_PDEATHSIG = 1
+"""Linux's prctl option: a signal the kernel sends a process when its parent dies."""
+
+
+def _dies_with(parent: int):
+    """For ``Popen(preexec_fn=…)``: the child is killed when ``parent`` dies, however it dies (on
+    Linux; elsewhere a no-op). SIGKILL, since the Streamlit server ignores SIGTERM."""
+
+    def setup() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the signal was set: nobody would send it
+            os._exit(1)
+
+    return setup
 
 
 def stop_process_group(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
