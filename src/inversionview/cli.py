@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
-from inversionview.errors import UserError
+from inversionview.errors import UserError, as_flags
 
 STARTED = time.monotonic()
 """When the command started: a training budget (``--minutes``) counts its start-up from here."""
@@ -36,6 +37,17 @@ SEQUENCE_OPTIONS = ("tokens", "length", "inputs")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of argparse's usage block
         raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _epsilon(text: str) -> float:
+    """An argparse type for ε: a finite number, not negative (checked before any model loads)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
 
 
 def _whole_number(low: int, high: int | None = None):
@@ -213,12 +225,11 @@ def _duration(seconds: float) -> str:
 
 
 def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> list:
-    from inversionview.probed.query import check_query
-
     """One reading per site, with the invert options of ``args``."""
     from inversionview.decoder.store import load_decoder
     from inversionview.inversion.invert import invert
     from inversionview.inversion.schedule import parse_schedule
+    from inversionview.probed.query import check_query
 
     probed = probed or load_probed_from(args)
     check_query(probed, args.input, args.position, sites)
@@ -227,10 +238,14 @@ def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> lis
     options["refine"] = getattr(args, "refine", 0)
     options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
     _check_cost(args, probed, decoder, sites, options)
-    from inversionview.interpret.explain import explain, load_features
+    from inversionview.interpret.explain import check_features, explain, load_features
+    from inversionview.probed.query import resolve_position
 
-    # The user's features are run before any sampling, so a broken file costs nothing.
-    features = {**probed.task.features(), **load_features(args.features)} if args.features else None
+    # The user's features are run, on the query, before any sampling, so a broken file costs nothing.
+    features = None
+    if args.features:
+        features = {**probed.task.features(), **load_features(args.features)}
+        check_features(features, args.input, resolve_position(probed, args.input, args.position))
     results = []
     for site in sites:
         with _progress_bar(f"sampling {site}", "sample") as progress:
@@ -283,6 +298,7 @@ def cmd_exact(args: argparse.Namespace) -> None:
 
     probed = load_probed_from(args)
     options = {"metric": args.metric, "epsilon": args.epsilon, "limit": args.limit, "seed": args.seed}
+    options["max_seconds"] = None if args.yes else LONG_READING_SECONDS
     with _progress_bar("probed model over the input space", "input") as progress:
         result = exact_preimage(
             probed, args.input, args.position, args.site, sample_size=args.space_sample, progress=progress, **options
@@ -344,7 +360,7 @@ def _site_at(text: str) -> tuple[str, int | str]:
 
 def cmd_patch(args: argparse.Namespace) -> None:
     from inversionview.causal.metrics import task_metric
-    from inversionview.causal.patch import patch
+    from inversionview.causal.patch import patch, resolved_patches
 
     probed = load_probed_from(args)
     if args.source == "auto":
@@ -352,6 +368,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
         return
     if args.input is None:
         raise UserError("give --input (or --source auto to draw inputs and their contrasts)")
+    resolved_patches(probed, args.input, args.source, args.patch)  # a mismatched source is refused first
     metric = task_metric(probed, args.input, args.source, target=args.target, answer=args.answer, alt=args.alt)
     result = patch(probed, args.input, args.source, args.patch, metric)
     if args.json:
@@ -562,7 +579,7 @@ def _query_options(parser: argparse.ArgumentParser, many_sites: bool = False) ->
         choices=["euclidean", "cosine", "whitened"],
         help="default: the model's (euclidean); whitened: euclidean after whitening by the site's covariance",
     )
-    parser.add_argument("--epsilon", type=float, help="default: the model's (0.1)")
+    parser.add_argument("--epsilon", type=_epsilon, help="default: the model's (0.1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -820,6 +837,7 @@ def _add_exact(commands, probed) -> None:
     p.add_argument(
         "--space-sample", type=_whole_number(1), default=200_000, help="inputs to sample when the space is too large"
     )
+    p.add_argument("--yes", action="store_true", help="go ahead with a pass estimated to take over 10 minutes")
     p.set_defaults(run=cmd_exact)
 
     p = commands.add_parser("completeness", parents=[probed], help="decoder precision and recall against the exact")
@@ -881,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
         args.run(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {as_flags(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", "interrupted"), file=sys.stderr)

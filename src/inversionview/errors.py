@@ -3,7 +3,12 @@
 Anything the user can get wrong (a bad site name, a character outside the vocabulary, a missing
 checkpoint) raises :class:`UserError`; the CLI prints its message on one line and exits non-zero.
 Every other exception is a bug and keeps its traceback.
+
+A message names a parameter of the library's function in backticks (`space_sample`); the CLI shows
+it as the flag that sets it (--space-sample), so one message serves Python and the command line.
 """
+
+import re
 
 
 class UserError(Exception):
@@ -14,3 +19,11 @@ def first_line(exc: BaseException) -> str:
     """The first line of a library's error message (its name when it has none), for a one-line UserError."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(message: str) -> str:
+    """``message`` with each `parameter` written as its command-line flag, --parameter."""
+    return PARAMETER.sub(lambda match: "--" + match.group(1).replace("_", "-"), message)

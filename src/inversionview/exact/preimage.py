@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inversionview.errors import UserError
 from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, InputSpace, input_space
 from inversionview.probed.distance import best_positions, position_distances
 from inversionview.probed.model import ProbedModel
@@ -76,9 +77,12 @@ def best_over_space(
     metric: str,
     batch_size: int,
     progress: Callable[[int, int], None] | None,
+    max_seconds: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each input's best-position distance to each query, and that position: both (Q, space size).
-    The probed model runs once per input for all the queries' sites."""
+    The probed model runs once per input for all the queries' sites. A pass whose first batch says
+    it would take over ``max_seconds`` is refused then, with its estimate."""
+    started = time.perf_counter()
     best = torch.empty(len(queries), space.size)
     best_at = torch.empty(len(queries), space.size, dtype=torch.long)
     sites = sorted({query.site for query in queries})
@@ -94,7 +98,18 @@ def best_over_space(
             best[i, rows], best_at[i, rows] = best_positions(distances)
         if progress:
             progress(start + len(chunk), space.size)
+        if start == 0 and max_seconds is not None:
+            _check_duration((time.perf_counter() - started) * space.size / len(chunk), space.size, max_seconds)
     return best, best_at
+
+
+def _check_duration(estimate: float, size: int, max_seconds: float) -> None:
+    if estimate > max_seconds:
+        minutes = f"{estimate / 60:.0f} min" if estimate < 5400 else f"{estimate / 3600:.1f} h"
+        raise UserError(
+            f"the probed model over all {size:,} inputs would take about {minutes} here (timed on the first "
+            "batch); sample fewer inputs (`space_sample`), or go ahead (`yes`)"
+        )
 
 
 def exact_preimages(
@@ -108,6 +123,7 @@ def exact_preimages(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    max_seconds: float | None = None,
 ) -> list[ExactPreimage]:
     """The exact preimages of many queries (input, position, site) from one pass over the space:
     the probed model runs once per input for all their sites, so twenty queries cost about what one
@@ -115,12 +131,12 @@ def exact_preimages(
 
     ``metric`` and ``epsilon`` default to the probed model's; ``limit`` members are listed, nearest
     first; a space too large to enumerate is a seeded sample of ``sample_size`` inputs; ``progress``
-    is called with (inputs done, space size)."""
+    is called with (inputs done, space size); a pass estimated over ``max_seconds`` is refused."""
     started = time.perf_counter()
     metric, epsilon = probed.distance_settings(metric, epsilon)
     resolved = [resolve_query(probed, text, position, site, metric) for text, position, site in queries]
     space = input_space(probed.task, sample_size=sample_size, seed=seed)
-    best, best_at = best_over_space(probed, resolved, space, metric, batch_size, progress)
+    best, best_at = best_over_space(probed, resolved, space, metric, batch_size, progress, max_seconds)
     seconds = round(time.perf_counter() - started, 3)
     results = []
     for (text, _, _), query, distances, at in zip(queries, resolved, best, best_at, strict=True):

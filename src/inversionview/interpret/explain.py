@@ -64,8 +64,19 @@ class FeatureVerdict:
 def _value(feature, text: str, position: int):
     try:
         return feature(text, position)
-    except (UserError, ValueError, IndexError, KeyError, StopIteration):
-        return None  # the feature is not defined for this input
+    except Exception:  # noqa: BLE001 (a feature, the user's too, is not defined for every input a decoder writes)
+        return None
+
+
+def check_features(features: dict, text: str, position: int) -> None:
+    """Run every feature on the query input: one that fails there is a one-line error naming the
+    feature, what it raised, and the input (a feature undefined on some samples is expected; on the
+    query itself it is a mistake)."""
+    for name, feature in features.items():
+        try:
+            feature(text, position)
+        except Exception as exc:  # noqa: BLE001 (the user's code may raise anything)
+            raise UserError(f"feature {name} raised {type(exc).__name__}: {exc} on the query {text!r}") from None
 
 
 def verdict_of(consistency: float, baseline: float | None) -> str:

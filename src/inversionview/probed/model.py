@@ -10,6 +10,7 @@ people's models the task and vocabulary come from the caller.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,8 +101,8 @@ class ProbedModel:
 
     def distance_settings(self, metric: str | None = None, epsilon: float | None = None) -> tuple[str, float]:
         """``(metric, epsilon)``, each taken from this model's defaults where not given."""
-        if epsilon is not None and epsilon < 0:
-            raise UserError("--epsilon must not be negative")
+        if epsilon is not None and not (math.isfinite(epsilon) and epsilon >= 0):
+            raise UserError(f"`epsilon` must be a finite number, 0 or more, got {epsilon}")
         return metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon
 
     def use_corpus(
