@@ -11,7 +11,7 @@ mean recall at 10,000 over queries whose true preimage has 2 to 5,000 members.
 With ``--refine R`` it also spends the same number of probed-model evaluations as plain sampling
 spends samples (``--samples``) two more ways, side by side: drawing with an evaluation cache (an
 input drawn again costs nothing), and the cache plus refinement (each new sample outside ε gets up
-to R evaluations of decoder-guided rewriting, ``inversion/refine.py``). For each way it prints the
+to R evaluations of decoder-guided rewriting, ``decoder/refine.py``). For each way it prints the
 members per 1,000 evaluations, the distinct members and the recall at that many evaluations, then
 their means (the ratio of means for members per 1,000).
 """
@@ -24,12 +24,12 @@ from collections import defaultdict
 
 import torch
 
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import completeness, members_for_evaluations, spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.inversion.invert import resolve_query
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 
 

@@ -20,13 +20,13 @@ import json
 import time
 from collections import Counter
 
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import spread_queries
 from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.interpret.explain import UNCERTAIN, feature_verdicts, members_read_at, verdicts_over
 from inversionview.inversion.invert import invert
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 
 

@@ -17,9 +17,9 @@ import time
 import torch
 
 from inversionview.decoder.sampling import sample_ids
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.inversion.invert import invert
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.probed.verify import query_activation
 

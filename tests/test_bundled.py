@@ -7,10 +7,10 @@ import pytest
 from inversionview.cli import main
 from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.evaluate import heldout_queries, site_precision
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import completeness, spread_queries
 from inversionview.exact.preimage import exact_preimages
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.probed.train import evaluate_probed
 from tests.commands import cli_args

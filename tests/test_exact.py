@@ -76,8 +76,8 @@ def test_completeness_counts_members_found(tiny_addition, tiny_addition_decoder_
 
 
 def test_distinct_completeness_finds_a_new_input_with_every_sample(tiny_addition, tiny_addition_decoder_dir):
+    from inversionview.decoder.schedule import parse_schedule
     from inversionview.decoder.store import load_decoder
-    from inversionview.inversion.schedule import parse_schedule
 
     decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
     query = ("615+861=1476", 0, "blocks.0.hook_resid_post")

@@ -15,9 +15,9 @@ from rich.console import Console
 
 from inversionview.cli import main
 from inversionview.decoder.config import DecoderTrainConfig
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.inversion.invert import invert
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.training import LoopSettings
 from inversionview.views.terminal import render

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.errors import UserError
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed.distance import best_positions, position_distances
 from inversionview.probed.query import resolve_position
 from inversionview.probed.verify import queryable, sequence_lengths

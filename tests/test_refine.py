@@ -5,12 +5,12 @@ import json
 import torch
 
 from inversionview.cli import main
+from inversionview.decoder.refine import refine
 from inversionview.decoder.sampling import sample_ids
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.exact.completeness import members_for_evaluations
 from inversionview.inversion.invert import invert
-from inversionview.inversion.refine import refine
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed.distance import best_positions
 from inversionview.probed.query import resolve_query
 from inversionview.probed.verify import _distances, sequence_lengths, verify_ids

@@ -4,6 +4,7 @@ function is too long to read in one sitting. Both are checked on the source text
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inversionview"
@@ -154,3 +155,26 @@ def test_reading_and_patching_resolve_sites_through_one_hook_table(tiny_probed, 
     values = tiny_probed.hook_values(ids, [site])
     tiny_probed.patched_logits(ids, {site: ids != -1}, values)
     assert read == 1 and len(resolved) == 3 and {name for name, _ in resolved} == {site.name}
+
+
+EPSILON_COMPARISON = re.compile(r"[<>]=?\s*(\w+\.)*epsilon\b|\bepsilon\s*[<>]")
+BALL = PACKAGE / "probed" / "distance.py"
+
+
+def test_only_the_epsilon_ball_compares_a_distance_with_epsilon():
+    """ "Inside ε" means one thing everywhere: ``EpsilonBall.contains``."""
+    found = [
+        f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}"
+        for path in PACKAGE.rglob("*.py")
+        if path != BALL
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if EPSILON_COMPARISON.search(line)
+    ]
+    assert not found, "compare with ε through EpsilonBall:\n" + "\n".join(found)
+
+
+def test_the_exact_preimage_and_patching_do_not_import_the_reading_they_grade():
+    for stage in ("exact", "causal"):
+        for path in (PACKAGE / stage).rglob("*.py"):
+            imports = [name for _, name in imported_modules(path)]
+            assert not any(name.startswith("inversionview.inversion") for name in imports), path

@@ -226,9 +226,9 @@ def _duration(seconds: float) -> str:
 
 def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> list:
     """One reading per site, with the invert options of ``args``."""
+    from inversionview.decoder.schedule import parse_schedule
     from inversionview.decoder.store import load_decoder
     from inversionview.inversion.invert import invert
-    from inversionview.inversion.schedule import parse_schedule
     from inversionview.probed.query import check_query
 
     probed = probed or load_probed_from(args)
@@ -313,9 +313,9 @@ def cmd_exact(args: argparse.Namespace) -> None:
 
 
 def cmd_completeness(args: argparse.Namespace) -> None:
+    from inversionview.decoder.schedule import parse_schedule
     from inversionview.decoder.store import load_decoder
     from inversionview.exact.completeness import completeness
-    from inversionview.inversion.schedule import parse_schedule
     from inversionview.views.plots import check_plot_path, completeness_scatter
 
     if args.plot:

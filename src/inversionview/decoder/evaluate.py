@@ -10,7 +10,7 @@ import torch
 from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import sample_ids
-from inversionview.probed.distance import best_positions
+from inversionview.probed.distance import EpsilonBall, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import verify_ids
@@ -60,7 +60,8 @@ def query_precisions(
     generator = torch.Generator().manual_seed(seed)
     samples = sample_ids(decoder, probed, site, repeated, temperature=temperature, generator=generator)
     best, _ = best_positions(verify_ids(probed, site, samples, repeated, metric))
-    return (best <= epsilon).float().view(len(queries), samples_per_query).mean(-1)
+    inside = EpsilonBall(metric, epsilon).contains(best)
+    return inside.float().view(len(queries), samples_per_query).mean(-1)
 
 
 def site_precision(

@@ -15,6 +15,7 @@ import torch
 
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import sequence_log_probs
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import sample_distances
@@ -41,7 +42,8 @@ def reward_loss(
         ids = decoder.generate(
             activation, site_ids, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=generator
         ).cpu()
-        reward = (sample_distances(probed, sites, ids, activation, site_ids, metric) <= epsilon).float()
+        distances = sample_distances(probed, sites, ids, activation, site_ids, metric)
+        reward = EpsilonBall(metric, epsilon).contains(distances).float()
         group = reward.view(-1, samples)
         advantage = (group - group.mean(dim=1, keepdim=True)).flatten().to(decoder.device)
     taught = advantage != 0

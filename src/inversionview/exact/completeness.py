@@ -9,13 +9,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from inversionview.decoder.build import decoder_sites
+from inversionview.decoder.draws import Progress, draw_samples
 from inversionview.decoder.model import Decoder
+from inversionview.decoder.refine import RefinementCount, refine
+from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.exact.space import input_space
-from inversionview.inversion.invert import Progress, draw_samples
-from inversionview.inversion.refine import RefinementCount, refine
-from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.probed.distance import best_positions
+from inversionview.probed.distance import EpsilonBall, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.verify import verify_ids
@@ -155,7 +155,7 @@ def completeness(
         space_size=exact.space_size,
         space=exact.space,
         samples=len(texts),
-        precision=float((best <= exact.epsilon).float().mean()),
+        precision=float(exact.ball.contains(best).float().mean()),
         recall=recall_at(texts, exact.member_texts(input_space(probed.task).texts)),
         seconds={"exact": exact.seconds, "decoder": round(sampling_seconds, 3)},
         schedule=schedule.name,
@@ -201,7 +201,7 @@ def members_for_evaluations(
 ) -> EvaluationRun:
     """Draw and verify until ``evaluations`` inputs have run through the probed model: a drawn input
     already run costs nothing again, and with ``refine_per_sample`` R each new sample outside ε gets
-    up to R evaluations of refinement (``inversion/refine.py``)."""
+    up to R evaluations of refinement (``decoder/refine.py``)."""
     generator = torch.Generator().manual_seed(seed)
     tokenizer, seen = probed.task.tokenizer, {}
     run = EvaluationRun(set(), 0, 0, 0)
@@ -222,7 +222,7 @@ def members_for_evaluations(
                 run.member_texts.update(tokenizer.decode(row) for row in refined.ids.tolist())
         counted = [row for row in rows if row in seen]
         run.samples += len(counted)
-        inside = [row for row in counted if seen[row] <= epsilon]
+        inside = [row for row in counted if EpsilonBall(metric, epsilon).contains(seen[row])]
         run.members += len(inside)
         run.member_texts.update(tokenizer.decode(list(row)) for row in set(inside))
         if run.evaluations >= evaluations:
@@ -247,7 +247,7 @@ def _refined_members(
     """Refinement of the samples of ``ids`` (distinct) outside ε, as many of them as ``evaluations``
     allow at ``per_sample`` each, nearest first; its ``Refined.with_refinement.evaluations`` are
     those it spent."""
-    misses = (best > epsilon).nonzero()[:, 0]
+    misses = (~EpsilonBall(metric, epsilon).contains(best)).nonzero()[:, 0]
     misses = misses[best[misses].argsort()][: evaluations // per_sample]
     options = {"evaluations_per_sample": per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
     start = ids[misses], best[misses], best_at[misses]

@@ -10,7 +10,7 @@ import torch
 
 from inversionview.errors import UserError
 from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, InputSpace, input_space
-from inversionview.probed.distance import best_positions, position_distances
+from inversionview.probed.distance import EpsilonBall, best_positions, position_distances
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.sites import Site
@@ -41,9 +41,13 @@ class ExactPreimage:
     """Nearest first; at most the ``limit`` asked for."""
     seconds: float
     distances: torch.Tensor = field(repr=False)
+    """(space_size,) each input's best-position distance, in space order (not in the JSON)."""
     whitening: dict | None = None
     """With the whitened metric: the N, shrinkage and date of the covariance used."""
-    """(space_size,) each input's best-position distance, in space order (not in the JSON)."""
+
+    @property
+    def ball(self) -> EpsilonBall:
+        return EpsilonBall(self.metric, self.epsilon)
 
     def to_dict(self) -> dict:
         return {
@@ -60,7 +64,7 @@ class ExactPreimage:
         }
 
     def member_texts(self, texts: list[str]) -> set[str]:
-        return {texts[i] for i in torch.nonzero(self.distances <= self.epsilon)[:, 0].tolist()}
+        return {texts[i] for i in torch.nonzero(self.ball.contains(self.distances))[:, 0].tolist()}
 
 
 def exact_preimage(probed: ProbedModel, text: str, position: Position, site: str | Site, **options) -> ExactPreimage:
@@ -140,7 +144,7 @@ def exact_preimages(
     seconds = round(time.perf_counter() - started, 3)
     results = []
     for (text, _, _), query, distances, at in zip(queries, resolved, best, best_at, strict=True):
-        inside = torch.nonzero(distances <= epsilon)[:, 0]
+        inside = torch.nonzero(EpsilonBall(metric, epsilon).contains(distances))[:, 0]
         order = inside[distances[inside].argsort()][:limit]
         members = [Member(space.texts[i], round(float(distances[i]), 5), int(at[i])) for i in order.tolist()]
         results.append(

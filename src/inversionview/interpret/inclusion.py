@@ -14,8 +14,8 @@ import torch
 
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import log_probs_at_temperatures, site_index
+from inversionview.decoder.schedule import Schedule
 from inversionview.inversion.result import InversionResult
-from inversionview.inversion.schedule import Schedule
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.verify import query_activation
 

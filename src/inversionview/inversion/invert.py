@@ -4,64 +4,26 @@ keep each sample's best position, and colour its tokens."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
 
+from inversionview.decoder.draws import Progress, draw_samples
 from inversionview.decoder.model import Decoder
-from inversionview.decoder.sampling import distinct_sample_ids, sample_ids, site_index, token_log_probs
+from inversionview.decoder.refine import check_refine
+from inversionview.decoder.refine import refine as refine_samples
+from inversionview.decoder.sampling import sample_ids, site_index, token_log_probs
+from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.errors import UserError
-from inversionview.inversion.refine import check_refine
-from inversionview.inversion.refine import refine as refine_samples
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
-from inversionview.inversion.schedule import Schedule, parse_schedule
-from inversionview.probed.distance import best_positions
+from inversionview.probed.distance import EpsilonBall, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import query_activation, sequence_lengths, verify_ids
 from inversionview.probed.whitening import whitening_record
 from inversionview.tasks.tokenizer import display_tokens
-
-Progress = Callable[[int, int], None]
-"""Called with (samples done, samples in all)."""
-
-
-def draw_samples(
-    decoder: Decoder,
-    probed: ProbedModel,
-    query: ResolvedQuery,
-    samples: int,
-    schedule: Schedule,
-    generator: torch.Generator,
-    *,
-    batch_size: int = 500,
-    progress: Progress | None = None,
-) -> Iterator[tuple[torch.Tensor, float, float]]:
-    """Decoder samples for a query in batches: (ids (n, max_len), temperature, noise), the schedule's
-    pairs in turn. A distinct schedule yields one batch of up to ``samples`` different inputs."""
-    if schedule.distinct:
-        ((temperature, _),) = schedule.pairs
-        ids = distinct_sample_ids(
-            decoder, probed, query.site, query.activation, samples, temperature=temperature, generator=generator
-        )
-        if progress:
-            progress(samples, samples)
-        yield ids, temperature, 0.0
-        return
-    done = 0
-    for temperature, noise, count in schedule.split(samples):
-        for start in range(0, count, batch_size):
-            n = min(batch_size, count - start)
-            activations = query.activation.expand(n, -1)
-            ids = sample_ids(
-                decoder, probed, query.site, activations, temperature=temperature, noise=noise, generator=generator
-            )
-            done += n
-            if progress:
-                progress(done, samples)
-            yield ids, temperature, noise
 
 
 def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
@@ -102,7 +64,7 @@ def verified_samples(
                 tokens=display_tokens(tokenizer, row_ids),
                 distance=float(best[row]),
                 best_position=int(best_at[row]),
-                in_preimage=bool(best[row] <= epsilon),
+                in_preimage=bool(EpsilonBall(metric, epsilon).contains(float(best[row]))),
                 probability_change=[round(float(c), 4) for c in change[row, :length]],
                 position_distances=[round(float(d), 4) for d in distances[row, :length]],
                 temperature=temperature,
@@ -267,7 +229,7 @@ def invert(
     ``find_boundary``, a reading whose samples all fall inside ε draws more at broader settings
     (``search_boundary``) so that its view can show the boundary. With ``refine`` R, each distinct
     sample outside ε gets up to R probed-model evaluations to be turned into a member
-    (``inversion/refine.py``); the members found join the samples, flagged ``refined``.
+    (``decoder/refine.py``); the members found join the samples, flagged ``refined``.
     """
     started = time.perf_counter()
     metric, epsilon = probed.distance_settings(metric, epsilon)

@@ -52,7 +52,7 @@ class Sample:
     """Drawn by the search for the ε boundary (no scheduled sample fell outside ε); not counted in
     the reading's precision."""
     refined: bool = False
-    """Found by refining a near miss (``inversion/refine.py``); not counted in the precision."""
+    """Found by refining a near miss (``decoder/refine.py``); not counted in the precision."""
 
     @property
     def colors(self) -> list[float]:

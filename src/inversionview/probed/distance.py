@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
+
+from inversionview.errors import UserError
 
 METRICS = ("euclidean", "cosine", "whitened")
 """``whitened`` is ``euclidean`` between whitened vectors: callers whiten first (``probed/whitening.py``)."""
@@ -37,3 +42,29 @@ def position_distances(
 def best_positions(distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each input's nearest position: (N,) distances and (N,) position indices."""
     return distances.min(dim=-1)
+
+
+@dataclass(frozen=True)
+class EpsilonBall:
+    """The ε-ball around a query: which distances lie inside it. Every comparison of a distance with
+    ε in the package goes through here, so that "inside" means one thing everywhere (≤ ε)."""
+
+    metric: str
+    epsilon: float
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise UserError(f"unknown metric {self.metric!r}; use one of: {', '.join(METRICS)}")
+        if not (math.isfinite(self.epsilon) and self.epsilon >= 0):
+            raise UserError(f"`epsilon` must be a finite number, 0 or more, got {self.epsilon}")
+
+    def contains(self, distances: torch.Tensor | float) -> torch.Tensor | bool:
+        """Whether each distance lies inside the ball (≤ ε)."""
+        return distances <= self.epsilon
+
+    def near_misses(self, distances: torch.Tensor, reach: float) -> torch.Tensor:
+        """Distances outside the ball but within ``reach`` times ε of the query."""
+        return (distances > self.epsilon) & (distances <= reach * self.epsilon)
+
+    def record(self) -> dict:
+        return {"metric": self.metric, "epsilon": self.epsilon}

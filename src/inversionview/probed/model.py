@@ -10,7 +10,6 @@ people's models the task and vocabulary come from the caller.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHead
 
 from inversionview import bundled
 from inversionview.errors import UserError, first_line
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.layouts import Layout, layout_for, submodule
 from inversionview.probed.patching import hook_values, patched_logits
 from inversionview.probed.sites import Site, all_sites, parse_site, run_with_sites
@@ -101,9 +101,8 @@ class ProbedModel:
 
     def distance_settings(self, metric: str | None = None, epsilon: float | None = None) -> tuple[str, float]:
         """``(metric, epsilon)``, each taken from this model's defaults where not given."""
-        if epsilon is not None and not (math.isfinite(epsilon) and epsilon >= 0):
-            raise UserError(f"`epsilon` must be a finite number, 0 or more, got {epsilon}")
-        return metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon
+        ball = EpsilonBall(metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon)
+        return ball.metric, ball.epsilon  # the ball refuses an unknown metric or an ε that is not a number
 
     def use_corpus(
         self,

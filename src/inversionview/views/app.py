@@ -15,12 +15,12 @@ from html import escape
 import streamlit as st
 
 from inversionview.causal.patch import patch
+from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.errors import UserError
 from inversionview.interpret.explain import explain
 from inversionview.inversion.invert import invert
 from inversionview.inversion.result import InversionResult
-from inversionview.inversion.schedule import parse_schedule
 from inversionview.probed import load_probed
 from inversionview.probed.sites import HEAD_SITE_KIND, canonical_site
 from inversionview.views.cache import LeastRecentlyUsed

@@ -112,7 +112,7 @@ def completeness_scatter(
     exact = result.exact
     space = input_space(probed.task)
     distances = exact.distances
-    members = torch.nonzero(distances <= exact.epsilon)[:, 0]
+    members = torch.nonzero(exact.ball.contains(distances))[:, 0]
     generator = torch.Generator().manual_seed(seed)
     others = torch.randperm(space.size, generator=generator)[:max_points]
     chosen = torch.unique(torch.cat([members, others]))
@@ -120,7 +120,7 @@ def completeness_scatter(
     query = query_activation(probed, site, exact.query_text, exact.position)
     log_probs = query_log_probs(decoder, probed, space.ids[chosen], query, site)
     dist = distances[chosen]
-    inside = dist <= exact.epsilon
+    inside = exact.ball.contains(dist)
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     ax.scatter(dist[~inside], log_probs[~inside], s=2, alpha=0.25, color="#7f7f7f", label="outside ε", rasterized=True)

@@ -24,7 +24,7 @@ import torch
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import sample_ids
 from inversionview.errors import UserError
-from inversionview.probed.distance import best_positions
+from inversionview.probed.distance import EpsilonBall, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import sequence_lengths, verify_ids
@@ -119,7 +119,7 @@ def _search(
         candidates = _candidates(decoder, probed, site, query, current[rows], best_at[rows], rng)
         best, at = best_positions(verify_ids(probed, site, candidates, query, metric))
         spent, budget = spent + len(rows), budget - per_row
-        inside = best <= epsilon
+        inside = EpsilonBall(metric, epsilon).contains(best)
         found.append(candidates[inside])
         searching[rows[inside]] = False
         for row in rows.unique().tolist():  # the nearest candidate of each row, where it is nearer
@@ -153,10 +153,11 @@ def refine(
     positions ``best_at`` (N,), from the query activation ``query`` (d,) at ``site``: each distinct
     sample outside ε gets up to ``evaluations_per_sample`` evaluations of rewritten candidates."""
     check_refine(evaluations_per_sample)
-    inside = best <= epsilon
+    ball = EpsilonBall(metric, epsilon)
+    inside = ball.contains(best)
     without = _count(ids, inside, evaluations=len(ids))
     distinct, first = _first_rows(ids)
-    misses = first[(best[first] > epsilon) & (best[first] <= NEAR_MISS * epsilon)]
+    misses = first[ball.near_misses(best[first], NEAR_MISS)]
     rng = torch.Generator().manual_seed(seed)
     found, spent = [], 0
     if evaluations_per_sample and len(misses):
