@@ -178,3 +178,14 @@ def test_the_exact_preimage_and_patching_do_not_import_the_reading_they_grade():
         for path in (PACKAGE / stage).rglob("*.py"):
             imports = [name for _, name in imported_modules(path)]
             assert not any(name.startswith("inversionview.inversion") for name in imports), path
+
+
+README = PACKAGE.parents[1] / "README.md"
+
+
+def test_the_readme_stays_short_and_its_links_resolve():
+    """The README answers a user's first questions; detail lives in docs/ (and every link lands)."""
+    text = README.read_text()
+    assert len(text.encode()) <= 15_000
+    for target in re.findall(r"\]\(((?:docs|src)/[^)#]+)", text):
+        assert (README.parent / target).exists(), target
