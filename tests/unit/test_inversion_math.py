@@ -80,24 +80,3 @@ def test_colors_and_bars():
     assert color_rgb(1.0) == (255, 0, 0) and color_rgb(-1.0) == (0, 0, 255)
     assert bar(0.05, 0.2, width=8) == "██······"
     assert bar(5.0, 0.2, width=4) == "████"
-
-
-def test_verification_halves_batches_that_run_out_of_memory(tiny_probed, monkeypatch):
-    from inversionview.probed.verify import verify_ids
-
-    site = tiny_probed.site("blocks.1.hook_resid_post")
-    ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3", "qqrst|q:2", "mmnno|n:2", "abcde|e:1"])
-    query = torch.randn(tiny_probed.d_model)
-    expected = verify_ids(tiny_probed, site, ids, query, "euclidean", batch_size=8)
-    real = tiny_probed.activations
-    seen = []
-
-    def small_memory(chunk, sites, **kwargs):
-        seen.append(len(chunk))
-        if len(chunk) > 2:
-            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 GB")
-        return real(chunk, sites, **kwargs)
-
-    monkeypatch.setattr(tiny_probed, "activations", small_memory)
-    torch.testing.assert_close(verify_ids(tiny_probed, site, ids, query, "euclidean", batch_size=8), expected)
-    assert seen[:3] == [5, 4, 2] and max(seen[2:]) <= 2

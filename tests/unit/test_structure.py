@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inversionview"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "inversionview"
 PIPELINE = ("tasks", "probed", "decoder", "inversion", "exact", "causal", "interpret", "views", "cli")
 """Each stage may import the stages before it, never one after it."""
 SHARED = ("errors", "storage", "training", "distributed", "bundled")
@@ -136,27 +136,6 @@ def test_the_name_check_sees_a_test_of_a_tasks_name(tmp_path):
     assert task_name_tests(probe, {"counting"}) == [1, 3]
 
 
-def test_reading_and_patching_resolve_sites_through_one_hook_table(tiny_probed, monkeypatch):
-    from inversionview.probed import hooks, patching, sites
-
-    assert sites.hook_point is patching.hook_point is hooks.hook_point
-    resolved: list[tuple[str, str]] = []
-
-    def spying(model, layout, site):
-        resolved.append((site.name, "seen"))
-        return hooks.hook_point(model, layout, site)
-
-    monkeypatch.setattr(sites, "hook_point", spying)
-    monkeypatch.setattr(patching, "hook_point", spying)
-    site = tiny_probed.site("blocks.1.attn.hook_result.0")
-    ids, _ = tiny_probed.encode_batch(["abc|a:1"])
-    tiny_probed.activations(ids, [site])
-    read = len(resolved)
-    values = tiny_probed.hook_values(ids, [site])
-    tiny_probed.patched_logits(ids, {site: ids != -1}, values)
-    assert read == 1 and len(resolved) == 3 and {name for name, _ in resolved} == {site.name}
-
-
 EPSILON_COMPARISON = re.compile(r"[<>]=?\s*(\w+\.)*epsilon\b|\bepsilon\s*[<>]")
 BALL = PACKAGE / "probed" / "distance.py"
 
@@ -189,3 +168,14 @@ def test_the_readme_stays_short_and_its_links_resolve():
     assert len(text.encode()) <= 15_000
     for target in re.findall(r"\]\(((?:docs|src)/[^)#]+)", text):
         assert (README.parent / target).exists(), target
+
+
+def test_the_unit_tier_trains_nothing_and_starts_no_process():
+    """``pytest tests/unit`` stays a minute's run: no trained fixture, no training, no subprocess."""
+    # (A command line that is refused before any work, `train-decoder --out /proc/nope`, is welcome.)
+    heavy = re.compile(r"\btiny_\w+|\btrain_(decoder|probed)\(|subprocess|torchrun|chromium")
+    for path in (Path(__file__).parent).glob("test_*.py"):
+        if path.name == Path(__file__).name:
+            continue  # this file names them, to look for them
+        found = [line.strip() for line in path.read_text().splitlines() if heavy.search(line)]
+        assert not found, f"{path.name} belongs in tests/integration: {found[:3]}"

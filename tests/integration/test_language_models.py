@@ -15,8 +15,8 @@ from inversionview.probed import load_probed
 from inversionview.probed.layouts import submodule
 from inversionview.probed.sites import Site
 from inversionview.tasks.text import load_corpus
+from tests.acceptance.test_viewer import APP
 from tests.commands import cli_args
-from tests.test_viewer import APP
 
 SENTENCES = [
     "Then, Mary and John went to the store. John gave a drink to Mary.",

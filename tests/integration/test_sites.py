@@ -75,3 +75,45 @@ def test_attention_patterns_match_eager_attention(tiny_probed_dir):
         reference = model(input_ids=ids, output_attentions=True).attentions
     for layer in (0, 1):
         torch.testing.assert_close(patterns[layer], reference[layer], atol=1e-5, rtol=0)
+
+
+def test_verification_halves_batches_that_run_out_of_memory(tiny_probed, monkeypatch):
+    from inversionview.probed.verify import verify_ids
+
+    site = tiny_probed.site("blocks.1.hook_resid_post")
+    ids, _ = tiny_probed.encode_batch(["abcab|a:2", "zzzyx|z:3", "qqrst|q:2", "mmnno|n:2", "abcde|e:1"])
+    query = torch.randn(tiny_probed.d_model)
+    expected = verify_ids(tiny_probed, site, ids, query, "euclidean", batch_size=8)
+    real = tiny_probed.activations
+    seen = []
+
+    def small_memory(chunk, sites, **kwargs):
+        seen.append(len(chunk))
+        if len(chunk) > 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 GB")
+        return real(chunk, sites, **kwargs)
+
+    monkeypatch.setattr(tiny_probed, "activations", small_memory)
+    torch.testing.assert_close(verify_ids(tiny_probed, site, ids, query, "euclidean", batch_size=8), expected)
+    assert seen[:3] == [5, 4, 2] and max(seen[2:]) <= 2
+
+
+def test_reading_and_patching_resolve_sites_through_one_hook_table(tiny_probed, monkeypatch):
+    from inversionview.probed import hooks, patching, sites
+
+    assert sites.hook_point is patching.hook_point is hooks.hook_point
+    resolved: list[tuple[str, str]] = []
+
+    def spying(model, layout, site):
+        resolved.append((site.name, "seen"))
+        return hooks.hook_point(model, layout, site)
+
+    monkeypatch.setattr(sites, "hook_point", spying)
+    monkeypatch.setattr(patching, "hook_point", spying)
+    site = tiny_probed.site("blocks.1.attn.hook_result.0")
+    ids, _ = tiny_probed.encode_batch(["abc|a:1"])
+    tiny_probed.activations(ids, [site])
+    read = len(resolved)
+    values = tiny_probed.hook_values(ids, [site])
+    tiny_probed.patched_logits(ids, {site: ids != -1}, values)
+    assert read == 1 and len(resolved) == 3 and {name for name, _ in resolved} == {site.name}

@@ -25,7 +25,7 @@ MARGIN = 0.03
 1.5 points), and near addition's (3.2)."""
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_guarded_figures_are_the_readmes():
