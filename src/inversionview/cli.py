@@ -500,9 +500,9 @@ def cmd_view(args: argparse.Namespace) -> None:
     from inversionview import bundled
     from inversionview.views.server import ViewerSettings, check_address, serve
 
-    check_address(args.host, args.port, allow_remote=args.allow_remote)
     if args.models_dir is not None and not args.models_dir.is_dir():
         raise UserError(f"--models-dir {args.models_dir} is not a directory")
+    check_address(args.host, args.port, allow_remote=args.allow_remote)
     corpus = _corpus_options(args)
     named = args.probed is not None or args.decoder is not None or bool(corpus)
     if named:

@@ -50,3 +50,7 @@ def test_library_messages_name_parameters_and_the_command_line_shows_its_flags()
         == "sample fewer (--space-sample), or go ahead (--yes)"
     )
     assert as_flags("`12` and `Name` stay") == "`12` and `Name` stay"
+
+
+def test_a_models_folder_that_does_not_exist_is_refused_before_the_page_starts(capsys):
+    refused(capsys, ["view", "--models-dir", "/nonexistent"], "--models-dir /nonexistent is not a directory")
