@@ -412,14 +412,20 @@ def _steps(
     """``fit``'s loop, from ``run``'s step to the end (``fit`` has the options)."""
     clock = started_at if started_at is not None else time.monotonic()
     started, last_checkpoint = clock - run.seconds, time.monotonic()
-    shown = {"disable": not (progress and ranks.main), "mininterval": progress_interval(), "desc": desc, "unit": "step"}
+    # On a terminal a bar; in a log (output captured or redirected) a line every LOGGED_EVERY_S
+    # instead, so that no line of the log is a bar's redrawing with an evaluation's line after it.
+    on_terminal = sys.stderr.isatty()
+    shown = {"disable": not (progress and ranks.main and on_terminal), "mininterval": progress_interval()}
     total = None if settings.budget else settings.steps  # a budgeted run's steps are what its time allows
     if settings.budget:
         settings.budget.resumed(run)
+    logged = _ProgressLines(desc, total, active=progress and ranks.main and not on_terminal)
+    logged.line(run.step)
     # Log lines (each evaluation's) go through the bar, so they never share its line.
-    with logging_redirect_tqdm(), tqdm(total=total, initial=run.step, **shown) as bar:
+    with logging_redirect_tqdm(), tqdm(total=total, initial=run.step, desc=desc, unit="step", **shown) as bar:
         while run.step < settings.steps:
             bar.set_postfix(_train_step(job, settings, run), refresh=False)
+            logged.maybe(run.step + 1)
             if run.step == 0 and ranks.active:
                 run.history.append(
                     {"step": 0, "ranks_first_batch": ranks.gathered(getattr(job, "data_fingerprint", ""))}
@@ -443,6 +449,29 @@ def _steps(
                 last_checkpoint = time.monotonic()
             if final:
                 break
+
+
+LOGGED_EVERY_S = 30.0
+"""Seconds between progress lines in a log."""
+
+
+class _ProgressLines:
+    """Training's progress as log lines, for a log where a bar cannot redraw itself."""
+
+    def __init__(self, desc: str, total: int | None, *, active: bool) -> None:
+        self.desc, self.total, self.active = desc, total, active
+        self.started, self.last = time.monotonic(), time.monotonic()
+
+    def line(self, step: int) -> None:
+        if self.active:
+            of = f" of {self.total:,}" if self.total else ""
+            rate = step / max(time.monotonic() - self.started, 1e-9)
+            log.info("%s: step %s%s (%.1f steps/s)", self.desc, f"{step:,}", of, rate)
+
+    def maybe(self, step: int) -> None:
+        if self.active and time.monotonic() - self.last >= LOGGED_EVERY_S:
+            self.last = time.monotonic()
+            self.line(step)
 
 
 def _evaluate(

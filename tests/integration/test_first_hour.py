@@ -79,11 +79,14 @@ def test_a_reading_that_no_sample_can_leave_says_so(tiny_probed, tiny_decoder_di
     assert "no sample fell outside" in console.export_text()
 
 
-def test_train_decoder_says_what_its_precision_means(caplog, tiny_probed_dir, tmp_path):
+def test_train_decoder_says_what_its_precision_means(caplog, capsys, tiny_probed_dir, tmp_path):
     shape = {"d_model": 16, "n_layers": 1, "batch_size": 8, "eval_every": 2}
     with caplog.at_level(logging.INFO, logger="inversionview"):
         assert main(cli_args("train-decoder", probed=tiny_probed_dir, out=tmp_path / "run", steps=4, **shape)) == 0
+    # Captured output is a log: progress comes as lines, never as a bar redrawn under the evaluations'.
+    assert "\r" not in capsys.readouterr().err
     messages = [record.getMessage() for record in caplog.records]
+    assert messages[0].startswith("train-decoder: step 0 of 4")
     assert sum("mean precision" in m for m in messages) == 3  # steps 2 and 4, then the verdict
     assert any("usable" in m and ("--steps" in m or "most samples" in m) for m in messages)
 
