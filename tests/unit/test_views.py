@@ -134,3 +134,25 @@ def test_json_figures_carry_no_digits_float32_never_had_and_the_terminal_has_a_l
     console = Console(record=True, width=200)
     render(result, console)
     assert "red / blue: the query made the token more / less likely" in console.export_text()
+
+
+def test_a_narrow_explain_map_keeps_its_whole_title(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from inversionview.interpret.explain_map import ExplainMap
+    from inversionview.views.plots import explain_map_figure
+
+    table = ExplainMap(["blocks.0.hook_resid_post"], [":"], [[{"count": 1.0}]], n=3)
+    shown = []
+    real = plt.Axes.set_title
+    plt.Axes.set_title = lambda self, text, **kwargs: shown.append(text) or real(self, text, **kwargs)
+    try:
+        explain_map_figure(table, tmp_path / "map.png", "a long title for the counting model")
+    finally:
+        plt.Axes.set_title = real
+    (title,) = shown
+    assert " ".join(title.split()) == "a long title for the counting model: features kept by ≥ 50% of 3 queries"
+    assert max(len(line) for line in title.splitlines()) <= 12 * 3.1  # wrapped to the 3.1-inch figure

@@ -234,5 +234,4 @@ def write_report(
     query = results[0].query
     fragments = [render_result(r, show_colors=show_colors, limit=limit, outside=outside) for r in results]
     fragments += [render_figure(png, caption) for png, caption in figures]
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document(fragments, f"InversionView: {query.text!r} at position {query.position}"))

@@ -40,7 +40,6 @@ def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:
 
     if isinstance(path, Path):
         check_plot_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
     grid = np.array([[np.nan if v is None else v for v in row] for row in scan.effect], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(scan.components), 1.4 + 0.42 * len(scan.positions)), dpi=110)
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -91,7 +90,6 @@ def explain_map_figure(table: ExplainMap, path: Path, title: str, threshold: flo
     # Wrapped to the figure's width (about 12 characters an inch at 9 pt), so a narrow map keeps it whole.
     ax.set_title(textwrap.fill(heading, width=max(20, int(12 * fig.get_figwidth()))), fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
 
@@ -132,7 +130,6 @@ def completeness_scatter(
     ax.set_title(f"{exact.query_text!r} @ {exact.position}, {exact.site}\n{drawn}", fontsize=9)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return round(time.perf_counter() - started, 3)
