@@ -178,3 +178,16 @@ def test_completeness_refuses_a_plot_it_cannot_write_before_any_work(capsys, tmp
         code = main(["completeness", "--probed", str(tmp_path / "no-such-model"), *query, "--plot", str(plot)])
         err = capsys.readouterr().err
         assert code == 2 and needle in err and "no probed model" not in err, err
+
+
+def test_an_exact_preimage_keeps_the_input_space_it_was_computed_over():
+    """A seeded sample of another size is not the default space: members come from its own."""
+    from inversionview.exact.preimage import exact_preimage
+    from inversionview.probed import load_probed
+
+    result = exact_preimage(
+        load_probed("counting"), "vvzccvczvv|v:5", -2, "blocks.1.hook_resid_post", sample_size=3000, seed=5
+    )
+    assert result.input_space.size == result.space_size == 3000 and not result.exhaustive
+    members = result.member_texts()
+    assert len(members) == result.n_members and members <= set(result.input_space.texts)

@@ -14,7 +14,6 @@ from inversionview.decoder.model import Decoder
 from inversionview.decoder.refine import RefinementCount, refine
 from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
-from inversionview.exact.space import input_space
 from inversionview.probed.distance import EpsilonBall, best_positions
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.query import Position, ResolvedQuery, resolve_query
@@ -156,7 +155,7 @@ def completeness(
         space=exact.space,
         samples=len(texts),
         precision=float(exact.ball.contains(best).float().mean()),
-        recall=recall_at(texts, exact.member_texts(input_space(probed.task).texts)),
+        recall=recall_at(texts, exact.member_texts()),
         seconds={"exact": exact.seconds, "decoder": round(sampling_seconds, 3)},
         schedule=schedule.name,
         exact=exact,

@@ -44,6 +44,8 @@ class ExactPreimage:
     """(space_size,) each input's best-position distance, in space order (not in the JSON)."""
     whitening: dict | None = None
     """With the whitened metric: the N, shrinkage and date of the covariance used."""
+    input_space: InputSpace | None = field(default=None, repr=False)
+    """The inputs ``distances`` are over (a seeded sample's own, not the default one's)."""
 
     @property
     def ball(self) -> EpsilonBall:
@@ -63,7 +65,9 @@ class ExactPreimage:
             "seconds": self.seconds,
         }
 
-    def member_texts(self, texts: list[str]) -> set[str]:
+    def member_texts(self, texts: list[str] | None = None) -> set[str]:
+        """The members' texts, from the space the preimage was computed over (or ``texts`` in its order)."""
+        texts = self.input_space.texts if texts is None else texts
         return {texts[i] for i in torch.nonzero(self.ball.contains(self.distances))[:, 0].tolist()}
 
 
@@ -162,6 +166,7 @@ def exact_preimages(
                 seconds=seconds,
                 distances=distances,
                 whitening=whitening_record(probed, query.site, metric),
+                input_space=space,
             )
         )
     return results

@@ -15,7 +15,6 @@ from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import query_log_probs
 from inversionview.errors import UserError
 from inversionview.exact.completeness import Completeness
-from inversionview.exact.space import input_space
 from inversionview.interpret.explain_map import ExplainMap
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.verify import query_activation
@@ -108,7 +107,7 @@ def completeness_scatter(
     started = time.perf_counter()
     check_plot_path(path)
     exact = result.exact
-    space = input_space(probed.task)
+    space = exact.input_space  # the space the preimage was computed over
     distances = exact.distances
     members = torch.nonzero(exact.ball.contains(distances))[:, 0]
     generator = torch.Generator().manual_seed(seed)
