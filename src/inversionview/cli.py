@@ -196,63 +196,28 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
         print(training_line(read_run_summary(args.out), args.out))
 
 
-QUICK_SAMPLES = 20_000
-"""Readings of up to this many samples start at once; larger ones are timed first."""
 LONG_READING_SECONDS = 600.0
-
-
-def _check_cost(args: argparse.Namespace, probed, decoder, sites: list[str], options: dict) -> None:
-    """Refuse, with its estimate, a reading that would run far longer than minutes (unless --yes)."""
-    from inversionview.inversion.invert import estimated_seconds
-
-    if args.samples <= QUICK_SAMPLES:
-        return
-    rest = {key: value for key, value in options.items() if key != "samples"}
-    one_site = estimated_seconds(decoder, probed, args.input, args.position, sites[0], args.samples, **rest)
-    seconds = len(sites) * one_site
-    if seconds > LONG_READING_SECONDS and not args.yes:
-        raise UserError(
-            f"--samples {args.samples:,} would take about {_duration(seconds)} here (timed on a few samples); "
-            "ask for fewer, or pass --yes to go ahead"
-        )
-    print(f"about {_duration(seconds)} of sampling", file=sys.stderr)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+"""An exact pass estimated over this is refused unless --yes (as a reading is: ``views/reading.py``)."""
 
 
 def _invert_each(args: argparse.Namespace, sites: list[str], probed=None) -> list:
     """One reading per site, with the invert options of ``args``."""
-    from inversionview.decoder.schedule import parse_schedule
     from inversionview.decoder.store import load_decoder
-    from inversionview.inversion.invert import invert
+    from inversionview.inversion.spec import ReadingSpec
     from inversionview.probed.query import check_query
+    from inversionview.views.reading import read_sites
 
+    spec = ReadingSpec(
+        **{name: getattr(args, name) for name in ("samples", "seed", "metric", "epsilon", "schedule", "temperature")},
+        refine=getattr(args, "refine", 0),
+        explain=args.explain,
+    )
     probed = probed or load_probed_from(args)
-    check_query(probed, args.input, args.position, sites)
+    check_query(probed, args.input, args.position, sites)  # before the decoder loads
     decoder = load_decoder(args.decoder, probed)
-    options = {"samples": args.samples, "seed": args.seed, "metric": args.metric, "epsilon": args.epsilon}
-    options["refine"] = getattr(args, "refine", 0)
-    options.update(schedule=parse_schedule(args.schedule, args.temperature), decoder_name=args.decoder or "bundled")
-    _check_cost(args, probed, decoder, sites, options)
-    from inversionview.interpret.explain import check_features, explain, load_features
-    from inversionview.probed.query import resolve_position
-
-    # The user's features are run, on the query, before any sampling, so a broken file costs nothing.
-    features = None
-    if args.features:
-        features = {**probed.task.features(), **load_features(args.features)}
-        check_features(features, args.input, resolve_position(probed, args.input, args.position))
-    results = []
-    for site in sites:
-        with _progress_bar(f"sampling {site}", "sample") as progress:
-            results.append(invert(probed, decoder, args.input, args.position, site, progress=progress, **options))
-    if args.explain or args.features:
-        results = [explain(probed, decoder, result, features=features) for result in results]
-    return results
+    options = {"features_file": args.features, "decoder_name": args.decoder or "bundled", "allow_long": args.yes}
+    progress = lambda site: _progress_bar(f"sampling {site}", "sample")  # noqa: E731
+    return read_sites(probed, decoder, args.input, args.position, sites, spec, progress_for=progress, **options)
 
 
 def cmd_invert(args: argparse.Namespace) -> None:

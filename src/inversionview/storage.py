@@ -74,16 +74,22 @@ def load_tensors(path: Path, what: str, expected_hash: str | None = None) -> dic
 
 
 def output_folder(path: Path) -> Path:
-    """``path`` as a folder to write into, created (with its parents) if need be: a folder that
-    cannot be made or written to is refused before any work, so none is lost."""
+    """``path`` as a folder a run will write into, checked before any work so that none is lost: an
+    existing folder must be writable; a new one must be one the system lets us make (tried, then
+    removed again, so that a run refused later leaves nothing behind)."""
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"`out` {path} is a file; name a directory for the run")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write into the folder {path}: permission denied")
+        return path
+    missing = [path, *(parent for parent in path.parents if not parent.exists())]
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{path} is a file; name a folder") from None
+        path.mkdir(parents=True)
     except OSError as exc:
         raise UserError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into the folder {path}: permission denied")
+    for folder in missing:  # deepest first
+        folder.rmdir()
     return path
 
 

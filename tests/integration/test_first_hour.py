@@ -108,15 +108,15 @@ def test_tokens_lists_the_positions_a_reading_sees(capsys):
     assert "      12        -3  v                query letter\n" in shown
 
 
-def test_ctrl_c_says_what_fits_the_command(capsys, monkeypatch, tiny_probed_dir, tiny_decoder_dir):
+def test_ctrl_c_says_what_fits_the_command(capsys, monkeypatch, tiny_probed_dir, tiny_decoder_dir, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("inversionview.inversion.invert.invert", interrupted)
+    monkeypatch.setattr("inversionview.views.reading.invert", interrupted)
     assert main(cli_args("invert", probed=tiny_probed_dir, decoder=tiny_decoder_dir, **QUERY)) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
     monkeypatch.setattr("inversionview.decoder.train.train_decoder", interrupted)
-    assert main(cli_args("train-decoder", probed=tiny_probed_dir, out="unused", steps=2)) == 130
+    assert main(cli_args("train-decoder", probed=tiny_probed_dir, out=tmp_path / "run", steps=2)) == 130
     assert "resumes from its last checkpoint" in capsys.readouterr().err
 
 

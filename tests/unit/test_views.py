@@ -106,7 +106,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, capsys):
         (["fortunes", "--out", str(tmp_path / "missing" / "f.txt")], "the folder .*missing does not exist"),
         (["head-share", "--probed", "facts", "--plot", str(tmp_path / "missing" / "h.png")], "does not exist"),
         (["train-decoder", "--out", "/proc/nope", "--steps", "1"], "cannot create the folder /proc/nope"),
-        (["train-decoder", "--out", str(tmp_path / "file"), "--steps", "1"], "is a file; name a folder"),
+        (["train-decoder", "--out", str(tmp_path / "file"), "--steps", "1"], "file is a file; name a directory"),
     ]:
         (tmp_path / "file").write_text("")
         assert main(args) == 2
