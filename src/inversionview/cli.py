@@ -13,12 +13,12 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 
 from inversionview.errors import UserError, as_flags
+from inversionview.options import add_config_options, config_values
 
 STARTED = time.monotonic()
 """When the command started: a training budget (``--minutes``) counts its start-up from here."""
@@ -131,6 +131,11 @@ def _progress_bar(description: str, unit: str) -> Iterator:
         yield update
 
 
+def _emit(args: argparse.Namespace, record: dict, lines: Callable[[], list[str]]) -> None:
+    """A command's result: one JSON object with --json, else its lines (``views/terminal.py``)."""
+    print(json.dumps(record) if args.json else "\n".join(lines()))
+
+
 def _report_training() -> None:
     """Training logs each evaluation (and, for a decoder, what its precision means): show them."""
     logging.getLogger("inversionview").setLevel(logging.INFO)
@@ -165,15 +170,11 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from inversionview.probed.train import evaluate_probed
+    from inversionview.views.terminal import evaluation_lines
 
     probed = load_probed_from(args)
     result = evaluate_probed(probed, n=args.n, seed=args.seed)
-    if args.json:
-        print(json.dumps(result.to_dict(probed.task)))
-    else:
-        print(f"{probed.task.name}: held-out accuracy {result.accuracy:.4f} on {result.n} inputs")
-        for group, columns in (result.groups or {}).items():
-            print(f"  {group}: " + ", ".join(f"{column} {value:.4f}" for column, value in columns.items()))
+    _emit(args, result.to_dict(probed.task), lambda: evaluation_lines(result, probed.task))
 
 
 def cmd_train_decoder(args: argparse.Namespace) -> None:
@@ -182,8 +183,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> None:
     from inversionview.training import stop_requests
     from inversionview.views.terminal import training_line
 
-    given = {f.name: getattr(args, f.name) for f in fields(DecoderTrainConfig) if hasattr(args, f.name)}
-    config = DecoderTrainConfig(**{name: value for name, value in given.items() if value is not None})
+    config = DecoderTrainConfig(**config_values(args, DecoderTrainConfig))
     if config.minutes is not None:
         config.check()  # a bad budget is refused before the model loads
     output_folder(args.out)
@@ -260,6 +260,7 @@ def _scan_figure(probed, n: int, seed: int) -> tuple[bytes, str]:
 
 def cmd_exact(args: argparse.Namespace) -> None:
     from inversionview.exact.preimage import exact_preimage
+    from inversionview.views.terminal import exact_lines
 
     probed = load_probed_from(args)
     options = {"metric": args.metric, "epsilon": args.epsilon, "limit": args.limit, "seed": args.seed}
@@ -268,13 +269,7 @@ def cmd_exact(args: argparse.Namespace) -> None:
         result = exact_preimage(
             probed, args.input, args.position, args.site, sample_size=args.space_sample, progress=progress, **options
         )
-    if args.json:
-        print(json.dumps(result.to_dict()))
-        return
-    print(f"exact ε-preimage of {args.input!r} at position {result.position}, {result.site}")
-    print(f"{result.n_members:,} members of {result.space_size:,} inputs ({result.space}); {result.seconds:.1f} s")
-    for member in result.members:
-        print(f"  {member.distance:7.4f}  {member.text}  (best position {member.best_position})")
+    _emit(args, result.to_dict(), lambda: exact_lines(result))
 
 
 def cmd_completeness(args: argparse.Namespace) -> None:
@@ -282,6 +277,7 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     from inversionview.decoder.store import load_decoder
     from inversionview.exact.completeness import completeness
     from inversionview.views.plots import check_plot_path, completeness_scatter
+    from inversionview.views.terminal import completeness_lines
 
     if args.plot:
         check_plot_path(args.plot)
@@ -298,13 +294,7 @@ def cmd_completeness(args: argparse.Namespace) -> None:
         result = completeness(probed, decoder, *query, schedule=schedule, **progress, **options)
     if args.plot:
         result.seconds["plot"] = completeness_scatter(probed, decoder, result, args.plot, max_points=args.plot_points)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-        return
-    recall = ", ".join(f"{k}: {v:.1%}" for k, v in result.recall.items())
-    print(f"{result.n_members:,} true members among {result.space_size:,} inputs ({result.space})")
-    print(f"precision {result.precision:.1%} of {result.samples:,} samples; recall after k samples: {recall}")
-    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+    _emit(args, result.to_dict(), lambda: completeness_lines(result))
 
 
 def parse_position(text: str) -> int | str:
@@ -326,6 +316,7 @@ def _site_at(text: str) -> tuple[str, int | str]:
 def cmd_patch(args: argparse.Namespace) -> None:
     from inversionview.causal.metrics import task_metric
     from inversionview.causal.patch import patch, resolved_patches
+    from inversionview.views.terminal import patch_lines
 
     probed = load_probed_from(args)
     if args.source == "auto":
@@ -336,18 +327,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
     resolved_patches(probed, args.input, args.source, args.patch)  # a mismatched source is refused first
     metric = task_metric(probed, args.input, args.source, target=args.target, answer=args.answer, alt=args.alt)
     result = patch(probed, args.input, args.source, args.patch, metric)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-        return
-    where = ", ".join(f"{p['site']}@{p['position']}" for p in result.patches)
-    print(f"metric: {result.metric}")
-    print(f"input   {result.input!r}: predicts {result.clean.prediction!r}" + _ld(result.clean.logit_diff))
-    print(f"source  {result.source!r}: predicts {result.source_prediction!r}")
-    print(f"patched {where}: predicts {result.patched.prediction!r}" + _ld(result.patched.logit_diff))
-    if result.effect is not None:
-        print(f"effect {result.effect:.3f} (0: none; 1: as the source)")
-    if result.kl is not None:
-        print(f"KL(clean ‖ patched) {result.kl:.4f}; top token changed: {result.top_token_changed}")
+    _emit(args, result.to_dict(), lambda: patch_lines(result))
 
 
 def _patch_contrasts(args: argparse.Namespace, probed) -> None:
@@ -364,6 +344,7 @@ def _patch_contrasts(args: argparse.Namespace, probed) -> None:
 def cmd_patch_scan(args: argparse.Namespace) -> None:
     from inversionview.causal.scan import cumulative_scan, patch_scan
     from inversionview.views.plots import check_plot_path, scan_heatmap
+    from inversionview.views.terminal import scan_lines
 
     if args.plot:
         check_plot_path(args.plot)
@@ -374,15 +355,7 @@ def cmd_patch_scan(args: argparse.Namespace) -> None:
         scan = patch_scan(probed, args.n, components=args.components, seed=args.seed)
     if args.plot:
         scan_heatmap(scan, args.plot, f"patching scan of {args.probed or 'counting'}")
-    if args.json:
-        print(json.dumps(scan.to_dict()))
-        return
-    print(f"mean effect over {scan.n} contrast pairs (rows: positions; columns: components)")
-    print(" " * 14 + " ".join(f"{i:>6d}" for i in range(len(scan.components))))
-    for row, effects in zip(scan.positions, scan.effect):
-        print(f"{row[:13]:13s} " + " ".join("     -" if e is None else f"{e:6.2f}" for e in effects))
-    for i, component in enumerate(scan.components):
-        print(f"{i:>6d}  {component}")
+    _emit(args, scan.to_dict(), lambda: scan_lines(scan))
 
 
 def cmd_head_share(args: argparse.Namespace) -> None:
@@ -437,10 +410,6 @@ def cmd_explain_map(args: argparse.Namespace) -> None:
     for site, row in zip(table.sites, table.encoded):
         cells = [", ".join(f"{f} {v:.2f}" for f, v in cell.items() if v >= 0.5) or "-" for cell in row]
         print(f"{site:32s} " + " | ".join(f"{name}: {cell}" for name, cell in zip(table.positions, cells)))
-
-
-def _ld(value: float | None) -> str:
-    return "" if value is None else f" (LD {value:+.3f})"
 
 
 def cmd_tokens(args: argparse.Namespace) -> None:
@@ -595,81 +564,28 @@ def _add_evaluate(commands, probed) -> None:
     p.set_defaults(run=cmd_evaluate)
 
 
+TRAINING_OPTIONS = [
+    "batch_size", "lr", "d_model", "n_layers", "n_condition_layers", "occurrences", "tied_embeddings",
+    "token_match", "positions", "sites", "init_from", "verified_queries", "verified_samples", "eval_every",
+    "site_weight_floor", "query_weight", "seed",
+]  # fmt: skip
+"""The fields of ``DecoderTrainConfig`` that ``train-decoder`` takes as flags (``options.py``)."""
+
+
 def _add_train_decoder(commands, probed) -> None:
+    from inversionview.decoder.config import DecoderTrainConfig
+
     p = commands.add_parser("train-decoder", parents=[probed], help="train a decoder (resumes from OUT)")
     p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the decoder")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="training steps (default 100,000; a resumed run keeps its own)")
-    length.add_argument(
-        "--minutes",
-        type=float,
-        help="a time budget: the run is planned to end, evaluated and saved, within this many minutes",
+    add_config_options(p.add_mutually_exclusive_group(), DecoderTrainConfig, ["steps", "minutes"])
+    add_config_options(
+        p,
+        DecoderTrainConfig,
+        TRAINING_OPTIONS,
+        flags={"n_condition_layers": "--condition-layers"},
+        types={"sites": lambda text: [name.strip() for name in text.split(",") if name.strip()]},
     )
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
-    _decoder_shape_options(p)
-    p.add_argument("--positions", help="mixed (default), random, last, named, or attention:LAYER.HEAD")
-    p.add_argument(
-        "--sites",
-        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
-        help="the sites the decoder serves, comma-separated (default: every site of the probed model)",
-    )
-    p.add_argument(
-        "--init-from",
-        help="start from these weights: a decoder directory for this probed model, or a local Hugging Face GPT-2",
-    )
-    p.add_argument(
-        "--verified-queries",
-        type=int,
-        help="queries a step whose samples the probed model checks, rewarding those inside ε (default 0: none)",
-    )
-    p.add_argument("--verified-samples", type=int, help="samples a verified query (default 8)")
-    p.add_argument(
-        "--eval-every", type=int, help="steps between precision checks, which re-weight sites and positions (2000)"
-    )
-    p.add_argument(
-        "--site-weight-floor",
-        type=float,
-        help="added to each site's and named position's 1 - precision to give its share of the steps (0.2); "
-        "smaller spends more of them on the weakest",
-    )
-    p.add_argument(
-        "--query-weight",
-        type=float,
-        help="weight of the loss on the token at the query's position, the others' being 1 "
-        "(default 1; 20 for a vocabulary of 1,000 tokens or more)",
-    )
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_train_decoder, interrupted=RESUME_HINT)
-
-
-def _decoder_shape_options(p: argparse.ArgumentParser) -> None:
-    """The options of ``train-decoder`` that decide the decoder's shape (``DecoderTrainConfig.shape``)."""
-    p.add_argument("--d-model", type=int)
-    p.add_argument("--n-layers", type=int)
-    p.add_argument(
-        "--condition-layers",
-        dest="n_condition_layers",
-        type=int,
-        help="residual MLP blocks that read the activation (2); more than an --init-from decoder has adds "
-        "blocks that start as the identity",
-    )
-    p.add_argument(
-        "--occurrences", action="store_true", default=None, help="give the decoder each token's occurrence number"
-    )
-    p.add_argument(
-        "--tied-embeddings",
-        action=argparse.BooleanOptionalAction,
-        help="read out with the token embedding: half the weights for a large vocabulary "
-        "(default: on for a vocabulary of 1,000 tokens or more)",
-    )
-    p.add_argument(
-        "--token-match",
-        action=argparse.BooleanOptionalAction,
-        help="score each token by the activation's cosine to its input embedding in the probed model, "
-        "gated by the decoder: for text models, whose early layers keep their token "
-        "(default: on for a vocabulary of 1,000 tokens or more)",
-    )
 
 
 def _add_readings(commands, probed) -> None:

@@ -25,9 +25,13 @@ class DecoderTrainConfig:
     """How to train a decoder. The defaults are the bundled counting decoder's recipe."""
 
     d_model: int = 128
+    """The decoder's width (a multiple of ``n_heads``)."""
     n_layers: int = 2
+    """Transformer blocks of the decoder."""
     n_heads: int = 4
     n_condition_layers: int = 2
+    """Residual MLP blocks that read the activation. More than an ``init_from`` decoder has adds
+    blocks that start as the identity."""
     occurrences: bool = False
     """Give the decoder each token's occurrence number (``decoder/model.py``)."""
     tied_embeddings: bool | None = None
@@ -38,15 +42,17 @@ class DecoderTrainConfig:
     (``DecoderConfig.token_match``): for text models, whose early layers keep their token. None: on
     for a probed model of ``LARGE_VOCABULARY`` tokens or more."""
     steps: int | None = None
-    """Training steps; None: ``DEFAULT_STEPS``, or as many as ``minutes`` allow."""
+    """Training steps (default 100,000 for a new run; a resumed run keeps its own). None: as
+    many as ``minutes`` allow, when it is given."""
     minutes: float | None = None
-    """A time budget in wall-clock minutes, start-up included: the run is planned to end within it
-    (``training.Budget``: the learning rate decays over the time, evaluations at a quarter, half and
-    three quarters of it, and the final one timed to fit). Excludes ``steps``."""
+    """A time budget in minutes: the run is planned to end, evaluated and saved, within it, start-up
+    included. The learning rate decays over the time, evaluations fall at a quarter, a half and three
+    quarters of it, and the final one is timed to fit (``training.Budget``). Excludes ``steps``."""
     batch_size: int | None = None
-    """Training examples a step; None means 128 for a new run and, on resume, the run's own size.
-    A resumed run may change it (a GPU takes a far larger batch than a CPU core at the same speed)."""
+    """Training examples a step (default 128 for a new run; a resumed run keeps its own unless this
+    is given). A GPU takes a far larger batch than a CPU core at the same speed."""
     lr: float = 2e-3
+    """Peak learning rate."""
     warmup: int = 500
     weight_decay: float = 0.01
     bos_share: float = 0.05
@@ -66,9 +72,12 @@ class DecoderTrainConfig:
     same whatever the weight; only how fast each is learned changes. None: ``TEXT_QUERY_WEIGHT``
     for a probed model of ``LARGE_VOCABULARY`` tokens or more, else 1."""
     sites: list[str] | None = None
-    """The sites the decoder serves, by name; None: every site of the probed model."""
+    """The sites the decoder serves, comma-separated on the command line (default: every site of the
+    probed model)."""
     seed: int = 0
+    """Seeds the decoder's first weights and the inputs it trains on."""
     eval_every: int = 2000
+    """Steps between precision checks, which re-weight sites and positions."""
     eval_queries: int = 8
     eval_samples: int = 16
     eval_sites: int = 16

@@ -159,3 +159,61 @@ def position_lines(table: list[dict]) -> list[str]:
         from_end = row["position"] - len(table)
         lines.append(f"{row['position']:8d}  {from_end:8d}  {row['token']:<15s}  {', '.join(row['names'])}".rstrip())
     return lines
+
+
+def evaluation_lines(result, task) -> list[str]:
+    """``evaluate``: the held-out accuracy, then each group's (a task's relations, templates, …)."""
+    lines = [f"{task.name}: held-out accuracy {result.accuracy:.4f} on {result.n} inputs"]
+    for group, columns in (result.groups or {}).items():
+        lines.append(f"  {group}: " + ", ".join(f"{column} {value:.4f}" for column, value in columns.items()))
+    return lines
+
+
+def exact_lines(result) -> list[str]:
+    """``exact``: the preimage's size in its space, then its listed members, nearest first."""
+    lines = [f"exact ε-preimage of {result.query_text!r} at position {result.position}, {result.site}"]
+    lines.append(
+        f"{result.n_members:,} members of {result.space_size:,} inputs ({result.space}); {result.seconds:.1f} s"
+    )
+    lines += [f"  {m.distance:7.4f}  {m.text}  (best position {m.best_position})" for m in result.members]
+    return lines
+
+
+def completeness_lines(result) -> list[str]:
+    """``completeness``: the true preimage's size, the decoder's precision and its recall curve."""
+    recall = ", ".join(f"{k}: {v:.1%}" for k, v in result.recall.items())
+    return [
+        f"{result.n_members:,} true members among {result.space_size:,} inputs ({result.space})",
+        f"precision {result.precision:.1%} of {result.samples:,} samples; recall after k samples: {recall}",
+        "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()),
+    ]
+
+
+def patch_lines(result) -> list[str]:
+    """``patch``: the clean, source and patched runs' predictions, and the effect."""
+
+    def logit_diff(value: float | None) -> str:
+        return "" if value is None else f" (LD {value:+.3f})"
+
+    where = ", ".join(f"{p['site']}@{p['position']}" for p in result.patches)
+    lines = [
+        f"metric: {result.metric}",
+        f"input   {result.input!r}: predicts {result.clean.prediction!r}" + logit_diff(result.clean.logit_diff),
+        f"source  {result.source!r}: predicts {result.source_prediction!r}",
+        f"patched {where}: predicts {result.patched.prediction!r}" + logit_diff(result.patched.logit_diff),
+    ]
+    if result.effect is not None:
+        lines.append(f"effect {result.effect:.3f} (0: none; 1: as the source)")
+    if result.kl is not None:
+        lines.append(f"KL(clean ‖ patched) {result.kl:.4f}; top token changed: {result.top_token_changed}")
+    return lines
+
+
+def scan_lines(scan) -> list[str]:
+    """``patch-scan``: the grid of mean effects, positions down and numbered components across."""
+    lines = [f"mean effect over {scan.n} contrast pairs (rows: positions; columns: components)"]
+    lines.append(" " * 14 + " ".join(f"{i:>6d}" for i in range(len(scan.components))))
+    for row, effects in zip(scan.positions, scan.effect):
+        lines.append(f"{row[:13]:13s} " + " ".join("     -" if e is None else f"{e:6.2f}" for e in effects))
+    lines += [f"{i:>6d}  {component}" for i, component in enumerate(scan.components)]
+    return lines
