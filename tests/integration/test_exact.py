@@ -174,7 +174,7 @@ def test_completeness_refuses_a_plot_it_cannot_write_before_any_work(capsys, tmp
     query = ["--input", "615+861=1476", "--position", "8", "--site", "blocks.0.hook_resid_post"]
     directory = tmp_path / "dir.png"
     directory.mkdir()
-    for plot, needle in ((tmp_path / "scatter.svg", "name a .png file"), (directory, "is a directory")):
+    for plot, needle in ((tmp_path / "scatter.svg", "name a .png file"), (directory, "is a folder; name a file")):
         code = main(["completeness", "--probed", str(tmp_path / "no-such-model"), *query, "--plot", str(plot)])
         err = capsys.readouterr().err
         assert code == 2 and needle in err and "no probed model" not in err, err

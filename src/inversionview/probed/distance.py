@@ -55,8 +55,8 @@ class EpsilonBall:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise UserError(f"unknown metric {self.metric!r}; use one of: {', '.join(METRICS)}")
-        if not (math.isfinite(self.epsilon) and self.epsilon >= 0):
-            raise UserError(f"`epsilon` must be a finite number, 0 or more, got {self.epsilon}")
+        if math.isnan(self.epsilon) or self.epsilon < 0:  # (inf is allowed: every input inside)
+            raise UserError(f"`epsilon` must be a number, 0 or more, got {self.epsilon}")
 
     def contains(self, distances: torch.Tensor | float) -> torch.Tensor | bool:
         """Whether each distance lies inside the ball (≤ ε)."""
