@@ -15,12 +15,12 @@ from html import escape
 import streamlit as st
 
 from inversionview.causal.patch import patch
-from inversionview.decoder.schedule import parse_schedule
 from inversionview.decoder.store import load_decoder
 from inversionview.errors import UserError
 from inversionview.interpret.explain import explain
 from inversionview.inversion.invert import invert
 from inversionview.inversion.result import InversionResult
+from inversionview.inversion.spec import ReadingSpec
 from inversionview.probed import load_probed
 from inversionview.probed.sites import HEAD_SITE_KIND, canonical_site
 from inversionview.views.cache import LeastRecentlyUsed
@@ -68,17 +68,14 @@ def reading(
     def make() -> InversionResult:
         probed, decoder = load_models(choice)
         bar = st.progress(0.0, text=f"sampling {samples} inputs at {site}…")
+        spec = ReadingSpec(samples=samples, seed=seed, metric=metric, epsilon=epsilon, schedule=schedule)
         result = invert(
             probed,
             decoder,
             text,
             position,
             site,
-            samples=samples,
-            seed=seed,
-            metric=metric,
-            epsilon=epsilon,
-            schedule=parse_schedule(schedule),
+            **spec.invert_options(),
             decoder_name=choice.decoder or "bundled",
             progress=lambda done, total: bar.progress(done / total, text=f"sampled {done}/{total}"),
         )
