@@ -92,6 +92,9 @@ def test_a_verdict_is_given_only_where_the_evidence_is_clear():
     assert verdict == "uncertain" and "spans a threshold" in reason
     verdict, reason = judged(estimate(0.03, 0.01, 0.05, plain=0.86), 0.05, 100)
     assert verdict == "uncertain" and "rests on rare members" in reason
+    straddling = ShareEstimate(0.95, 0.9, 100.0, 0.93, 0.97, 0.87, 0.93)
+    verdict, reason = judged(straddling, 0.1, 100)
+    assert verdict == "uncertain" and "members found share it 0.90 (0.87-0.93), across a threshold" in reason
     verdict, reason = judged(estimate(0.97, 0.95, 0.99, effective=12), 0.1, 12)
     assert verdict == "uncertain" and "12 effective members" in reason
     assert verdict_of(0.95, 0.9) == "not"  # consistent, but no more than chance

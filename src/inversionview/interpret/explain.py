@@ -101,6 +101,9 @@ def judged(estimate: ShareEstimate | None, baseline: float | None, n_members: in
     if low != high:
         return UNCERTAIN, f"its interval {estimate.low:.2f}-{estimate.high:.2f} spans a threshold"
     plain = verdict_of(estimate.plain_low, baseline), verdict_of(estimate.plain_high, baseline)
+    if plain[0] != plain[1]:
+        interval = f"{estimate.plain_low:.2f}-{estimate.plain_high:.2f}"
+        return UNCERTAIN, f"the members found share it {estimate.plain:.2f} ({interval}), across a threshold"
     if plain != (low, low):
         return UNCERTAIN, (
             f"the members found share it {estimate.plain:.2f}, the preimage they stand for {estimate.weighted:.2f}: "
