@@ -108,5 +108,13 @@ DEMOS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         "When Mary and John went to the store, John gave a drink to",
         (("S2", "blocks.0.hook_resid_post"), ("END", "blocks.0.hook_resid_post"), ("END", "blocks.1.hook_resid_post")),
     ),
+    "facts": (
+        "Toulouse lies in the country of",
+        (
+            ("subject_last", "blocks.1.hook_resid_post"),
+            ("END", "blocks.1.attn.hook_result.3"),
+            ("END", "blocks.3.hook_resid_post"),
+        ),
+    ),
 }
 """What ``inversionview demo`` reads for each bundled model: an input, and (named position, site) pairs."""
