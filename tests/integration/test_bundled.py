@@ -50,7 +50,7 @@ def test_demo_runs(capsys):
 
 
 @pytest.mark.parametrize(
-    "name, shown", [("addition", "615+861=1476"), ("ioi", "gave a drink to"), ("facts", "Toulouse lies in")]
+    "name, shown", [("addition", "615+861=1476"), ("ioi", "gave a drink to"), ("facts", "lies")]
 )
 def test_demo_reads_every_bundled_model(capsys, name, shown):
     assert main(["demo", "--probed", name, "--samples", "30", "--limit", "2"]) == 0
