@@ -21,6 +21,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def duration(seconds: float) -> str:
+    """An estimate as a message gives it: seconds, minutes or hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 

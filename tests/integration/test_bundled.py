@@ -49,9 +49,7 @@ def test_demo_runs(capsys):
     assert out.count("ε = 0.1") >= 3 and "held-out accuracy" in out
 
 
-@pytest.mark.parametrize(
-    "name, shown", [("addition", "615+861=1476"), ("ioi", "gave a drink to"), ("facts", "lies")]
-)
+@pytest.mark.parametrize("name, shown", [("addition", "615+861=1476"), ("ioi", "gave a drink to"), ("facts", "lies")])
 def test_demo_reads_every_bundled_model(capsys, name, shown):
     assert main(["demo", "--probed", name, "--samples", "30", "--limit", "2"]) == 0
     out = capsys.readouterr().out

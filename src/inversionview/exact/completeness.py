@@ -202,7 +202,7 @@ def members_for_evaluations(
     already run costs nothing again, and with ``refine_per_sample`` R each new sample outside ε gets
     up to R evaluations of refinement (``decoder/refine.py``)."""
     generator = torch.Generator().manual_seed(seed)
-    tokenizer, seen = probed.task.tokenizer, {}
+    tokenizer, seen, ball = probed.task.tokenizer, {}, EpsilonBall(metric, epsilon)
     run = EvaluationRun(set(), 0, 0, 0)
     options = {"per_sample": refine_per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
     draws = draw_samples(decoder, probed, query, 100 * evaluations, schedule, generator, batch_size=chunk)
@@ -221,7 +221,7 @@ def members_for_evaluations(
                 run.member_texts.update(tokenizer.decode(row) for row in refined.ids.tolist())
         counted = [row for row in rows if row in seen]
         run.samples += len(counted)
-        inside = [row for row in counted if EpsilonBall(metric, epsilon).contains(seen[row])]
+        inside = [row for row in counted if ball.contains(seen[row])]
         run.members += len(inside)
         run.member_texts.update(tokenizer.decode(list(row)) for row in set(inside))
         if run.evaluations >= evaluations:

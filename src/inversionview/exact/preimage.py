@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inversionview.errors import UserError
+from inversionview.errors import UserError, duration
 from inversionview.exact.space import DEFAULT_SAMPLE_SIZE, InputSpace, input_space
 from inversionview.probed.distance import EpsilonBall, best_positions, position_distances
 from inversionview.probed.model import ProbedModel
@@ -113,9 +113,8 @@ def best_over_space(
 
 def _check_duration(estimate: float, size: int, max_seconds: float) -> None:
     if estimate > max_seconds:
-        minutes = f"{estimate / 60:.0f} min" if estimate < 5400 else f"{estimate / 3600:.1f} h"
         raise UserError(
-            f"the probed model over all {size:,} inputs would take about {minutes} here (timed on the first "
+            f"the probed model over all {size:,} inputs would take about {duration(estimate)} here (timed on the first "
             "batch); sample fewer inputs (`space_sample`), or go ahead (`yes`)"
         )
 
@@ -146,9 +145,9 @@ def exact_preimages(
     space = input_space(probed.task, sample_size=sample_size, seed=seed)
     best, best_at = best_over_space(probed, resolved, space, metric, batch_size, progress, max_seconds)
     seconds = round(time.perf_counter() - started, 3)
-    results = []
+    results, ball = [], EpsilonBall(metric, epsilon)
     for (text, _, _), query, distances, at in zip(queries, resolved, best, best_at, strict=True):
-        inside = torch.nonzero(EpsilonBall(metric, epsilon).contains(distances))[:, 0]
+        inside = torch.nonzero(ball.contains(distances))[:, 0]
         order = inside[distances[inside].argsort()][:limit]
         members = [Member(space.texts[i], round(float(distances[i]), 5), int(at[i])) for i in order.tolist()]
         results.append(

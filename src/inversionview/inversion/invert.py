@@ -50,6 +50,7 @@ def verified_samples(
     task, tokenizer = probed.task, probed.task.tokenizer
     distances = verify_ids(probed, query.site, ids, query.activation, metric)
     best, best_at = best_positions(distances)
+    inside = EpsilonBall(metric, epsilon).contains(best)
     sid = site_index(decoder, query.site)
     change = token_probabilities(decoder, ids, query.activation, sid) - token_probabilities(decoder, ids, baseline, sid)
     lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
@@ -64,7 +65,7 @@ def verified_samples(
                 tokens=display_tokens(tokenizer, row_ids),
                 distance=float(best[row]),
                 best_position=int(best_at[row]),
-                in_preimage=bool(EpsilonBall(metric, epsilon).contains(float(best[row]))),
+                in_preimage=bool(inside[row]),
                 probability_change=[round(float(c), 4) for c in change[row, :length]],
                 position_distances=[round(float(d), 4) for d in distances[row, :length]],
                 temperature=temperature,

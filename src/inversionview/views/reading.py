@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from inversionview.decoder.model import Decoder
-from inversionview.errors import UserError
+from inversionview.errors import UserError, duration
 from inversionview.interpret.explain import check_features, explain, load_features
 from inversionview.inversion.invert import estimated_seconds, invert
 from inversionview.inversion.result import InversionResult
@@ -73,9 +73,3 @@ def check_duration(
             "ask for fewer, or go ahead (`yes`)"
         )
     return seconds
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
