@@ -25,8 +25,8 @@ from inversionview.exact.preimage import exact_preimages
 from inversionview.exact.space import input_space
 from inversionview.interpret.explain import verdicts_over
 from inversionview.probed import load_probed
+from inversionview.probed.metric import METRICS
 
-METRICS = ("euclidean", "cosine", "whitened")
 REFERENCE_EPSILON = 0.1
 
 

@@ -25,16 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from inversionview.cli import load_probed_from, probed_options
+from inversionview.cli import probed_options
+from inversionview.commands import load_probed_from
 from inversionview.decoder.evaluate import decoder_precision
 from inversionview.decoder.store import load_decoder
 from inversionview.decoder.train import read_run_summary
-
-PASSED_ON = ("probed", "task", "vocab", "bos", "eos", "pad", "dtype", "device", "corpus", "dataset", "max_tokens")
+from inversionview.probed.source import ProbedSource
 
 
 def parse() -> tuple[argparse.Namespace, list[str]]:
@@ -56,14 +57,11 @@ def parse() -> tuple[argparse.Namespace, list[str]]:
 def training_command(args: argparse.Namespace, out: Path, recipe: list[str]) -> list[str]:
     """``inversionview train-decoder`` with the benchmark's probed-model options and budget."""
     command = [sys.executable, "-m", "inversionview", "train-decoder", "--out", str(out)]
-    for name in PASSED_ON:
-        value = getattr(args, name)
-        if value is not None and not (name == "device" and value == "auto"):
-            command += [f"--{name.replace('_', '-')}", str(value)]
-    if args.allow_pickle:
-        command.append("--allow-pickle")
-    if args.threads:
-        command += ["--threads", str(args.threads)]
+    for field in fields(ProbedSource):  # every probed-model option, as train-decoder takes it
+        value = getattr(args, field.name)
+        if value is not None and value is not False and value != field.default:
+            flag = "--" + field.name.replace("_", "-")
+            command += [flag] if value is True else [flag, str(value)]
     return [*command, "--minutes", str(args.minutes), "--seed", str(args.seed), *recipe]
 
 

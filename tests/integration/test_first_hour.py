@@ -127,10 +127,10 @@ def test_the_readme_says_what_the_install_line_installs():
 
 def test_long_work_shows_its_progress_and_estimate_on_stderr(capsys, monkeypatch):
     """`invert --samples 10000000` once ran 150 s without a word: work past two seconds shows a bar."""
-    from inversionview import cli
+    from inversionview.views import progress as progress_module
 
-    monkeypatch.setattr(cli, "LOGGED_PROGRESS_SECONDS", 0.2)  # stderr is captured here, as in a log
-    with cli._progress_bar("sampling blocks.1.hook_resid_post", "sample") as progress:
+    monkeypatch.setattr(progress_module, "LOGGED_PROGRESS_SECONDS", 0.2)  # stderr is captured here, as in a log
+    with progress_module.progress_bar("sampling blocks.1.hook_resid_post", "sample") as progress:
         progress(100, 10_000)
         time.sleep(0.3)
         progress(200, 10_000)

@@ -70,11 +70,17 @@ def normalised_proximity(probed: ProbedModel, texts: list[str]) -> torch.Tensor:
 
 def head_share(probed: ProbedModel, n: int, *, threshold: float = 0.3, seed: int = 0) -> HeadShare:
     """Each head's share over ``n`` held-out prompts, its patching effect at the answer position,
-    and how well the two rankings agree over their top heads."""
+    and how well the two rankings agree over their top heads.
+
+    Args:
+        n: Held-out prompts.
+        threshold: Share of its layer a head's output must pass to count at a prompt.
+        seed: Seed of the prompts drawn.
+    """
     if n < 1:
-        raise UserError(f"n must be at least 1, got {n}")
+        raise UserError(f"`n` must be at least 1, got {n}")
     if not 0 < threshold < 1:
-        raise UserError(f"threshold must lie between 0 and 1, got {threshold}")
+        raise UserError(f"`threshold` must lie between 0 and 1, got {threshold}")
     if probed.is_encoder:
         raise UserError("head-share reads a causal LM's answer position; this model is an encoder")
     texts = probed.task.sample_texts(random.Random(seed), n, split="heldout")

@@ -23,5 +23,11 @@ def task_metric(
     answer: str | None = None,
     alt: str | None = None,
 ) -> Metric:
-    """The metric of a patch of ``source`` into ``text`` for ``probed``'s task."""
+    """The metric of a patch of ``source`` into ``text`` for ``probed``'s task.
+
+    Args:
+        target: Addition: the answer digit measured, A1-A4 (default: the first that differs).
+        answer: Free text: the token whose logit counts for (with `alt`).
+        alt: Free text: the token whose logit counts against.
+    """
     return probed.task.answer(text, source, target=target, answer=answer, alt=alt)

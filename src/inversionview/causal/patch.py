@@ -176,9 +176,14 @@ def patch(
 
 def contrast_pairs(probed: ProbedModel, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """``n`` held-out inputs, each with its contrast from the task's own generator (``Task.contrast``);
-    inputs that have none (a counting input whose letters all occur once) are passed over."""
+    inputs that have none (a counting input whose letters all occur once) are passed over.
+
+    Args:
+        n: Held-out inputs, each with its contrast.
+        seed: Seed of the inputs drawn.
+    """
     if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
+        raise UserError(f"`n` must be at least 1, got {n}")
     rng = random.Random(seed)
     pairs: list[tuple[str, str]] = []
     for _ in range(20 * n):

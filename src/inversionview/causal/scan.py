@@ -51,7 +51,13 @@ def _row_positions(probed: ProbedModel, text: str, row: str) -> list[int]:
 
 
 def patch_scan(probed: ProbedModel, n: int, *, components: list[str] | None = None, seed: int = 0) -> ScanResult:
-    """The mean effect of patching each component at each position over ``n`` contrast pairs."""
+    """The mean effect of patching each component at each position over ``n`` contrast pairs.
+
+    Args:
+        n: Contrast pairs.
+        components: Sites to scan (default: per layer hook_resid_pre, each head, hook_attn_out, hook_mlp_out).
+        seed: Seed of the pairs drawn.
+    """
     components = components or scan_components(probed)
     sites = [probed.site(name) for name in components]  # an unknown component fails here, with the list
     pairs = contrast_pairs(probed, n, seed=seed)
@@ -75,7 +81,7 @@ def cumulative_scan(probed: ProbedModel, n: int, order: str, *, seed: int = 0) -
     """Heads patched cumulatively at every text position, in layer order (``forward``) or its reverse
     (``backward``): column k is the effect of patching the first k + 1 heads of that order together."""
     if order not in ORDERS:
-        raise UserError(f"--cumulative {order!r}: use forward or backward")
+        raise UserError(f"`order` {order!r}: use forward or backward")
     heads = head_sites(probed.n_layers, probed.n_heads)
     heads = heads if order == "forward" else heads[::-1]
     pairs = contrast_pairs(probed, n, seed=seed)

@@ -85,8 +85,9 @@ class DecoderTrainConfig:
     measured in turn, these many at a time, so that no evaluation (the final one included) takes
     long. Sites not measured keep their last precision for the re-weighting."""
     epsilon: float | None = None
+    """The ε of the precision checks; None: the probed model's."""
     metric: str | None = None
-    """Precision is measured with these; None takes the probed model's defaults."""
+    """The metric of the precision checks; None: the probed model's."""
     checkpoint_every_s: float = 180.0
     site_weight_floor: float = 0.2
     """Added to each site's (and named position's) weakness, 1 - precision, to give its sampling

@@ -136,9 +136,15 @@ def exact_preimages(
     the probed model runs once per input for all their sites, so twenty queries cost about what one
     does. Each result's ``seconds`` is the whole pass's.
 
-    ``metric`` and ``epsilon`` default to the probed model's; ``limit`` members are listed, nearest
-    first; a space too large to enumerate is a seeded sample of ``sample_size`` inputs; ``progress``
-    is called with (inputs done, space size); a pass estimated over ``max_seconds`` is refused."""
+    ``metric`` and ``epsilon`` default to the probed model's; ``progress`` is called with (inputs
+    done, space size).
+
+    Args:
+        limit: Members to list, nearest first.
+        sample_size: Inputs to sample when the space is too large to enumerate (200,000).
+        seed: Seed of that sample.
+        max_seconds: Refuse a pass estimated to take longer than this (None: no limit).
+    """
     started = time.perf_counter()
     metric, epsilon = probed.distance_settings(metric, epsilon)
     resolved = [resolve_query(probed, text, position, site, metric) for text, position, site in queries]

@@ -37,9 +37,15 @@ def explain_map(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExplainMap:
-    """``n`` held-out queries read at every site and every named position, each explained."""
+    """``n`` held-out queries read at every site and every named position, each explained.
+
+    Args:
+        n: Held-out queries per site and position.
+        samples: Samples a reading.
+        seed: Seed of the queries and their readings.
+    """
     if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
+        raise UserError(f"`n` must be at least 1, got {n}")
     names = probed.task.query_position_names()
     if not names:
         raise UserError(f"the {probed.task.name} task names no positions; explain-map reads at named positions")

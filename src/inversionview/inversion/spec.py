@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inversionview.decoder.refine import check_refine
 from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.errors import UserError
-from inversionview.probed.distance import EpsilonBall
+from inversionview.probed.metric import Metric, check_ball
 
 
 @dataclass(frozen=True)
@@ -18,10 +17,12 @@ class ReadingSpec:
     samples: int = 1000
     """Inputs drawn from the decoder."""
     seed: int = 0
-    metric: str | None = None
-    """euclidean, cosine or whitened; None: the probed model's."""
+    """Seed of the samples drawn: the same seed, the same reading."""
+    metric: Metric | None = None
+    """Euclidean, cosine or whitened (euclidean after whitening by the site's covariance); default
+    (None): the probed model's."""
     epsilon: float | None = None
-    """The ε-ball's radius; None: the probed model's (0.1)."""
+    """The ε-ball's radius; default (None): the probed model's, 0.1 unless it says."""
     schedule: str = "auto"
     """auto, distinct (without replacement), or TEMPERATURE:NOISE pairs such as 1:0,0.5:0."""
     temperature: float | None = None
@@ -29,14 +30,16 @@ class ReadingSpec:
     refine: int = 0
     """Probed-model evaluations each distinct sample outside ε may spend to become a member."""
     explain: bool = False
-    """Add the feature verdicts (``interpret/explain.py``)."""
+    """Which features of the input the preimage keeps, against chance: the feature verdicts
+    (``interpret/explain.py``)."""
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise UserError(f"`samples` must be at least 1, got {self.samples}")
-        check_refine(self.refine)
+        if self.refine < 0:
+            raise UserError(f"`refine` must be 0 or more evaluations a sample, got {self.refine}")
         if self.epsilon is not None:
-            EpsilonBall(self.metric or "euclidean", self.epsilon)  # refuses ε that is not a number
+            check_ball(self.metric or "euclidean", self.epsilon)
         self.parsed_schedule()
 
     def parsed_schedule(self) -> Schedule:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from inversionview.errors import UserError
-
-METRICS = ("euclidean", "cosine", "whitened")
-"""``whitened`` is ``euclidean`` between whitened vectors: callers whiten first (``probed/whitening.py``)."""
+from inversionview.probed.metric import check_ball
 
 
 def position_distances(
@@ -53,10 +49,7 @@ class EpsilonBall:
     epsilon: float
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise UserError(f"unknown metric {self.metric!r}; use one of: {', '.join(METRICS)}")
-        if math.isnan(self.epsilon) or self.epsilon < 0:  # (inf is allowed: every input inside)
-            raise UserError(f"`epsilon` must be a number, 0 or more, got {self.epsilon}")
+        check_ball(self.metric, self.epsilon)
 
     def contains(self, distances: torch.Tensor | float) -> torch.Tensor | bool:
         """Whether each distance lies inside the ball (≤ ε)."""

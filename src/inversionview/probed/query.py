@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from inversionview.errors import UserError
-from inversionview.probed.distance import METRICS
+from inversionview.probed.metric import check_metric
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.verify import query_activation
@@ -61,8 +61,7 @@ def resolve_query(probed: ProbedModel, text: str, position: Position, site: str 
     """Validate a query (input, position, site, metric) and read its activation."""
     probed.task.validate(text)
     site = probed.site(site) if isinstance(site, str) else site
-    if metric not in METRICS:
-        raise UserError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
+    check_metric(metric)
     n_positions = len(probed.task.encode(text)) - 1  # BOS and the text tokens
     index = resolve_position(probed, text, position)
     return ResolvedQuery(site, index, query_activation(probed, site, text, index), n_positions)

@@ -122,8 +122,9 @@ def evaluate_probed(probed: ProbedModel, n: int | None = None, seed: int = 1234,
     """Share of held-out inputs the probed model gets right, as its task judges (by default greedy
     exact match of every scored token).
 
-    ``n=None`` scores the whole held-out split when the task can list its inputs, else 2,000
-    inputs drawn with ``seed``.
+    Args:
+        n: Held-out inputs to score (default: all when they can be listed, else 2,000).
+        seed: Seed of the inputs drawn when they are not all scored.
     """
     task = probed.task
     every = task.enumerate_texts() if n is None else None

@@ -22,6 +22,7 @@ from inversionview.inversion.invert import invert
 from inversionview.inversion.result import InversionResult
 from inversionview.inversion.spec import ReadingSpec
 from inversionview.probed import load_probed
+from inversionview.probed.metric import METRICS
 from inversionview.probed.sites import HEAD_SITE_KIND, canonical_site
 from inversionview.views.cache import LeastRecentlyUsed
 from inversionview.views.html_render import CSS, render_attention, render_result
@@ -112,7 +113,7 @@ class ReadingSettings:
 
 def sidebar(probed) -> ReadingSettings:
     """The reading's settings, from the sidebar."""
-    metrics = ["euclidean", "cosine", "whitened"]
+    metrics = list(METRICS)
     metric = st.radio(
         "Distance",
         metrics,

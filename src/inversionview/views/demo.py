@@ -15,7 +15,13 @@ from inversionview.views.terminal import render
 
 def demo(name: str, console: Console, *, samples: int = 500, seed: int = 0, limit: int = 12, **load_options) -> None:
     """Print the bundled model ``name``'s held-out accuracy and its readings of its demo input
-    (``load_options`` as ``load_probed`` takes them, e.g. ``device``)."""
+    (``load_options`` as ``load_probed`` takes them, e.g. ``device``).
+
+    Args:
+        samples: Samples a reading.
+        seed: Seed of the readings.
+        limit: Distinct samples to print per site.
+    """
     if name not in bundled.DEMOS:
         known = ", ".join(sorted(bundled.DEMOS))
         raise UserError(f"the demo reads a bundled model ({known}); for {name!r} use invert")

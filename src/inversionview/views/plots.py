@@ -68,6 +68,17 @@ def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:
     plt.close(fig)
 
 
+def scan_figure(probed: ProbedModel, n: int, seed: int) -> tuple[bytes, str]:
+    """A patching scan over ``n`` contrast pairs, as a PNG heatmap and its caption (for the report)."""
+    import io
+
+    from inversionview.causal.scan import patch_scan
+
+    scan, png = patch_scan(probed, n, seed=seed), io.BytesIO()
+    scan_heatmap(scan, png, f"patching scan of {probed.source}")
+    return png.getvalue(), f"mean effect of patching each component at each position, over {n} contrast pairs"
+
+
 def explain_map_figure(table: ExplainMap, path: Path, title: str, threshold: float = 0.5) -> None:
     """The explain-map as a grid, sites down and named positions across: each cell lists the
     features at least ``threshold`` of the queries keep, shaded by how many there are."""
@@ -98,7 +109,11 @@ def completeness_scatter(
 ) -> float:
     """Draw, for inputs of the space, the decoder's log-probability of generating each given the
     query against its distance to the query, with ε marked. Every member is drawn; other inputs are
-    a seeded sample of at most ``max_points``. Returns the seconds it took."""
+    a seeded sample of at most ``max_points``. Returns the seconds it took.
+
+    Args:
+        max_points: Inputs drawn in the scatter, members always.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

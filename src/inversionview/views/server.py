@@ -22,6 +22,7 @@ from pathlib import Path
 
 from inversionview import bundled
 from inversionview.errors import UserError
+from inversionview.probed.source import ProbedSource
 
 SETTINGS_VARIABLE = "INVERSIONVIEW_VIEWER"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -42,6 +43,17 @@ class ViewerSettings:
     """A folder whose sub-folders each hold ``probed/`` and ``decoder/``."""
     corpus: dict = field(default_factory=dict)
     """``ProbedModel.use_corpus`` options for ``probed``, a free-text model (none: no corpus)."""
+
+    @classmethod
+    def of(cls, source: ProbedSource, decoder: str | None = None, models_dir: Path | None = None) -> ViewerSettings:
+        """The page's settings for a probed model named on the command line: it is listed when an
+        option names it (``probed``, a decoder or a corpus), beside the bundled models and ``models_dir``'s."""
+        if models_dir is not None and not models_dir.is_dir():
+            raise UserError(f"`models_dir` {models_dir} is not a directory")
+        named = source.probed is not None or decoder is not None or bool(source.corpus_options())
+        folder = str(models_dir.resolve()) if models_dir is not None else None
+        options = {"load_options": source.load_options(), "corpus": source.corpus_options()}
+        return cls(probed=source.name if named else None, decoder=decoder, models_dir=folder, **options)
 
     def to_environment(self) -> dict[str, str]:
         return {SETTINGS_VARIABLE: json.dumps(asdict(self))}
@@ -111,14 +123,20 @@ def port_in_use(host: str, port: int) -> bool:
 
 def check_address(host: str, port: int, *, allow_remote: bool = False) -> None:
     """Refuse, before anything starts, an address other machines can reach (unless allowed) or a
-    port that is taken."""
+    port that is taken.
+
+    Args:
+        host: The address to serve on (127.0.0.1: this machine only).
+        port: The port.
+        allow_remote: Permit a `host` other machines can reach.
+    """
     if not is_loopback(host) and not allow_remote:
         raise UserError(
             f"refusing to serve on {host}: the page would be reachable from other machines; "
-            "add --allow-remote if you mean it"
+            "add `allow_remote` if you mean it"
         )
     if port_in_use(host, port):
-        raise UserError(f"port {port} on {host} is in use; pick another with --port")
+        raise UserError(f"port {port} on {host} is in use; pick another `port`")
 
 
 STOP_GRACE_SECONDS = 3.0

@@ -217,3 +217,18 @@ def scan_lines(scan) -> list[str]:
         lines.append(f"{row[:13]:13s} " + " ".join("     -" if e is None else f"{e:6.2f}" for e in effects))
     lines += [f"{i:>6d}  {component}" for i, component in enumerate(scan.components)]
     return lines
+
+
+def contrast_lines(summary) -> list[str]:
+    """``patch --source auto``: the mean effect over the held-out inputs and their contrasts."""
+    effect = "none (no logit difference)" if summary.mean_effect is None else f"{summary.mean_effect:.3f}"
+    return [f"{summary.n} held-out inputs and their contrasts: mean effect {effect}; flipped {summary.flipped:.1%}"]
+
+
+def explain_map_lines(table, threshold: float = 0.5) -> list[str]:
+    """``explain-map``: at each site, the features each position keeps (share of queries ≥ ``threshold``)."""
+    lines = [f"features kept (share of {table.n} held-out queries judged encoded, ≥ {threshold} shown)"]
+    for site, row in zip(table.sites, table.encoded):
+        cells = [", ".join(f"{f} {v:.2f}" for f, v in cell.items() if v >= threshold) or "-" for cell in row]
+        lines.append(f"{site:32s} " + " | ".join(f"{name}: {cell}" for name, cell in zip(table.positions, cells)))
+    return lines
