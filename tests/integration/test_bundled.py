@@ -78,7 +78,10 @@ def test_bundled_decoder_precision_bar(name, mean_bar, min_bar):
     probed = load_probed(name)
     decoder = load_decoder(None, probed)
     queries = heldout_queries(probed, 20, seed=2024)
-    precision = [site_precision(decoder, probed, s, queries, samples_per_query=25) for s in decoder_sites(probed)]
+    precision = [
+        site_precision(decoder, probed, s, queries, samples_per_query=25, ball=probed.ball())
+        for s in decoder_sites(probed)
+    ]
     assert sum(precision) / len(precision) >= mean_bar and min(precision) >= min_bar
 
 

@@ -11,7 +11,8 @@ from inversionview.decoder.reward import reward_loss
 from inversionview.decoder.sampling import sequence_log_probs, token_log_probs
 from inversionview.decoder.store import load_decoder
 from inversionview.decoder.train import DecoderTrainConfig, train_decoder
-from inversionview.probed.verify import sample_distances
+from inversionview.probed.distance import EpsilonBall
+from inversionview.probed.verify import verify, verify_at_sites
 from tests.commands import cli_args
 
 
@@ -54,7 +55,7 @@ def test_a_step_on_the_verified_loss_favours_samples_inside_epsilon(tiny_probed,
         pad_id=tok.pad_id,
         generator=torch.Generator().manual_seed(5),
     )
-    distances = sample_distances(tiny_probed, sites, ids, rows, row_sites, metric)
+    distances = verify_at_sites(tiny_probed, sites, ids, rows, row_sites, EpsilonBall(metric, float("inf"))).best
     epsilon = float(distances.median())
     inside = distances <= epsilon
     assert 0 < inside.sum() < len(inside)
@@ -114,3 +115,17 @@ def test_training_with_verified_queries_records_their_share(tiny_probed, tiny_pr
     verified = {"verified_queries": 4, "verified_samples": 1}
     code = main(cli_args("train-decoder", probed=tiny_probed_dir, out=tmp_path / "bad", **verified))
     assert code == 2
+
+
+def test_samples_are_judged_the_same_one_site_at_a_time_and_all_sites_at_once(tiny_probed, tiny_decoder_dir):
+    """The reward judges its samples at several sites in one run; a reading, one site at a time."""
+    decoder = load_decoder(tiny_decoder_dir, tiny_probed)
+    sites, tok = decoder_sites(tiny_probed), tiny_probed.task.tokenizer
+    activation, site_ids = _queries(tiny_probed)
+    ids = decoder.generate(activation, site_ids, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id).cpu()
+    ball = EpsilonBall("euclidean", 0.3)
+    together = verify_at_sites(tiny_probed, sites, ids, activation, site_ids, ball)
+    for row, site in enumerate(site_ids.tolist()):
+        alone = verify(tiny_probed, sites[site], ids[row : row + 1], activation[row], ball)
+        torch.testing.assert_close(alone.best, together.best[row : row + 1], rtol=1e-5, atol=1e-5)
+        assert bool(alone.inside[0]) == bool(together.inside[row]) == bool(ball.contains(float(alone.best[0])))

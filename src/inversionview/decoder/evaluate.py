@@ -10,10 +10,10 @@ import torch
 from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import sample_ids
-from inversionview.probed.distance import EpsilonBall, best_positions
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
-from inversionview.probed.verify import verify_ids
+from inversionview.probed.verify import verify
 
 
 def heldout_queries(probed: ProbedModel, n: int, seed: int, positions: str = "named") -> list[tuple[str, int]]:
@@ -47,28 +47,26 @@ def query_precisions(
     queries: list[tuple[str, int]],
     *,
     samples_per_query: int = 32,
+    ball: EpsilonBall,
     temperature: float = 1.0,
-    epsilon: float = 0.1,
-    metric: str = "euclidean",
     seed: int = 0,
 ) -> torch.Tensor:
-    """Share of each query's samples whose best position is within ``epsilon`` of it: (Q,)."""
+    """Share of each query's samples inside the ε-``ball`` around it: (Q,)."""
     ids, _ = probed.encode_batch([text for text, _ in queries])
     acts = probed.activations(ids, [site])[0][site]
     query_vectors = acts[torch.arange(len(queries)), torch.tensor([pos for _, pos in queries])]  # (Q, d)
     repeated = query_vectors.repeat_interleave(samples_per_query, dim=0)
     generator = torch.Generator().manual_seed(seed)
     samples = sample_ids(decoder, probed, site, repeated, temperature=temperature, generator=generator)
-    best, _ = best_positions(verify_ids(probed, site, samples, repeated, metric))
-    inside = EpsilonBall(metric, epsilon).contains(best)
+    inside = verify(probed, site, samples, repeated, ball).inside
     return inside.float().view(len(queries), samples_per_query).mean(-1)
 
 
 def site_precision(
     decoder: Decoder, probed: ProbedModel, site: Site, queries: list[tuple[str, int]], **options
 ) -> float:
-    """Share of samples, over all queries, whose best position is within ``epsilon`` of the query
-    (``options`` as for ``query_precisions``)."""
+    """Share of samples, over all queries, inside the ε-ball around their query (``options`` as
+    for ``query_precisions``)."""
     return float(query_precisions(decoder, probed, site, queries, **options).mean())
 
 
@@ -116,7 +114,7 @@ def decoder_precision(
     and ε are the probed model's unless given."""
     metric, epsilon = probed.distance_settings(metric, epsilon)
     chosen = heldout_queries(probed, queries, seed=seed, positions=positions)
-    options = {"samples_per_query": samples, "epsilon": epsilon, "metric": metric, "temperature": temperature}
+    options = {"samples_per_query": samples, "ball": EpsilonBall(metric, epsilon), "temperature": temperature}
     sites = decoder_sites(probed, sites or decoder.config.sites)
     per_query = torch.stack([query_precisions(decoder, probed, s, chosen, seed=seed, **options) for s in sites])
     by_site = {site.name: float(row.mean()) for site, row in zip(sites, per_query)}

@@ -24,10 +24,10 @@ import torch
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import sample_ids
 from inversionview.errors import UserError
-from inversionview.probed.distance import EpsilonBall, best_positions
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
-from inversionview.probed.verify import sequence_lengths, verify_ids
+from inversionview.probed.verify import sequence_lengths, verify
 
 NEAR_MISS = 2.0
 """Only samples within this many ε of the query are refined: farther ones are rarely turned into
@@ -117,9 +117,9 @@ def _search(
         per_row = min(CANDIDATES_PER_ROUND, budget)
         rows = searching.nonzero()[:, 0].repeat_interleave(per_row)
         candidates = _candidates(decoder, probed, site, query, current[rows], best_at[rows], rng)
-        best, at = best_positions(verify_ids(probed, site, candidates, query, metric))
+        verified = verify(probed, site, candidates, query, EpsilonBall(metric, epsilon))
+        best, at, inside = verified.best, verified.best_at, verified.inside
         spent, budget = spent + len(rows), budget - per_row
-        inside = EpsilonBall(metric, epsilon).contains(best)
         found.append(candidates[inside])
         searching[rows[inside]] = False
         for row in rows.unique().tolist():  # the nearest candidate of each row, where it is nearer

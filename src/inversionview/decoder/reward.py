@@ -18,7 +18,7 @@ from inversionview.decoder.sampling import sequence_log_probs
 from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
-from inversionview.probed.verify import sample_distances
+from inversionview.probed.verify import verify_at_sites
 
 
 def reward_loss(
@@ -42,8 +42,7 @@ def reward_loss(
         ids = decoder.generate(
             activation, site_ids, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=generator
         ).cpu()
-        distances = sample_distances(probed, sites, ids, activation, site_ids, metric)
-        reward = EpsilonBall(metric, epsilon).contains(distances).float()
+        reward = verify_at_sites(probed, sites, ids, activation, site_ids, EpsilonBall(metric, epsilon)).inside.float()
         group = reward.view(-1, samples)
         advantage = (group - group.mean(dim=1, keepdim=True)).flatten().to(decoder.device)
     taught = advantage != 0

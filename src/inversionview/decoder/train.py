@@ -32,6 +32,7 @@ from inversionview.decoder.store import built_decoder, save_decoder, saved_decod
 from inversionview.decoder.stream import ActivationStream, parse_position_mode
 from inversionview.distributed import ONE_PROCESS, Ranks, fingerprint, join, leave
 from inversionview.errors import UserError
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.storage import DECODER_CONFIG_FILE, HISTORY_FILE, read_json, write_json
 from inversionview.training import LoopSettings, RandomStreams, Run, check_run, fit, saved_config
@@ -104,7 +105,7 @@ class DecoderTraining:
 
     def _precisions(self, step: int, measured: list[int]) -> torch.Tensor:
         """Each measured site's precision on each held-out query: (measured sites, queries)."""
-        options = {"samples_per_query": self.config.eval_samples, "epsilon": self.epsilon, "metric": self.metric}
+        options = {"samples_per_query": self.config.eval_samples, "ball": EpsilonBall(self.metric, self.epsilon)}
         shown = tqdm(measured, desc="evaluating", unit="site", leave=False, disable=None)  # None: only on a terminal
         queries = self.eval_queries
         return torch.stack(

@@ -14,10 +14,10 @@ from inversionview.decoder.model import Decoder
 from inversionview.decoder.refine import RefinementCount, refine
 from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
-from inversionview.probed.distance import EpsilonBall, best_positions
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.query import Position, ResolvedQuery, resolve_query
-from inversionview.probed.verify import verify_ids
+from inversionview.probed.verify import verify
 
 
 @dataclass
@@ -77,24 +77,24 @@ def ordered_samples(
     schedule: Schedule,
     generator: torch.Generator,
     *,
-    metric: str,
+    ball: EpsilonBall,
     batch_size: int,
     progress: Progress | None,
 ) -> tuple[list[str], torch.Tensor]:
-    """The texts of ``samples`` decoder samples in the order they count for recall@k, and each
-    one's best-position distance to the query (N,)."""
-    chunks, best = [], []
+    """The texts of ``samples`` decoder samples in the order they count for recall@k, and whether
+    each lies inside the ε-``ball`` (N,)."""
+    chunks, inside = [], []
     draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
     for ids, _, _ in draws:
         chunks.append(ids)
-        best.append(best_positions(verify_ids(probed, query.site, ids, query.activation, metric))[0])
+        inside.append(verify(probed, query.site, ids, query.activation, ball).inside)
     drawn = sum(len(ids) for ids in chunks)  # fewer than asked only if distinct sampling ran out of inputs
     # Interleave the schedule's pairs, as if each sample had drawn its pair at random; distinct
     # samples keep the order they were drawn in, so that the first k are a sample of k.
     order = torch.arange(drawn) if schedule.distinct else torch.randperm(drawn, generator=generator)
     tokenizer = probed.task.tokenizer
     texts = [tokenizer.decode(row) for row in torch.cat(chunks)[order].tolist()]
-    return texts, torch.cat(best)[order]
+    return texts, torch.cat(inside)[order]
 
 
 def recall_at(texts_in_order: list[str], members: set[str]) -> dict[str, float]:
@@ -137,14 +137,14 @@ def completeness(
     query = resolve_query(probed, text, position, site, exact.metric)
     generator = torch.Generator().manual_seed(seed)
     schedule = schedule or parse_schedule("auto")
-    texts, best = ordered_samples(
+    texts, inside = ordered_samples(
         decoder,
         probed,
         query,
         samples,
         schedule,
         generator,
-        metric=exact.metric,
+        ball=exact.ball,
         batch_size=batch_size,
         progress=sampling_progress,
     )
@@ -154,7 +154,7 @@ def completeness(
         space_size=exact.space_size,
         space=exact.space,
         samples=len(texts),
-        precision=float(exact.ball.contains(best).float().mean()),
+        precision=float(inside.float().mean()),
         recall=recall_at(texts, exact.member_texts()),
         seconds={"exact": exact.seconds, "decoder": round(sampling_seconds, 3)},
         schedule=schedule.name,
@@ -210,7 +210,8 @@ def members_for_evaluations(
         rows = [tuple(row) for row in ids.tolist()]
         new = list(dict.fromkeys(row for row in rows if row not in seen))[: evaluations - run.evaluations]
         if new:
-            best, at = best_positions(verify_ids(probed, query.site, torch.tensor(new), query.activation, metric))
+            verified = verify(probed, query.site, torch.tensor(new), query.activation, ball)
+            best, at = verified.best, verified.best_at
             seen.update(zip(new, best.tolist()))
             run.evaluations += len(new)
             if refine_per_sample:

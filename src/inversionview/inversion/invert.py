@@ -17,11 +17,11 @@ from inversionview.decoder.sampling import sample_ids, site_index, token_log_pro
 from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.errors import UserError
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
-from inversionview.probed.distance import EpsilonBall, best_positions
+from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.query import Position, ResolvedQuery, resolve_query
 from inversionview.probed.sites import Site
-from inversionview.probed.verify import query_activation, sequence_lengths, verify_ids
+from inversionview.probed.verify import query_activation, sequence_lengths, verify
 from inversionview.probed.whitening import whitening_record
 from inversionview.tasks.tokenizer import display_tokens
 
@@ -48,9 +48,7 @@ def verified_samples(
     """Samples ``ids`` (N, max_len), each verified against the query and its tokens valued by how
     much the query changed their probability against the no-information ``baseline`` activation."""
     task, tokenizer = probed.task, probed.task.tokenizer
-    distances = verify_ids(probed, query.site, ids, query.activation, metric)
-    best, best_at = best_positions(distances)
-    inside = EpsilonBall(metric, epsilon).contains(best)
+    verified = verify(probed, query.site, ids, query.activation, EpsilonBall(metric, epsilon))
     sid = site_index(decoder, query.site)
     change = token_probabilities(decoder, ids, query.activation, sid) - token_probabilities(decoder, ids, baseline, sid)
     lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
@@ -63,11 +61,11 @@ def verified_samples(
             Sample(
                 text=text,
                 tokens=display_tokens(tokenizer, row_ids),
-                distance=float(best[row]),
-                best_position=int(best_at[row]),
-                in_preimage=bool(inside[row]),
+                distance=float(verified.best[row]),
+                best_position=int(verified.best_at[row]),
+                in_preimage=bool(verified.inside[row]),
                 probability_change=[round(float(c), 4) for c in change[row, :length]],
-                position_distances=[round(float(d), 4) for d in distances[row, :length]],
+                position_distances=[round(float(d), 4) for d in verified.distances[row, :length]],
                 temperature=temperature,
                 noise=noise,
                 annotation=task.annotate(text),

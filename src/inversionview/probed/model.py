@@ -99,10 +99,14 @@ class ProbedModel:
     def default_epsilon(self) -> float:
         return float(self.meta.get("defaults", {}).get("epsilon", 0.1))
 
+    def ball(self, metric: str | None = None, epsilon: float | None = None) -> EpsilonBall:
+        """The ε-ball of a reading of this model: ``metric`` and ``epsilon`` its defaults where not given."""
+        return EpsilonBall(metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon)
+
     def distance_settings(self, metric: str | None = None, epsilon: float | None = None) -> tuple[str, float]:
         """``(metric, epsilon)``, each taken from this model's defaults where not given."""
-        ball = EpsilonBall(metric or self.default_metric, self.default_epsilon if epsilon is None else epsilon)
-        return ball.metric, ball.epsilon  # the ball refuses an unknown metric or an ε that is not a number
+        ball = self.ball(metric, epsilon)  # refuses an unknown metric or an ε that is not a number
+        return ball.metric, ball.epsilon
 
     def use_corpus(
         self,

@@ -1,16 +1,19 @@
-"""Checking inputs against the probed model: every position's distance to a query activation.
+"""Checking inputs against the probed model: every position's distance to a query activation, and
+whether the best one lies inside the ε-ball.
 
-Decoder training (its precision checks and its reward) and reading an activation both verify
-samples this way, so it lives here, before either of them in the pipeline.
+Sample, verify, keep: a reading, a decoder's precision, refinement, the completeness measurement
+and the training reward all judge their samples with ``verify`` (or ``verify_at_sites``), so it
+lives here, before all of them in the pipeline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
-from inversionview.probed.distance import best_positions, position_distances
+from inversionview.probed.distance import EpsilonBall, best_positions, position_distances
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.sites import Site
 from inversionview.probed.whitening import in_metric_space
@@ -88,28 +91,54 @@ def _distances(
     return torch.cat(out)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """Samples judged against their queries: every position's distance, the best one and where it
+    is, and whether it lies inside the ε-ball."""
+
+    distances: torch.Tensor
+    """(N, T), inf where no query can sit (EOS, padding)."""
+    best: torch.Tensor
+    """(N,) each sample's best-position distance."""
+    best_at: torch.Tensor
+    """(N,) that position."""
+    inside: torch.Tensor
+    """(N,) bool: the sample is a member of the ε-preimage."""
+
+    @classmethod
+    def judged(cls, distances: torch.Tensor, ball: EpsilonBall) -> Verified:
+        best, best_at = best_positions(distances)
+        return cls(distances, best, best_at, ball.contains(best))
+
+
+def verify(probed: ProbedModel, site: Site, ids: torch.Tensor, queries: torch.Tensor, ball: EpsilonBall) -> Verified:
+    """Run the probed model on samples ``ids`` (N, T) and judge each against its query at ``site``:
+    ``queries`` is (d,) for one query or (N, d) for one per sample (``verify_ids``)."""
+    return Verified.judged(verify_ids(probed, site, ids, queries, ball.metric), ball)
+
+
 @torch.no_grad()
-def sample_distances(
+def verify_at_sites(
     probed: ProbedModel,
     sites: list[Site],
     ids: torch.Tensor,
     queries: torch.Tensor,
     site_ids: torch.Tensor,
-    metric: str,
-) -> torch.Tensor:
-    """Each sample's best-position distance to its own query, at its own site: ids (N, T),
-    queries (N, d) and site_ids (N,) indexing ``sites`` -> (N,)."""
+    ball: EpsilonBall,
+) -> Verified:
+    """``verify`` for samples each of its own query at its own site: ids (N, T), queries (N, d) and
+    site_ids (N,) indexing ``sites``; the probed model runs once for all of them."""
     used = sorted(set(site_ids.tolist()))
     acts, _ = probed.activations(ids, [sites[i] for i in used])
-    at_site = torch.stack([in_metric_space(probed, sites[i], acts[sites[i]], metric)[0] for i in used])  # (S, N, T, d)
+    at_site = [in_metric_space(probed, sites[i], acts[sites[i]], ball.metric)[0] for i in used]
     row_site = torch.tensor([used.index(i) for i in site_ids.tolist()])
-    sample_acts = at_site[row_site, torch.arange(ids.shape[0])]  # (N, T, d)
+    sample_acts = torch.stack(at_site)[row_site, torch.arange(ids.shape[0])]  # (N, T, d)
     queries = queries.cpu().float().clone()
     for i in used:  # each row's query, in its own site's space
         rows = site_ids.cpu() == i
-        queries[rows], compared_as = in_metric_space(probed, sites[i], queries[rows], metric)
+        queries[rows], compared_as = in_metric_space(probed, sites[i], queries[rows], ball.metric)
     valid = queryable(ids, probed.task.tokenizer.eos_id)
-    return best_positions(position_distances(queries, sample_acts, valid, compared_as))[0]
+    return Verified.judged(position_distances(queries, sample_acts, valid, compared_as), ball)
 
 
 @torch.no_grad()
