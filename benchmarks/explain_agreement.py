@@ -39,7 +39,7 @@ def agreement(args: argparse.Namespace) -> dict:
     texts = input_space(probed.task).texts
     matches, unweighted, withheld, differ = [], [], 0, Counter()
     for (text, position, site), truth in zip(queries, exact):
-        options = {"samples": args.samples, "seed": args.seed, "schedule": args.plan}
+        options = {"samples": args.samples, "seed": args.seed, "schedule": args.plan, "inclusion": True}
         reading = invert(probed, decoder, text, position, site, **options)
         from_samples = {v.name: v.verdict for v in feature_verdicts(probed, decoder, reading, seed=args.seed)}
         read_at = members_read_at(reading)
@@ -74,7 +74,8 @@ def stability(args: argparse.Namespace, name: str) -> dict:
     for text, position, site in spread_queries(probed, args.queries, seed=args.seed):
         by_size = []
         for samples in sizes:
-            reading = invert(probed, decoder, text, position, site, samples=samples, seed=args.seed, schedule=args.plan)
+            options = {"samples": samples, "seed": args.seed, "schedule": args.plan, "inclusion": True}
+            reading = invert(probed, decoder, text, position, site, **options)
             by_size.append({v.name: v.verdict for v in feature_verdicts(probed, decoder, reading, seed=args.seed)})
         for feature in by_size[0]:
             verdicts = [verdicts[feature] for verdicts in by_size]

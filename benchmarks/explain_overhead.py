@@ -1,6 +1,6 @@
 """What --explain adds to a reading: medians of readings with and without it, side by side.
 
-python benchmarks/explain_overhead.py [--samples 1000] [--runs 5]
+python benchmarks/explain_overhead.py [--samples 1000] [--runs 15]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from inversionview.probed import load_probed
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     probed = load_probed("counting")
     decoder = load_decoder(None, probed)
@@ -29,7 +29,7 @@ def main() -> None:
         invert(probed, decoder, *query, samples=args.samples, seed=run)
         plain.append(time.perf_counter() - started)
         started = time.perf_counter()
-        explain(probed, decoder, invert(probed, decoder, *query, samples=args.samples, seed=run))
+        explain(probed, decoder, invert(probed, decoder, *query, samples=args.samples, seed=run, inclusion=True))
         explained.append(time.perf_counter() - started)
     a, b = statistics.median(plain), statistics.median(explained)
     print(

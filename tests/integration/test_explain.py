@@ -65,6 +65,23 @@ def test_members_count_by_the_inverse_of_their_chance_of_being_drawn(counting):
     assert weighted[0].consistency == pytest.approx(1 / 3, abs=1e-4) and weighted[0].plain_share == 0.5
 
 
+def test_a_reading_made_to_be_explained_finds_each_members_chance_in_its_colouring_pass(counting):
+    """The chance read from the logits that coloured a member's tokens is the one a separate decoder
+    pass over the members gives (``--explain`` no longer pays for that pass)."""
+    probed, decoder = counting
+    result = invert(probed, decoder, *QUERY, "blocks.1.hook_resid_post", samples=300, inclusion=True)
+    members = [s for s in result.samples if s.in_preimage and not s.boundary_search]
+    assert members and all(s.inclusion is not None for s in members)
+    assert all(s.inclusion is None for s in result.samples if not s.in_preimage)
+    texts = list(dict.fromkeys(s.text for s in members))
+    plain = invert(probed, decoder, *QUERY, "blocks.1.hook_resid_post", samples=300)
+    assert all(s.inclusion is None for s in plain.samples) and "inclusion" not in plain.to_dict()["samples"][0]
+    from_pass = inclusion_chances(probed, decoder, plain, texts)  # no chance known: the decoder pass
+    from_reading = inclusion_chances(probed, decoder, result, texts)
+    assert from_reading == pytest.approx(from_pass, rel=1e-4)
+    assert explain(probed, decoder, result).features == explain(probed, decoder, plain).features
+
+
 def test_no_member_carries_more_than_its_share_of_the_weight():
     capped = capped_weights([1.0] * 60 + [1000.0, 500.0])
     assert max(capped) == pytest.approx(MAX_WEIGHT_SHARE * sum(capped))

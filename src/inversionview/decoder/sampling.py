@@ -91,14 +91,24 @@ def distinct_sample_ids(
 
 
 @torch.no_grad()
+def next_token_logits(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
+    """Teacher-forced decoder logits for each token after BOS given its prefix and one activation
+    (d,): (N, T - 1, vocab), on the decoder's device."""
+    batch, device = ids.shape[0], decoder.device
+    site = torch.full((batch,), site_id, device=device)
+    return decoder(ids[:, :-1].to(device), activation.float().to(device).expand(batch, -1), site)
+
+
+def token_log_probs_from(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Each token's log-probability after BOS under ``next_token_logits``: (N, T - 1)."""
+    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0].cpu()
+
+
+@torch.no_grad()
 def token_log_probs(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
     """Teacher-forced decoder log-probability of each token after BOS given its prefix and one
     activation (d,): (N, T - 1)."""
-    batch, device = ids.shape[0], decoder.device
-    ids = ids.to(device)
-    site = torch.full((batch,), site_id, device=device)
-    logits = decoder(ids[:, :-1], activation.float().to(device).expand(batch, -1), site)
-    return logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0].cpu()
+    return token_log_probs_from(next_token_logits(decoder, ids, activation, site_id), ids)
 
 
 def sequence_log_probs(
@@ -120,13 +130,25 @@ def log_probs_at_temperatures(
     """The log-probability of drawing each row of ``ids`` (N, T), EOS included, given one ``query``
     (d,), at each sampling temperature: (len(temperatures), N). Temperature 0 (greedy) is read as
     0.001, where the likeliest sequence has nearly all the probability."""
-    targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(decoder.device)
-    rows = ids.shape[0]
-    site = torch.full((rows,), site_id, device=decoder.device)
-    logits = decoder(ids[:, :-1].to(decoder.device), query.float().to(decoder.device).expand(rows, -1), site)
+    return log_probs_at_temperatures_from(next_token_logits(decoder, ids, query, site_id), ids, eos_id, temperatures)
+
+
+def log_probs_at_temperatures_from(
+    logits: torch.Tensor, ids: torch.Tensor, eos_id: int, temperatures: list[float]
+) -> torch.Tensor:
+    """``log_probs_at_temperatures`` from the logits of a pass already made (``next_token_logits``)."""
+    targets = next_token_targets(ids, sequence_lengths(ids, eos_id)).to(logits.device)
     scaled = [logits / max(t, 1e-3) for t in temperatures]  # (N, T-1, V) each
     losses = [F.cross_entropy(s.transpose(1, 2), targets, ignore_index=-100, reduction="none") for s in scaled]
     return -torch.stack([loss.sum(-1) for loss in losses]).cpu()
+
+
+def draw_chances(log_probs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The chance that a schedule's draws include each input at least once: 1 − ∏ (1 − q_k)^{n_k},
+    from its log-probability at each pair's temperature, ``log_probs`` (K, N), and the samples
+    drawn at each, ``counts`` (K,) -> (N,), at least 1e-12 (activation noise left out)."""
+    never = (counts[:, None].float() * torch.log1p(-log_probs.exp().clamp(max=1 - 1e-12))).sum(0)
+    return (-torch.expm1(never)).clamp_min(1e-12)
 
 
 @torch.no_grad()

@@ -27,6 +27,12 @@ class Schedule:
         k = len(self.pairs)
         return [(t, e, n // k + (i < n % k)) for i, (t, e) in enumerate(self.pairs) if n // k + (i < n % k) > 0]
 
+    def draw_counts(self, n: int) -> tuple[list[float], list[int]]:
+        """For ``n`` samples: each pair's temperature and the samples drawn at it (the chance of an
+        input being drawn depends on these, activation noise left out)."""
+        split = self.split(n)
+        return [t for t, _, _ in split], [count for _, _, count in split]
+
 
 def parse_schedule(spec: str | None, temperature: float | None = None) -> Schedule:
     """``"auto"``, ``"distinct"`` (without replacement) or ``"T:NOISE,T:NOISE,…"``.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import random
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -155,7 +156,6 @@ def verdicts_over(
     n_members = len(members)
     if n_members > MEMBERS_MEASURED:
         members = random.Random(seed).sample(members, MEMBERS_MEASURED)
-    drawn = _baseline_inputs(probed, seed)
     at = [(read_at or {}).get(m, position) for m in members]
     member_weights = [weights[m] for m in members] if weights else [1.0] * len(members)
     verdicts = []
@@ -164,7 +164,7 @@ def verdicts_over(
         values = [_value(feature, member, where) for member, where in zip(members, at)]
         defined = [(v == wanted, w) for v, w in zip(values, member_weights) if v is not None]
         estimate = share_estimate([m for m, _ in defined], [w for _, w in defined], seed) if defined else None
-        baseline_values = [v for v in (_value(feature, t, position) for t in drawn) if v is not None]
+        baseline_values = baseline_feature_values(probed, feature, position, seed)
         baseline = sum(v == wanted for v in baseline_values) / len(baseline_values) if baseline_values else None
         verdicts.append(_verdict(name, _shown(wanted), estimate, baseline, n_members, exact))
     return sorted(verdicts, key=lambda v: -((v.consistency or 0) - (v.baseline or 0)))
@@ -194,11 +194,26 @@ def _verdict(
     )
 
 
-def _baseline_inputs(probed: ProbedModel, seed: int) -> list[str]:
-    try:
-        return probed.task.sample_texts(random.Random(seed), BASELINE_INPUTS, split="any")
-    except UserError:
-        return []  # a free-text model with no corpus: no baseline
+_BASELINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per task: its baseline inputs by seed, and each feature's values over them by (feature, position,
+seed), so that readings after the first (explain-map makes hundreds) draw and compute them no more."""
+
+
+def baseline_feature_values(probed: ProbedModel, feature, position: int, seed: int) -> list:
+    """``feature``'s defined values over the task's ``BASELINE_INPUTS`` seeded inputs read at
+    ``position``: chance's share of a value is its share here. Computed once per (task, seed)."""
+    cache = _BASELINES.setdefault(probed.task, {})
+    drawn = ("inputs", seed, id(getattr(probed.task, "corpus", None)))  # a new corpus draws anew
+    if drawn not in cache:
+        try:
+            cache[drawn] = probed.task.sample_texts(random.Random(seed), BASELINE_INPUTS, split="any")
+        except UserError:
+            cache[drawn] = []  # a free-text model with no corpus: no baseline
+    key = (feature, position, *drawn)
+    if key not in cache:
+        values = (_value(feature, text, position) for text in cache[drawn])
+        cache[key] = [value for value in values if value is not None]
+    return cache[key]
 
 
 def _shown(value) -> str:

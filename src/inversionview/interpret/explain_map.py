@@ -59,7 +59,9 @@ def explain_map(
             present = [t for t in texts if name in probed.task.named_positions(t)]
             for text in present:
                 at = probed.task.named_positions(text)[name]
-                result = invert(probed, decoder, text, at, site, samples=samples, seed=seed, find_boundary=False)
+                result = invert(
+                    probed, decoder, text, at, site, samples=samples, seed=seed, find_boundary=False, inclusion=True
+                )
                 for verdict in feature_verdicts(probed, decoder, result, seed=seed):
                     kept[verdict.name] = kept.get(verdict.name, 0) + (verdict.verdict == "encoded")
             row.append({f: round(k / len(present), 3) for f, k in kept.items() if k} if present else {})

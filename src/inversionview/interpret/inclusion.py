@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from inversionview.decoder.model import Decoder
-from inversionview.decoder.sampling import log_probs_at_temperatures, site_index
+from inversionview.decoder.sampling import draw_chances, log_probs_at_temperatures, site_index
 from inversionview.decoder.schedule import Schedule
 from inversionview.inversion.result import InversionResult
 from inversionview.probed.model import ProbedModel
@@ -28,22 +28,30 @@ def inclusion_chances(
     probed: ProbedModel, decoder: Decoder, result: InversionResult, members: list[str]
 ) -> list[float]:
     """For each of ``members`` (texts inside ε), the chance that the reading's scheduled draws
-    include it at least once."""
+    include it at least once: as the reading found it (``Sample.inclusion``, from the pass that
+    coloured its tokens), else from a decoder pass over the members."""
+    known = {s.text: s.inclusion for s in result.samples if s.inclusion is not None}
+    unknown = [m for m in members if m not in known]
+    found = dict(zip(unknown, _scored(probed, decoder, result, unknown))) if unknown else {}
+    return [known[m] if m in known else found[m] for m in members]
+
+
+def _scored(probed: ProbedModel, decoder: Decoder, result: InversionResult, members: list[str]) -> list[float]:
+    """``inclusion_chances`` from a decoder pass over ``members``, in batches."""
     settings, query = result.settings, result.query
     site = probed.site(query.site)
     activation = query_activation(probed, site, query.text, query.position)
     schedule = Schedule(tuple(map(tuple, settings.schedule_pairs)), settings.schedule)
-    split = schedule.split(settings.samples)
-    temperatures, counts = [t for t, _, _ in split], torch.tensor([[n] for _, _, n in split], dtype=torch.float)
+    temperatures, counts = schedule.draw_counts(settings.samples)
     eos, sid = probed.task.tokenizer.eos_id, site_index(decoder, site)
     chances = []
     longest = decoder.config.max_len
     for start in range(0, len(members), BATCH):
         ids, lengths = probed.encode_batch(members[start : start + BATCH])
         ids = ids[:, :longest]
-        drawn = log_probs_at_temperatures(decoder, ids, activation, sid, eos, temperatures).exp()  # (K, N)
-        never = (counts * torch.log1p(-drawn.clamp(max=1 - 1e-12))).sum(0)  # log of no draw giving it, (N,)
-        chance = (-torch.expm1(never)).clamp_min(1e-12)
+        chance = draw_chances(
+            log_probs_at_temperatures(decoder, ids, activation, sid, eos, temperatures), torch.tensor(counts)
+        )
         # A text a subword tokenizer spells in more tokens than the decoder writes (its samples need
         # not be the canonical spelling) cannot be scored: it counts once, as if drawn surely.
         chances.extend(torch.where(lengths > longest, 1.0, chance).tolist())

@@ -13,7 +13,15 @@ from inversionview.decoder.draws import Progress, draw_samples
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.refine import check_refine
 from inversionview.decoder.refine import refine as refine_samples
-from inversionview.decoder.sampling import sample_ids, site_index, token_log_probs
+from inversionview.decoder.sampling import (
+    draw_chances,
+    log_probs_at_temperatures_from,
+    next_token_logits,
+    sample_ids,
+    site_index,
+    token_log_probs,
+    token_log_probs_from,
+)
 from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.errors import UserError
 from inversionview.inversion.result import InversionResult, Query, Sample, Settings
@@ -25,12 +33,34 @@ from inversionview.probed.verify import query_activation, sequence_lengths, veri
 from inversionview.probed.whitening import whitening_record
 from inversionview.tasks.tokenizer import display_tokens
 
+DrawCounts = tuple[list[float], list[int]]
+"""A schedule's temperature at each of its pairs and the samples drawn at each (``Schedule.draw_counts``)."""
+
 
 def token_probabilities(decoder: Decoder, ids: torch.Tensor, activation: torch.Tensor, site_id: int) -> torch.Tensor:
     """Decoder probability of each token of ``ids`` (N, T) given its prefix and one activation: (N, T),
     0 at position 0 (BOS, which is given, not generated)."""
-    probs = token_log_probs(decoder, ids, activation, site_id).exp()
-    return torch.cat([torch.zeros(ids.shape[0], 1), probs], dim=1)
+    return _with_bos(token_log_probs(decoder, ids, activation, site_id).exp())
+
+
+def _with_bos(probs: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.zeros(probs.shape[0], 1), probs], dim=1)
+
+
+def _inclusion(
+    logits: torch.Tensor, ids: torch.Tensor, inside: torch.Tensor, chances: DrawCounts | None, eos_id: int
+) -> list[float | None]:
+    """Each member's chance of being among the schedule's draws (``draw_chances``), from the logits
+    of the pass that coloured its tokens; None for the rest, or when ``chances`` is not asked."""
+    found: list[float | None] = [None] * len(ids)
+    rows = inside.nonzero()[:, 0]
+    if chances is None or not len(rows):
+        return found
+    temperatures, counts = chances
+    log_probs = log_probs_at_temperatures_from(logits[rows.to(logits.device)], ids[rows], eos_id, temperatures)
+    for row, chance in zip(rows.tolist(), draw_chances(log_probs, torch.tensor(counts)).tolist()):
+        found[row] = chance
+    return found
 
 
 def verified_samples(
@@ -44,13 +74,20 @@ def verified_samples(
     epsilon: float,
     temperature: float,
     noise: float,
+    chances: DrawCounts | None = None,
 ) -> list[Sample]:
     """Samples ``ids`` (N, max_len), each verified against the query and its tokens valued by how
-    much the query changed their probability against the no-information ``baseline`` activation."""
+    much the query changed their probability against the no-information ``baseline`` activation;
+    with ``chances``, each member's chance of being drawn, from the same decoder pass."""
     task, tokenizer = probed.task, probed.task.tokenizer
     verified = verify(probed, query.site, ids, query.activation, EpsilonBall(metric, epsilon))
     sid = site_index(decoder, query.site)
-    change = token_probabilities(decoder, ids, query.activation, sid) - token_probabilities(decoder, ids, baseline, sid)
+    with torch.no_grad():
+        logits = next_token_logits(decoder, ids, query.activation, sid)
+        inclusion = _inclusion(logits, ids, verified.inside, chances, tokenizer.eos_id)
+        at_query = _with_bos(token_log_probs_from(logits, ids).exp())
+    del logits  # (N, T, vocab): large for a text model's vocabulary
+    change = at_query - token_probabilities(decoder, ids, baseline, sid)
     lengths = sequence_lengths(ids, tokenizer.eos_id) - 1  # drop EOS: tokens shown are BOS + text
     samples = []
     for row in range(ids.shape[0]):
@@ -69,6 +106,7 @@ def verified_samples(
                 temperature=temperature,
                 noise=noise,
                 annotation=task.annotate(text),
+                inclusion=inclusion[row],
             )
         )
     return samples
@@ -90,12 +128,14 @@ def _verified_draws(
     *,
     metric: str,
     epsilon: float,
+    chances: DrawCounts | None = None,
 ) -> tuple[torch.Tensor, list[Sample]]:
     """Every batch ``draw_samples`` yields, verified: all the ids drawn (N, max_len) and their samples."""
     drawn, results = [], []
     for ids, temperature, noise in draws:
         drawn.append(ids)
         options = {"metric": metric, "epsilon": epsilon, "temperature": temperature, "noise": noise}
+        options["chances"] = chances
         results += verified_samples(decoder, probed, query, baseline, ids, **options)
     return torch.cat(drawn), results
 
@@ -109,6 +149,7 @@ def refined_samples(
     drawn: list[Sample],
     evaluations_per_sample: int,
     seed: int,
+    chances: DrawCounts | None = None,
     *,
     metric: str,
     epsilon: float,
@@ -124,9 +165,8 @@ def refined_samples(
     found = refine_samples(decoder, probed, query.site, query.activation, ids, best, best_at, **options)
     if not len(found.ids):
         return [], found.to_dict()
-    extra = verified_samples(
-        decoder, probed, query, baseline, found.ids, metric=metric, epsilon=epsilon, temperature=1.0, noise=0.0
-    )
+    options = {"metric": metric, "epsilon": epsilon, "temperature": 1.0, "noise": 0.0, "chances": chances}
+    extra = verified_samples(decoder, probed, query, baseline, found.ids, **options)
     return [replace(sample, refined=True) for sample in extra], found.to_dict()
 
 
@@ -220,15 +260,15 @@ def invert(
     progress: Progress | None = None,
     find_boundary: bool = True,
     refine: int = 0,
+    inclusion: bool = False,
 ) -> InversionResult:
     """Sample ``samples`` inputs whose activation at ``site`` should match ``text``'s at ``position``.
 
-    Returns every sample with its distance to the query (its best position's), sorted nearest first.
-    ``metric`` and ``epsilon`` default to the probed model's (euclidean and 0.1 unless it says). With
-    ``find_boundary``, a reading whose samples all fall inside ε draws more at broader settings
-    (``search_boundary``) so that its view can show the boundary. With ``refine`` R, each distinct
-    sample outside ε gets up to R probed-model evaluations to be turned into a member
-    (``decoder/refine.py``); the members found join the samples, flagged ``refined``.
+    Returns every sample with its distance to the query (its best position's), sorted nearest first;
+    ``metric`` and ``epsilon`` are the probed model's unless given. ``find_boundary``: when every
+    sample falls inside ε, draw more at broader settings so the view shows the boundary. ``refine``
+    R: each distinct sample outside ε gets up to R evaluations to become a member (flagged
+    ``refined``). ``inclusion``: each member carries its chance of being drawn (``Sample.inclusion``).
     """
     started = time.perf_counter()
     metric, epsilon = probed.distance_settings(metric, epsilon)
@@ -239,11 +279,12 @@ def invert(
     # baseline is the empty input's.
     baseline = query_activation(probed, query.site, "" if probed.is_encoder else text, 0)
     generator = torch.Generator().manual_seed(seed)
+    chances = schedule.draw_counts(samples) if inclusion else None
     options = {"metric": metric, "epsilon": epsilon}
     draws = draw_samples(decoder, probed, query, samples, schedule, generator, batch_size=batch_size, progress=progress)
-    drawn, results = _verified_draws(decoder, probed, query, baseline, draws, **options)
+    drawn, results = _verified_draws(decoder, probed, query, baseline, draws, chances=chances, **options)
     precision = sum(s.in_preimage for s in results) / len(results)
-    extra, refined = refined_samples(decoder, probed, query, baseline, drawn, results, refine, seed, **options)
+    extra, refined = refined_samples(decoder, probed, query, baseline, drawn, results, refine, seed, chances, **options)
     results += extra
     boundary_note = None
     if find_boundary and precision == 1.0:

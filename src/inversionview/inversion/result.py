@@ -53,6 +53,9 @@ class Sample:
     the reading's precision."""
     refined: bool = False
     """Found by refining a near miss (``decoder/refine.py``); not counted in the precision."""
+    inclusion: float | None = None
+    """For a member of a reading made to be explained: the chance that the reading's scheduled draws
+    include it at least once (``interpret/inclusion.py`` counts it by the inverse)."""
 
     @property
     def colors(self) -> list[float]:
@@ -98,6 +101,8 @@ class InversionResult:
             for key in ("probability_change", "position_distances"):
                 sample[key] = [round(value, DIGITS) for value in sample[key]]
             sample["colors"] = sample["probability_change"]
+            if sample["inclusion"] is None:  # only a reading made to be explained has them
+                del sample["inclusion"]
         data["share_in_preimage"] = data["precision"]
         return data
 

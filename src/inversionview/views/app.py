@@ -78,6 +78,7 @@ def reading(
             site,
             **spec.invert_options(),
             decoder_name=choice.decoder or "bundled",
+            inclusion=True,  # the page always explains
             progress=lambda done, total: bar.progress(done / total, text=f"sampled {done}/{total}"),
         )
         bar.empty()

@@ -46,13 +46,14 @@ def read_sites(
     if features_file is not None:  # run on the query before any sampling: a broken file costs nothing
         features = {**probed.task.features(), **load_features(features_file)}
         check_features(features, text, resolve_position(probed, text, position))
-    options = {**spec.invert_options(), "decoder_name": decoder_name}
+    explained = spec.explain or features is not None
+    options = {**spec.invert_options(), "decoder_name": decoder_name, "inclusion": explained}
     check_duration(probed, decoder, text, position, sites, options, allow_long)
     results = []
     for site in sites:
         with (progress_for or (lambda _: nullcontext(None)))(site) as progress:
             results.append(invert(probed, decoder, text, position, site, progress=progress, **options))
-    if spec.explain or features is not None:
+    if explained:
         results = [explain(probed, decoder, result, features=features) for result in results]
     return results
 
