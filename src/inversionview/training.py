@@ -170,7 +170,7 @@ def check_run(out: Path, steps: int) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; name a directory for the run")
     if steps < 1:
-        raise UserError(f"--steps must be at least 1, got {steps}")
+        raise UserError(f"`steps` must be at least 1, got {steps}")
 
 
 def saved_config(directory: Path) -> dict | None:

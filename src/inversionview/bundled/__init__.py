@@ -65,7 +65,7 @@ def _unpacked(name: str, model: InstalledModel) -> Path:
     a temporary folder renamed at the end, so an interrupted unpacking leaves nothing half-made)."""
     spec = importlib.util.find_spec(model.package)  # found without importing it: its import prints
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"--probed {name} needs its weights: {model.install}")
+        raise UserError(f"`probed` {name} needs its weights: {model.install}")
     archive = Path(next(iter(spec.submodule_search_locations))) / model.archive
     target = cache_root() / name
     if not (target / "config.json").is_file():

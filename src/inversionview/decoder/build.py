@@ -72,7 +72,7 @@ def _starting_decoder(
         return continued_decoder(init_from, probed, n_layers=n_layers, n_condition_layers=n_condition_layers, **added)
     if init_from is not None:
         if features["token_match"]:
-            raise UserError("--token-match starts from scratch or from a decoder, not from a pretrained GPT-2")
+            raise UserError("`token_match` starts from scratch or from a decoder, not from a pretrained GPT-2")
         from inversionview.decoder.pretrained import pretrained_decoder
 
         return pretrained_decoder(init_from, probed, [s.name for s in sites], n_condition_layers)

@@ -135,25 +135,25 @@ class DecoderTrainConfig:
     def check(self) -> None:
         """Refuse, in one line and before any work, a recipe that cannot train."""
         if self.minutes is not None and not self.minutes > 0:
-            raise UserError(f"--minutes must be above 0, got {self.minutes:g}")
+            raise UserError(f"`minutes` must be above 0, got {self.minutes:g}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UserError(f"`batch_size` must be at least 1, got {self.batch_size}")
         if self.eval_every < 1:
-            raise UserError(f"--eval-every must be at least 1, got {self.eval_every}")
+            raise UserError(f"`eval_every` must be at least 1, got {self.eval_every}")
         if self.n_layers < 1 or self.n_condition_layers < 0:
             raise UserError(
                 f"--n-layers must be at least 1 and --condition-layers at least 0, "
                 f"got {self.n_layers} and {self.n_condition_layers}"
             )
         if self.init_from is None and (self.d_model < 1 or self.d_model % self.n_heads):
-            raise UserError(f"--d-model must be a positive multiple of the {self.n_heads} heads, got {self.d_model}")
+            raise UserError(f"`d_model` must be a positive multiple of the {self.n_heads} heads, got {self.d_model}")
         if self.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
-            raise UserError(f"--site-weight-floor must be above 0, got {self.site_weight_floor}")
+            raise UserError(f"`site_weight_floor` must be above 0, got {self.site_weight_floor}")
         if self.query_weight is not None and self.query_weight <= 0:
-            raise UserError(f"--query-weight must be above 0, got {self.query_weight}")
+            raise UserError(f"`query_weight` must be above 0, got {self.query_weight}")
         batch = self.batch_size or DEFAULT_BATCH_SIZE
         if not 0 <= self.verified_queries <= batch or self.verified_samples < 2:
             raise UserError(
-                f"--verified-queries must be between 0 and the batch size ({batch}), "
+                f"`verified_queries` must be between 0 and the batch size ({batch}), "
                 f"and --verified-samples at least 2 (a query's samples are its own baseline)"
             )

@@ -22,22 +22,22 @@ def pretrained_decoder(lm_directory: str | Path, probed: ProbedModel, sites: lis
 
     path = Path(lm_directory)
     if not (path / "config.json").is_file():
-        raise UserError(f"--init-from {path}: no Hugging Face model there (config.json is missing)")
+        raise UserError(f"`init_from` {path}: no Hugging Face model there (config.json is missing)")
     try:
         lm = GPT2LMHeadModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as exc:
-        raise UserError(f"--init-from {path}: cannot load a GPT-2 model ({first_line(exc)})") from None
+        raise UserError(f"`init_from` {path}: cannot load a GPT-2 model ({first_line(exc)})") from None
     cfg = lm.config
     vocab = probed.task.tokenizer.vocab_size
     if cfg.vocab_size != vocab:
         raise UserError(
-            f"--init-from {path}: its vocabulary has {cfg.vocab_size} tokens, the probed model's {vocab}; "
+            f"`init_from` {path}: its vocabulary has {cfg.vocab_size} tokens, the probed model's {vocab}; "
             "a decoder writes the probed model's tokens, so the two must share one vocabulary"
         )
     if (cfg.n_inner or 4 * cfg.n_embd) != 4 * cfg.n_embd:
-        raise UserError(f"--init-from {path}: an MLP width other than 4 × d_model is not supported")
+        raise UserError(f"`init_from` {path}: an MLP width other than 4 × d_model is not supported")
     if cfg.n_positions < probed.task.max_len:
-        raise UserError(f"--init-from {path}: {cfg.n_positions} positions, the task needs {probed.task.max_len}")
+        raise UserError(f"`init_from` {path}: {cfg.n_positions} positions, the task needs {probed.task.max_len}")
     decoder = Decoder(
         DecoderConfig(
             vocab_size=vocab,

@@ -226,7 +226,7 @@ def _planned_length(config: DecoderTrainConfig, kept: DecoderTrainConfig | None)
     """``config`` with its length settled: the ``steps`` or ``minutes`` it gives; on a resume that
     gives neither, the run's own plan (``kept``); else ``DEFAULT_STEPS``."""
     if config.steps is not None and config.minutes is not None:
-        raise UserError("give --steps or --minutes, not both: a run is planned by one of them")
+        raise UserError("give `steps` or `minutes`, not both: a run is planned by one of them")
     if config.steps is None and config.minutes is None and kept is not None:
         config = replace(config, steps=kept.steps, minutes=kept.minutes)
     if config.minutes is not None:
@@ -288,7 +288,7 @@ def train_decoder(
     config = resolved_config(probed, config, out, saved)
     ranks = join()
     if ranks.active and config.verified_queries:
-        raise UserError("--verified-queries trains in one process; run it without torchrun")
+        raise UserError("`verified_queries` trains in one process; run it without torchrun")
     streams = RandomStreams.seeded(config.seed)
     # A resumed run rebuilds the decoder it saved, whose weights then come from the checkpoint; where
     # a new run's weights start (--init-from) matters no more, and may be gone.

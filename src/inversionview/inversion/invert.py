@@ -115,7 +115,7 @@ def verified_samples(
 def check_counts(samples: int, refine: int) -> None:
     """Refuse a reading of no samples, or a negative refinement."""
     if samples < 1:
-        raise UserError("--samples must be at least 1")
+        raise UserError("`samples` must be at least 1")
     check_refine(refine)
 
 

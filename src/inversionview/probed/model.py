@@ -59,13 +59,13 @@ def resolve_device(name: str | None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        raise UserError(f"`device` {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "meta":
-        raise UserError("--device meta holds no values; use auto, cpu, cuda or cuda:N")
+        raise UserError("`device` meta holds no values; use auto, cpu, cuda or cuda:N")
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError, NotImplementedError) as exc:  # a CPU-only build asserts
-        raise UserError(f"--device {name}: not available here ({first_line(exc)})") from None
+        raise UserError(f"`device` {name}: not available here ({first_line(exc)})") from None
     return device
 
 
@@ -330,7 +330,7 @@ def _task_for(
         )
     task_name = task or meta.get("task")
     if task_name is None:
-        raise UserError(f"{directory or 'the model'} has no {PROBED_META_FILE}: pass --task")
+        raise UserError(f"{directory or 'the model'} has no {PROBED_META_FILE}: pass `task`")
     if get_task_class(task_name).reads_corpus:
         context = config_data.get("n_positions", config_data.get("max_position_embeddings", DEFAULT_MAX_LEN))
         return get_task(task_name, tokenizer, max_len=min(DEFAULT_MAX_LEN, context))
@@ -347,7 +347,7 @@ def _weights(directory: Path, meta: dict, allow_pickle: bool) -> tuple[str, bool
         return content_hash, True
     if (directory / HF_PICKLE_FILE).is_file():
         if not allow_pickle:
-            raise UserError(f"{directory} holds only {HF_PICKLE_FILE}, a pickle; pass --allow-pickle to load it")
+            raise UserError(f"{directory} holds only {HF_PICKLE_FILE}, a pickle; pass `allow_pickle` to load it")
         return file_hash(directory / HF_PICKLE_FILE), False
     raise UserError(f"{directory} has no {WEIGHTS_FILE} (nor {HF_PICKLE_FILE})")
 
@@ -376,7 +376,7 @@ def load_probed(
     (default ``"auto"``: the GPU when there is one).
     """
     if dtype not in (None, *DTYPES):
-        raise UserError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        raise UserError(f"`dtype` {dtype!r}: use one of {', '.join(DTYPES)}")
     the_device = resolve_device(device)
     specials = (bos, eos, pad)
     if not isinstance(name_or_dir, (str, Path)):

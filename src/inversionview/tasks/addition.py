@@ -121,7 +121,7 @@ class AdditionTask(Task):
         source's digit, at the position that predicts it."""
         digit = target or next((d for d in ANSWER_DIGITS if self._differs(text, source, d)), None)
         if digit not in ANSWER_DIGITS or digit not in self.named_positions(text):
-            raise UserError(f"--target {digit}: use one of A1-A4 that both inputs have, where their answers differ")
+            raise UserError(f"`target` {digit}: use one of A1-A4 that both inputs have, where their answers differ")
         at = self.named_positions(text)[digit] - 1
         ids, source_ids = self.encode(text), self.encode(source)
         return logit_difference(self.tokenizer, at, ids[at + 1], source_ids[at + 1], f"answer digit {digit}")

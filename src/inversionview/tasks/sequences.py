@@ -83,7 +83,7 @@ class SequencesTask(Task):
                 raise UserError("a sequences task needs bos and pad, two tokens of its list")
             tokenizer = SequenceTokenizer(tuple(listed), bos, pad, eos)
         if not isinstance(tokenizer, SequenceTokenizer):
-            raise UserError("a sequences task needs its tokens (--tokens BOS,a,b,pad --bos BOS --pad pad)")
+            raise UserError("a sequences task needs its tokens (`tokens` BOS,a,b,pad `bos` BOS `pad` pad)")
         return cls(tokenizer, length, inputs)
 
     def options(self) -> dict:

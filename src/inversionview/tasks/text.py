@@ -52,7 +52,7 @@ class TextTask(Task):
 
     def sample_texts(self, rng: random.Random, n: int, split: str = "train") -> list[str]:
         if not self.corpus:
-            raise UserError("free-text inputs come from a corpus: pass --corpus FILE")
+            raise UserError("free-text inputs come from a corpus: pass `corpus` FILE")
         pool = self._split[split]
         if not pool:
             raise UserError(f"the corpus has no {split} lines (1 line in 10 is held out): give it more lines")
@@ -95,14 +95,14 @@ def load_dataset_texts(spec: str, tokenizer: Tokenizer, max_len: int, field: str
     try:
         import datasets
     except ImportError:
-        raise UserError("--dataset needs the datasets package: pip install datasets") from None
+        raise UserError("`dataset` needs the datasets package: pip install datasets") from None
     try:
         rows = datasets.load_dataset(name, split=split or "train")
     except Exception as exc:  # the library raises many kinds; the user needs the first line of any
-        raise UserError(f"--dataset {spec}: cannot load it ({first_line(exc)})") from None
+        raise UserError(f"`dataset` {spec}: cannot load it ({first_line(exc)})") from None
     texts = [row[field] for row in rows if isinstance(row.get(field), str) and row[field].strip()]
     if not texts:
-        raise UserError(f"--dataset {spec}: no text in field {field!r}")
+        raise UserError(f"`dataset` {spec}: no text in field {field!r}")
     return _fit(texts, tokenizer, max_len, f"dataset {spec}")
 
 
