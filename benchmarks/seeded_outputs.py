@@ -1,10 +1,11 @@
 """Seeded outputs before and after a change: the JSON of invert, exact, completeness and patch-scan
 on the bundled models, saved once and compared later, so that a refactor can show it changed nothing.
 
-python benchmarks/seeded_outputs.py --save before.json [--src OTHER_CHECKOUT/src]
-python benchmarks/seeded_outputs.py --compare before.json
+python benchmarks/seeded_outputs.py --save before.json.gz [--src OTHER_CHECKOUT/src]
+python benchmarks/seeded_outputs.py --compare before.json.gz
 
-benchmarks/results/seeded_outputs_bde4266.json is the record of bde4266, the code before the
+A record is gzipped JSON (it lists every sample: 0.8 MB as text, 70 kB gzipped).
+benchmarks/results/seeded_outputs_bde4266.json.gz is the record of bde4266, the code before the
 reading's settings, the ε-ball and the command line were each written once.
 
 Each command runs as a fresh process (``python -m inversionview``) with the given source folder first
@@ -15,6 +16,7 @@ compared at float32's precision (6 significant digits), the precision the JSON i
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -79,10 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     outputs = {name: comparable(run(command, args.src)) for name, command in COMMANDS.items()}
     if args.save:
-        args.save.write_text(json.dumps(outputs, indent=1) + "\n", encoding="utf-8")
+        args.save.write_bytes(gzip.compress(json.dumps(outputs).encode("utf-8")))
         print(f"saved {len(outputs)} outputs to {args.save}")
         return
-    before = json.loads(args.compare.read_text(encoding="utf-8"))
+    before = json.loads(gzip.decompress(args.compare.read_bytes()))
     changed = {name: differences(before[name], outputs[name]) for name in COMMANDS if name in before}
     for name, lines in changed.items():
         print(f"{name}: {'identical' if not lines else f'{len(lines)} differences'}")

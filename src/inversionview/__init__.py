@@ -12,7 +12,7 @@ The names below are imported when first used, so that ``import inversionview.cli
 ``inversionview --help``) does not pay for torch and transformers.
 """
 
-from importlib import import_module
+from inversionview.lazy import lazy_exports
 
 _PUBLIC = {
     "DecoderTrainConfig": "inversionview.decoder.config",
@@ -27,13 +27,4 @@ _PUBLIC = {
     "train_decoder": "inversionview.decoder.train",
 }
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'inversionview' has no attribute {name!r}")
-    return getattr(import_module(_PUBLIC[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "inversionview"
 PIPELINE = ("tasks", "probed", "decoder", "inversion", "exact", "causal", "interpret", "views", "cli")
 """Each stage may import the stages before it, never one after it."""
-SHARED = ("errors", "storage", "training", "distributed", "bundled", "options")
+SHARED = ("errors", "storage", "training", "distributed", "bundled", "options", "lazy")
 """Used by every stage; they import only each other."""
 MAX_FUNCTION_LINES = 60
 

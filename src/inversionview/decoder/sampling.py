@@ -143,11 +143,13 @@ def log_probs_at_temperatures_from(
     return -torch.stack([loss.sum(-1) for loss in losses]).cpu()
 
 
-def draw_chances(log_probs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def draw_chances(log_probs: torch.Tensor, counts: list[int]) -> torch.Tensor:
     """The chance that a schedule's draws include each input at least once: 1 − ∏ (1 − q_k)^{n_k},
     from its log-probability at each pair's temperature, ``log_probs`` (K, N), and the samples
     drawn at each, ``counts`` (K,) -> (N,), at least 1e-12 (activation noise left out)."""
-    never = (counts[:, None].float() * torch.log1p(-log_probs.exp().clamp(max=1 - 1e-12))).sum(0)
+    never = (torch.tensor(counts, dtype=torch.float)[:, None] * torch.log1p(-log_probs.exp().clamp(max=1 - 1e-12))).sum(
+        0
+    )
     return (-torch.expm1(never)).clamp_min(1e-12)
 
 

@@ -49,9 +49,7 @@ def _scored(probed: ProbedModel, decoder: Decoder, result: InversionResult, memb
     for start in range(0, len(members), BATCH):
         ids, lengths = probed.encode_batch(members[start : start + BATCH])
         ids = ids[:, :longest]
-        chance = draw_chances(
-            log_probs_at_temperatures(decoder, ids, activation, sid, eos, temperatures), torch.tensor(counts)
-        )
+        chance = draw_chances(log_probs_at_temperatures(decoder, ids, activation, sid, eos, temperatures), counts)
         # A text a subword tokenizer spells in more tokens than the decoder writes (its samples need
         # not be the canonical spelling) cannot be scored: it counts once, as if drawn surely.
         chances.extend(torch.where(lengths > longest, 1.0, chance).tolist())

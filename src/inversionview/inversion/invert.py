@@ -58,7 +58,7 @@ def _inclusion(
         return found
     temperatures, counts = chances
     log_probs = log_probs_at_temperatures_from(logits[rows.to(logits.device)], ids[rows], eos_id, temperatures)
-    for row, chance in zip(rows.tolist(), draw_chances(log_probs, torch.tensor(counts)).tolist()):
+    for row, chance in zip(rows.tolist(), draw_chances(log_probs, counts).tolist()):
         found[row] = chance
     return found
 

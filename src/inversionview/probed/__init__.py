@@ -4,21 +4,15 @@ The names below are imported when first used, so that the torch-free parts of th
 ``source`` options every command takes) load without torch: ``--help`` and a bad option answer at once.
 """
 
-import importlib
+from inversionview.lazy import lazy_exports
 
 _WHERE = {
-    "ProbedModel": "model",
-    "load_probed": "model",
-    "new_gpt2": "model",
-    "Site": "sites",
-    "all_sites": "sites",
-    "parse_site": "sites",
+    "ProbedModel": "inversionview.probed.model",
+    "load_probed": "inversionview.probed.model",
+    "new_gpt2": "inversionview.probed.model",
+    "Site": "inversionview.probed.sites",
+    "all_sites": "inversionview.probed.sites",
+    "parse_site": "inversionview.probed.sites",
 }
-
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
