@@ -24,6 +24,8 @@ from inversionview.options import (
     add_config_options,
     epsilon,
     field_docs,
+    file_to_write,
+    folder_to_write,
     position,
     site_at,
     whole_number,
@@ -76,7 +78,7 @@ def _view_options(parser: argparse.ArgumentParser, limit: int) -> None:
     parser.add_argument("--no-color", action="store_true", help="plain tokens, no probability colours")
     parser.add_argument("--yes", action="store_true", help="go ahead with a reading estimated to take over 10 minutes")
     features = "a Python file of functions name(text, position) -> value to check too (runs it; implies --explain)"
-    parser.add_argument("--features", type=Path, help=features)
+    parser.add_argument("--features", dest="features_file", type=Path, help=features)
 
 
 def _json_and_plot(parser: argparse.ArgumentParser, plot: str | None = None) -> None:
@@ -90,14 +92,14 @@ def _add_training(sub, probed) -> None:
 
     p = sub.add_parser("train-probed", help="train a probed model from scratch (resumes from OUT)")
     p.add_argument("task_name", metavar="TASK", help="task to train on, e.g. counting")
-    p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the final model")
+    p.add_argument("--out", type=folder_to_write, required=True, help="directory for checkpoints and the final model")
     p.add_argument("--steps", type=int, help="training steps (default: the task's recipe)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the inputs (0)")
     add_config_options(p, ProbedSource, ["threads", "device"], types={"threads": whole_number(1)})
     p.set_defaults(run=commands.cmd_train_probed, interrupted=RESUME_HINT)
 
     p = sub.add_parser("train-decoder", parents=[probed], help="train a decoder (resumes from OUT)")
-    p.add_argument("--out", type=Path, required=True, help="directory for checkpoints and the decoder")
+    p.add_argument("--out", type=folder_to_write, required=True, help="directory for checkpoints and the decoder")
     add_config_options(p.add_mutually_exclusive_group(), DecoderTrainConfig, ["steps", "minutes"])
     documented = [name for name in field_docs(DecoderTrainConfig) if name not in ("steps", "minutes")]
     types = {"sites": lambda text: text.replace(" ", "").split(",")}
@@ -160,7 +162,7 @@ def _add_causal(sub, probed) -> None:
     source_help = "the input whose activations are patched in (same length), or 'auto': --n held-out inputs, "
     p.add_argument("--source", required=True, help=source_help + "each with a contrast from the task's own generator")
     patch_help = "SITE@POSITION to patch (positions as in invert: BOS = 0, negative from the end); repeat for several"
-    p.add_argument("--patch", required=True, action="append", type=site_at, help=patch_help)
+    p.add_argument("--patch", dest="patches", required=True, action="append", type=site_at, help=patch_help)
     add_config_options(p, f"{CAUSAL}.patch:contrast_pairs", ["n", "seed"], types=COUNT, defaults={"n": 100})
     add_config_options(p, f"{CAUSAL}.metrics:task_metric", ["target", "answer", "alt"])
     _json_and_plot(p)
@@ -198,7 +200,7 @@ def _add_tools(sub, probed) -> None:
 
     help_text = "write the quotations of a fortune database (apt install fortunes) as a corpus, one a line"
     p = sub.add_parser("fortunes", help=help_text)
-    p.add_argument("--out", type=Path, required=True, help="the corpus file to write")
+    p.add_argument("--out", type=file_to_write, required=True, help="the corpus file to write")
     folder = Path("/usr/share/games/fortunes")
     p.add_argument("--from", dest="source", type=Path, default=folder, help=f"the fortune folder ({folder})")
     p.set_defaults(run=commands.cmd_fortunes)
@@ -231,13 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        commands.check_paths(args)
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         args.run(args)
     except UserError as exc:
-        print(f"error: {as_flags(str(exc))}", file=sys.stderr)
+        flags = args.option_flags() if args is not None else None
+        print(f"error: {as_flags(str(exc), flags)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(getattr(args, "interrupted", "interrupted"), file=sys.stderr)

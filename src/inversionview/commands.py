@@ -41,11 +41,19 @@ def _emit(args: argparse.Namespace, record: dict, lines: Callable[[], list[str]]
     print(json.dumps(record) if args.json else "\n".join(lines()))
 
 
-def _check_plot(args: argparse.Namespace) -> None:
-    if args.plot:
-        from inversionview.views.plots import check_plot_path
+def check_paths(args: argparse.Namespace) -> None:
+    """The files and folders ``args`` names, checked before any command imports torch or loads a
+    model (``paths.py`` and ``ProbedSource.check``, torch-free), so that a mistake there costs nothing."""
+    from inversionview.paths import features_file, input_folder, plot_file
 
-        check_plot_path(args.plot)
+    if getattr(args, "decoder", None):
+        input_folder(args.decoder, "decoder directory")
+    if getattr(args, "features_file", None):
+        features_file(args.features_file)
+    if getattr(args, "plot", None):
+        plot_file(args.plot)
+    if hasattr(args, "probed"):
+        source_of(args).check()
 
 
 def _train(run: Callable, out: Path) -> None:
@@ -67,11 +75,9 @@ def cmd_train_probed(args: argparse.Namespace) -> None:
     from inversionview.distributed import main_process
     from inversionview.probed.source import set_threads
     from inversionview.probed.train import recipe_for, train_probed
-    from inversionview.storage import output_folder
 
     set_threads(args.threads)
     recipe = recipe_for(args.task_name, seed=args.seed, steps=args.steps)
-    output_folder(args.out)
     trained = []
     _train(lambda stop: trained.append(train_probed(recipe, args.out, device=args.device, stop=stop)), args.out)
     if main_process():
@@ -90,13 +96,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_train_decoder(args: argparse.Namespace) -> None:
     from inversionview.decoder.train import DecoderTrainConfig, read_run_summary, train_decoder
     from inversionview.distributed import main_process
-    from inversionview.storage import output_folder
     from inversionview.views.terminal import training_line
 
     config = DecoderTrainConfig(**config_values(args, DecoderTrainConfig))
     if config.minutes is not None:
         config.check()  # a bad budget is refused before the model loads
-    output_folder(args.out)
     probed = load_probed_from(args)
     _train(lambda stop: train_decoder(probed, config, args.out, stop=stop, started_at=STARTED), args.out)
     if main_process():
@@ -113,7 +117,7 @@ def _read(args: argparse.Namespace, sites: list[str], spec: ReadingSpec, probed=
     probed = probed or load_probed_from(args)
     check_query(probed, args.input, args.position, sites)  # before the decoder loads
     decoder = load_decoder(args.decoder, probed)
-    options = {"features_file": args.features, "decoder_name": args.decoder or "bundled", "allow_long": args.yes}
+    options = {"features_file": args.features_file, "decoder_name": args.decoder or "bundled", "allow_long": args.yes}
     progress = lambda site: progress_bar(f"sampling {site}", "sample")  # noqa: E731
     return read_sites(probed, decoder, args.input, args.position, sites, spec, progress_for=progress, **options)
 
@@ -170,7 +174,6 @@ def cmd_completeness(args: argparse.Namespace) -> None:
     from inversionview.views.progress import progress_bar
     from inversionview.views.terminal import completeness_lines
 
-    _check_plot(args)
     spec = _spec_of(args)
     probed = load_probed_from(args)
     decoder = load_decoder(args.decoder, probed)
@@ -194,15 +197,15 @@ def cmd_patch(args: argparse.Namespace) -> None:
 
     probed = load_probed_from(args)
     if args.source == "auto":
-        summary = patch_pairs(probed, contrast_pairs(probed, args.n, seed=args.seed), args.patch)
-        record = {**summary.to_dict(), "patches": [f"{s}@{p}" for s, p in args.patch]}
+        summary = patch_pairs(probed, contrast_pairs(probed, args.n, seed=args.seed), args.patches)
+        record = {**summary.to_dict(), "patches": [f"{s}@{p}" for s, p in args.patches]}
         _emit(args, record, lambda: contrast_lines(summary))
         return
     if args.input is None:
         raise UserError("give --input (or --source auto to draw inputs and their contrasts)")
-    resolved_patches(probed, args.input, args.source, args.patch)  # a mismatched source is refused first
+    resolved_patches(probed, args.input, args.source, args.patches)  # a mismatched source is refused first
     metric = task_metric(probed, args.input, args.source, target=args.target, answer=args.answer, alt=args.alt)
-    result = patch(probed, args.input, args.source, args.patch, metric)
+    result = patch(probed, args.input, args.source, args.patches, metric)
     _emit(args, result.to_dict(), lambda: patch_lines(result))
 
 
@@ -211,7 +214,6 @@ def cmd_patch_scan(args: argparse.Namespace) -> None:
     from inversionview.views.plots import scan_heatmap
     from inversionview.views.terminal import scan_lines
 
-    _check_plot(args)
     probed = load_probed_from(args)
     if args.cumulative:
         scan = cumulative_scan(probed, args.n, args.cumulative, seed=args.seed)
@@ -227,7 +229,6 @@ def cmd_head_share(args: argparse.Namespace) -> None:
     from inversionview.views.plots import head_share_figure
     from inversionview.views.terminal import head_share_lines
 
-    _check_plot(args)
     probed = load_probed_from(args)
     result = head_share(probed, args.n, threshold=args.threshold, seed=args.seed)
     if args.plot:
@@ -257,7 +258,6 @@ def cmd_explain_map(args: argparse.Namespace) -> None:
     from inversionview.views.progress import progress_bar
     from inversionview.views.terminal import explain_map_lines
 
-    _check_plot(args)
     probed = load_probed_from(args)
     decoder = load_decoder(args.decoder, probed)
     with progress_bar("sites × positions", "cell") as progress:
@@ -276,10 +276,8 @@ def cmd_tokens(args: argparse.Namespace) -> None:
 
 
 def cmd_fortunes(args: argparse.Namespace) -> None:
-    from inversionview.storage import output_file
     from inversionview.tasks.text import fortunes
 
-    output_file(args.out)
     quotes = fortunes(args.source)
     args.out.write_text("\n".join(quotes) + "\n", encoding="utf-8")
     print(f"wrote {len(quotes)} quotations to {args.out}, one a line")

@@ -5,7 +5,8 @@ checkpoint) raises :class:`UserError`; the CLI prints its message on one line an
 Every other exception is a bug and keeps its traceback.
 
 A message names a parameter of the library's function in backticks (`space_sample`); the CLI shows
-it as the flag that sets it (--space-sample), so one message serves Python and the command line.
+it as the flag that sets it (--space-sample, or the flag whose destination the parameter is, as
+`features_file` is --features), so one message serves Python and the command line.
 """
 
 import re
@@ -31,6 +32,13 @@ def duration(seconds: float) -> str:
 PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
-def as_flags(message: str) -> str:
-    """``message`` with each `parameter` written as its command-line flag, --parameter."""
-    return PARAMETER.sub(lambda match: "--" + match.group(1).replace("_", "-"), message)
+def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
+    """``message`` with each `parameter` written as its command-line flag: ``flags[parameter]`` where
+    the parser names one (a flag whose destination is that parameter), else --parameter."""
+    flags = flags or {}
+
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        return flags.get(name) or "--" + name.replace("_", "-")
+
+    return PARAMETER.sub(flag, message)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from inversionview.errors import UserError, as_flags
+from inversionview.paths import output_file, output_folder
 
 UNSET = object()
 """A documented option whose default is not a literal (or that has none)."""
@@ -177,10 +178,34 @@ def config_values(args: argparse.Namespace, cls: type) -> dict:
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (a ``UserError``) instead of argparse's usage block."""
+    """An argument parser whose errors are one line (a ``UserError``) instead of argparse's usage block,
+    and which keeps the flag of each destination (``option_flags``, a default of the parsed arguments)
+    so that a library message naming a parameter shows the flag that sets it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_defaults(option_flags=self.option_flags)  # a subcommand's parser overrides its parent's
+
+    def option_flags(self) -> dict[str, str]:
+        """The long flag of each destination, argument groups and parents' options included."""
+        return {
+            action.dest: long[0]
+            for action in self._actions  # every action, whichever group added it
+            if (long := [name for name in action.option_strings if name.startswith("--")])
+        }
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def folder_to_write(text: str) -> Path:
+    """An argparse type for a run's folder, checked as it is parsed (``paths.output_folder``)."""
+    return output_folder(Path(text))
+
+
+def file_to_write(text: str) -> Path:
+    """An argparse type for a file to write, checked as it is parsed (``paths.output_file``)."""
+    return output_file(Path(text))
 
 
 def epsilon(text: str) -> float:

@@ -71,36 +71,3 @@ def load_tensors(path: Path, what: str, expected_hash: str | None = None) -> dic
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{what}: {path} is not a readable safetensors file ({exc})") from None
-
-
-def output_folder(path: Path) -> Path:
-    """``path`` as a folder a run will write into, checked before any work so that none is lost: an
-    existing folder must be writable; a new one must be one the system lets us make (tried, then
-    removed again, so that a run refused later leaves nothing behind)."""
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"`out` {path} is a file; name a directory for the run")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise UserError(f"cannot write into the folder {path}: permission denied")
-        return path
-    missing = [path, *(parent for parent in path.parents if not parent.exists())]
-    try:
-        path.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
-    for folder in missing:  # deepest first
-        folder.rmdir()
-    return path
-
-
-def output_file(path: Path) -> Path:
-    """``path`` as a file to write, checked before any work: its folder must exist and be writable
-    (as ``cp`` does, a missing folder is refused rather than made)."""
-    if path.is_dir():
-        raise UserError(f"{path} is a folder; name a file")
-    folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"cannot write {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"cannot write {path}: permission denied")
-    return path

@@ -168,7 +168,7 @@ def check_run(out: Path, steps: int) -> None:
     """Refuse, before any work, a run whose model could not be saved in ``out`` (a file), or would
     be saved after no steps and pass for a trained one."""
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; name a directory for the run")
+        raise UserError(f"`out` {out} is a file; name a directory for the run")
     if steps < 1:
         raise UserError(f"`steps` must be at least 1, got {steps}")
 

@@ -155,7 +155,7 @@ def test_invert_explain_json_and_the_users_own_features(capsys, tmp_path):
     broken.write_text("raise RuntimeError('nope')\n")
     assert main([*args, "--features", str(broken)]) == 2
     err = capsys.readouterr().err
-    assert "running it failed (RuntimeError: nope)" in err and len(err.strip().splitlines()) == 1
+    assert f"--features {broken}: running it failed (RuntimeError: nope)" in err and len(err.strip().splitlines()) == 1
 
 
 def test_explain_map_tells_the_per_site_story(capsys, tmp_path):
@@ -218,7 +218,8 @@ def test_explain_says_in_one_line_when_no_server_answers(capsys):
     query = cli_args("explain", input=QUERY[0], position=QUERY[1], site="blocks.1.hook_resid_post", samples=40)
     assert main([*query, "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "tiny"]) == 2
     err = capsys.readouterr().err
-    assert "no answer" in err and len(err.strip().splitlines()) == 1
+    assert "error: --llm-url http://127.0.0.1:9/v1/chat/completions: no answer" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_the_terminal_and_the_page_show_each_share_s_interval_and_effective_members(counting):

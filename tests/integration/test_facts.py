@@ -195,9 +195,10 @@ def test_the_study_runs_on_a_hugging_face_gpt2_with_its_own_tokenizer(tiny_gpt2_
         ("Aarhus is a city in the country of", "S2", "no position named 'S2'.*subject_first, subject_last, END"),
     ],
 )
-def test_a_bad_query_is_refused_in_one_line_before_any_decoder_loads(text, position, message, capsys):
-    # The bundled facts model; its decoder is never loaded, since the query is checked first.
+def test_a_bad_query_is_refused_in_one_line_before_any_decoder_loads(text, position, message, capsys, tmp_path):
+    # The bundled facts model; the folder named as its decoder holds none, and is never opened,
+    # since the query is checked first.
     query = {"input": text, "position": position, "site": "blocks.0.hook_resid_post"}
-    assert main(cli_args("invert", probed="facts", decoder="/nonexistent", **query)) == 2
+    assert main(cli_args("invert", probed="facts", decoder=tmp_path, **query)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err)

@@ -45,6 +45,28 @@ def test_the_command_line_imports_no_model_library_before_a_command_needs_one():
     assert done.stdout.strip() == "[]"
 
 
+BAD_PATHS = [
+    (["invert", "--probed", "/no/such/model"], "no probed model '/no/such/model'"),
+    (["invert", "--decoder", "/no/such/decoder"], "decoder directory /no/such/decoder does not exist"),
+    (["invert", "--features", "/no/such/features.py"], "--features /no/such/features.py: name a Python file"),
+    (["completeness", "--plot", "scatter.txt"], "scatter.txt: a plot is written as PNG"),
+    (["train-decoder", "--steps", "1", "--out", "/proc/no-such-run"], "cannot create the folder /proc/no-such-run"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_PATHS)
+def test_a_bad_file_or_folder_is_refused_before_a_model_library_is_imported(argv, message):
+    query = ["--input", QUERY["input"], "--position", str(QUERY["position"]), "--site", QUERY["site"]]
+    argv = [*argv, *query] if argv[0] != "train-decoder" else argv
+    code = (
+        "import sys; from inversionview.cli import main; code = main(sys.argv[1:]); "
+        "print(code, sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_a_reading_far_beyond_minutes_is_refused_with_its_estimate(capsys, tiny_probed_dir, tiny_decoder_dir):
     args = cli_args("invert", probed=tiny_probed_dir, decoder=tiny_decoder_dir, samples=10_000_000, **QUERY)
     assert main(args) == 2

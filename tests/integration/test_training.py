@@ -228,7 +228,7 @@ def test_query_positions_follow_the_chosen_mode(tiny_probed):
     colon = torch.tensor([row.index(tok.vocab.index(":")) for row in inputs.tolist()])
     torch.testing.assert_close(activation, acts[site][torch.arange(8), colon])
     for bad in ("attention:9.0", "attention:x", "everywhere"):
-        with pytest.raises(UserError, match="--positions"):
+        with pytest.raises(UserError, match="`positions`"):
             parse_position_mode(bad, tiny_probed)
 
 

@@ -52,5 +52,16 @@ def test_library_messages_name_parameters_and_the_command_line_shows_its_flags()
     assert as_flags("`12` and `Name` stay") == "`12` and `Name` stay"
 
 
+def test_a_parameter_whose_flag_has_another_name_is_shown_as_that_flag(tmp_path, capsys):
+    """The parser's own map from destination to flag: `features_file` is --features, `patches` --patch."""
+    from inversionview.cli import build_parser
+
+    flags = build_parser().parse_args(cli_args("invert", **QUERY)).option_flags()
+    assert flags["features_file"] == "--features" and flags["probed"] == "--probed"
+    patch = cli_args("patch", input=QUERY["input"], source=QUERY["input"], patch="blocks.0.hook_resid_pre@1")
+    assert build_parser().parse_args(patch).option_flags()["patches"] == "--patch"
+    refused(capsys, [*cli_args("invert", **QUERY), "--features", str(tmp_path / "none.txt")], r"^error: --features ")
+
+
 def test_a_models_folder_that_does_not_exist_is_refused_before_the_page_starts(capsys):
     refused(capsys, ["view", "--models-dir", "/nonexistent"], "--models-dir /nonexistent is not a directory")

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "inversionview"
 PIPELINE = ("tasks", "probed", "decoder", "inversion", "exact", "causal", "interpret", "views", "cli")
 """Each stage may import the stages before it, never one after it."""
-SHARED = ("errors", "storage", "training", "distributed", "bundled", "options", "lazy")
+SHARED = ("errors", "paths", "storage", "training", "distributed", "bundled", "options", "lazy")
 """Used by every stage; they import only each other."""
 MAX_FUNCTION_LINES = 60
 
@@ -180,6 +180,38 @@ def test_the_unit_tier_trains_nothing_and_starts_no_process():
             continue  # this file names them, to look for them
         found = [line.strip() for line in path.read_text().splitlines() if heavy.search(line)]
         assert not found, f"{path.name} belongs in tests/integration: {found[:3]}"
+
+
+COMMAND_LINE = ("cli.py", "commands.py", "options.py")
+"""The modules that know the flags; the rest of the package names its parameters."""
+
+
+def flags_in_user_errors(path: Path) -> list[int]:
+    """Lines of ``path`` where a ``UserError`` message writes a flag (--name) instead of a `parameter`."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "UserError"
+        for text in ast.walk(node)
+        if isinstance(text, ast.Constant) and isinstance(text.value, str) and re.search(r"--[a-z]", text.value)
+    ]
+
+
+def test_library_errors_name_parameters_not_flags():
+    """A message serves Python and the command line: it names `parameter`, the CLI shows the flag."""
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name not in COMMAND_LINE
+        for line in flags_in_user_errors(path)
+    ]
+    assert not found, "name the parameter in backticks, not its flag: " + ", ".join(found)
+
+
+def test_the_flag_check_sees_a_flag_in_a_message(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text('raise UserError(\n    f"give {x} "\n    "--source"\n)\nraise UserError("`source`")\n')
+    assert flags_in_user_errors(probe) == [1]
 
 
 CLI_LINES = 450

@@ -83,7 +83,7 @@ def resolved_patches(
             "patched positions must line up, so give a source of the same length"
         )
     if not patches:
-        raise UserError("name at least one --patch SITE@POSITION")
+        raise UserError("name at least one site to patch in `patches` (SITE@POSITION)")
     return [(probed.site(site), resolve_position(probed, text, position)) for site, position in patches]
 
 
@@ -111,7 +111,7 @@ def patch_pairs(
     """Patch each (input, source) pair at ``patches`` (positions per input: by name, or as in
     ``invert``), in one batch; measured by each pair's task metric unless ``metrics`` are given."""
     if not pairs:
-        raise UserError("no input pairs to patch: ask for at least one (--n 1)")
+        raise UserError("no input pairs to patch: give at least one (input, source) pair")
     per_input = [resolved_patches(probed, text, source, patches) for text, source in pairs]
     return patch_batch(probed, pairs, per_input, metrics)
 

@@ -142,7 +142,7 @@ class DecoderTrainConfig:
             raise UserError(f"`eval_every` must be at least 1, got {self.eval_every}")
         if self.n_layers < 1 or self.n_condition_layers < 0:
             raise UserError(
-                f"--n-layers must be at least 1 and --condition-layers at least 0, "
+                f"`n_layers` must be at least 1 and `n_condition_layers` at least 0, "
                 f"got {self.n_layers} and {self.n_condition_layers}"
             )
         if self.init_from is None and (self.d_model < 1 or self.d_model % self.n_heads):
@@ -155,5 +155,5 @@ class DecoderTrainConfig:
         if not 0 <= self.verified_queries <= batch or self.verified_samples < 2:
             raise UserError(
                 f"`verified_queries` must be between 0 and the batch size ({batch}), "
-                f"and --verified-samples at least 2 (a query's samples are its own baseline)"
+                f"and `verified_samples` at least 2 (a query's samples are its own baseline)"
             )

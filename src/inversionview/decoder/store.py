@@ -10,6 +10,7 @@ import torch
 from inversionview import bundled
 from inversionview.decoder.model import Decoder, DecoderConfig
 from inversionview.errors import UserError
+from inversionview.paths import input_folder
 from inversionview.probed.model import ProbedModel
 from inversionview.storage import DECODER_CONFIG_FILE, WEIGHTS_FILE, load_tensors, read_json, save_tensors, write_json
 
@@ -49,35 +50,33 @@ def built_decoder(config: DecoderConfig, probed: ProbedModel) -> Decoder:
     return decoder
 
 
-def load_decoder(directory: str | Path | None, probed: ProbedModel) -> Decoder:
-    """Load a decoder for ``probed``: from ``directory``, or the bundled one when None; it lives on
+def load_decoder(decoder: str | Path | None, probed: ProbedModel) -> Decoder:
+    """Load a decoder for ``probed``: from the directory ``decoder``, or the bundled one when None; it lives on
     the probed model's device.
 
     A decoder trained for other weights than ``probed``'s is refused: its samples would be
     read against the wrong model.
     """
-    if directory is None:
+    if decoder is None:
         path = bundled.decoder_dir(probed.source)
         if path is None:
-            raise UserError(f"no bundled decoder for probed model {probed.source!r}; pass --decoder DIR")
+            raise UserError(f"no bundled decoder for probed model {probed.source!r}; pass `decoder` DIR")
     else:
-        path = Path(directory)
-        if not path.is_dir():
-            raise UserError(f"decoder directory {path} does not exist")
+        path = input_folder(decoder, "decoder directory")
     meta = read_json(path / DECODER_CONFIG_FILE, "decoder config")
     if meta.get("probed_hash") != probed.content_hash:
         raise UserError(
             f"decoder {path} was trained for another probed model "
             f"(hash {str(meta.get('probed_hash'))[:12]}…, this one is {probed.content_hash[:12]}…)"
         )
-    decoder = built_decoder(saved_decoder_config(path), probed)
+    model = built_decoder(saved_decoder_config(path), probed)
     tensors = load_tensors(path / WEIGHTS_FILE, "decoder weights", meta.get("content_hash"))
-    missing, unexpected = decoder.load_state_dict(tensors, strict=False)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise UserError(
             f"decoder weights in {path} do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    return decoder.eval().to(probed.device)
+    return model.eval().to(probed.device)
 
 
 def continued_decoder(

@@ -26,7 +26,7 @@ def parse_position_mode(mode: str, probed: ProbedModel) -> tuple[str, tuple[int,
         if layer < probed.n_layers and head < probed.n_heads:
             return "attention", (layer, head)
     raise UserError(
-        f"--positions {mode!r}: use mixed, random, last, named or attention:LAYER.HEAD "
+        f"`positions` {mode!r}: use mixed, random, last, named or attention:LAYER.HEAD "
         f"(layers 0-{probed.n_layers - 1}, heads 0-{probed.n_heads - 1})"
     )
 

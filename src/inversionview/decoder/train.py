@@ -252,7 +252,7 @@ def resolved_config(
         trained_for = read_json(out / DECODER_CONFIG_FILE, "decoder config").get("probed_hash")
         if trained_for != probed.content_hash:
             raise UserError(
-                f"{out} holds a run for another probed model; resume it with that model or pick a new --out"
+                f"{out} holds a run for another probed model; resume it with that model or pick a new `out`"
             )
     pretrained = config.init_from is not None and not is_decoder_directory(config.init_from)
     config = config.for_vocabulary(probed.task.tokenizer.vocab_size, pretrained)  # a resumed run's are all set

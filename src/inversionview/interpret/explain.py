@@ -27,6 +27,7 @@ from inversionview.errors import UserError
 from inversionview.interpret.estimate import ShareEstimate, share_estimate
 from inversionview.interpret.inclusion import inclusion_chances
 from inversionview.inversion.result import InversionResult
+from inversionview.paths import features_file as checked_features_file
 from inversionview.probed.model import ProbedModel
 
 ENCODED = 0.9
@@ -263,22 +264,21 @@ def explain(probed: ProbedModel, decoder: Decoder, result: InversionResult, **op
     return result
 
 
-def load_features(path: Path) -> dict:
-    """The plain functions ``name(text, position) -> value`` defined in a Python file: the user's own
-    features. This runs the file's code, as importing it would."""
-    if not path.is_file() or path.suffix != ".py":
-        raise UserError(f"--features {path}: name a Python file of functions name(text, position) -> value")
+def load_features(features_file: Path) -> dict:
+    """The plain functions ``name(text, position) -> value`` defined in the Python file ``features_file``:
+    the user's own features. This runs the file's code, as importing it would."""
+    path = checked_features_file(features_file)
     spec = importlib.util.spec_from_file_location(f"inversionview_features_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's code may raise anything; say where, in one line
-        raise UserError(f"--features {path}: running it failed ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"`features_file` {path}: running it failed ({type(exc).__name__}: {exc})") from None
     found = {
         name: value
         for name, value in vars(module).items()
         if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_")
     }
     if not found:
-        raise UserError(f"--features {path} defines no functions")
+        raise UserError(f"`features_file` {path} defines no functions")
     return found

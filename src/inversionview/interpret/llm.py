@@ -46,10 +46,14 @@ def reading_prompt(result: InversionResult) -> str:
     return "\n".join(lines)
 
 
-def ask(url: str, model: str, prompt: str, *, timeout: float = 120.0) -> str:
-    """The endpoint's answer to ``prompt``; any failure to get one is a one-line UserError."""
-    endpoint = url if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/chat/completions"
-    body = {"model": model, "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]}
+def ask(llm_url: str, llm_model: str, prompt: str, *, timeout: float = 120.0) -> str:
+    """The answer of the OpenAI-compatible server at ``llm_url`` (its model ``llm_model``) to
+    ``prompt``; any failure to get one is a one-line UserError."""
+    endpoint = llm_url.rstrip("/")
+    if not endpoint.endswith("/chat/completions"):
+        endpoint += "/chat/completions"
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+    body = {"model": llm_model, "messages": messages}
     headers = {"Content-Type": "application/json"}
     if key := os.environ.get(KEY_VARIABLE):
         headers["Authorization"] = f"Bearer {key}"
@@ -58,13 +62,13 @@ def ask(url: str, model: str, prompt: str, *, timeout: float = 120.0) -> str:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raise UserError(f"--llm-url {endpoint}: the server answered HTTP {exc.code} {exc.reason}") from None
+        raise UserError(f"`llm_url` {endpoint}: the server answered HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(f"--llm-url {endpoint}: no answer ({reason})") from None
+        raise UserError(f"`llm_url` {endpoint}: no answer ({reason})") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"--llm-url {endpoint}: the answer is not JSON") from None
+        raise UserError(f"`llm_url` {endpoint}: the answer is not JSON") from None
     try:
         return answer["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise UserError(f"--llm-url {endpoint}: the answer has no choices[0].message.content") from None
+        raise UserError(f"`llm_url` {endpoint}: the answer has no choices[0].message.content") from None

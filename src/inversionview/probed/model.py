@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from inversionview import bundled
 from inversionview.errors import UserError, first_line
 from inversionview.probed.distance import EpsilonBall
 from inversionview.probed.layouts import Layout, layout_for, submodule
 from inversionview.probed.patching import hook_values, patched_logits
 from inversionview.probed.sites import Site, all_sites, parse_site, run_with_sites
+from inversionview.probed.source import probed_directory
 from inversionview.storage import (
     HF_CONFIG_FILE,
     HF_PICKLE_FILE,
@@ -271,34 +271,6 @@ def new_gpt2(task: Task, *, d_model: int, n_layers: int, n_heads: int, seed: int
     return use_fused_gelu(GPT2LMHeadModel(config))
 
 
-HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
-
-
-def _resolve_directory(name_or_dir: str) -> Path:
-    """A bundled name, a local directory, or a Hugging Face hub name (``gpt2``, ``gpt2-medium``…),
-    fetched to or read from the local Hugging Face cache (safetensors only)."""
-    path = bundled.probed_dir(name_or_dir)
-    if path is not None:
-        return path
-    path = Path(name_or_dir)
-    if path.is_dir():
-        return path
-    known = ", ".join(bundled.probed_names()) or "none"
-    looks_like_hub_name = name_or_dir and not name_or_dir.startswith((".", "/", "~")) and name_or_dir.count("/") <= 1
-    if looks_like_hub_name:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-        try:
-            return Path(snapshot_download(name_or_dir, allow_patterns=HUB_FILES))
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
-            pass
-    raise UserError(
-        f"no probed model {name_or_dir!r}: not a bundled name ({known}), a directory, "
-        "nor a model on the Hugging Face hub or in its local cache"
-    )
-
-
 def _task_for(
     directory: Path | None,
     meta: dict,
@@ -326,7 +298,7 @@ def _task_for(
     elif "tokens" not in options:
         raise UserError(
             f"{directory or 'the model'} has no {PROBED_META_FILE} and no tokenizer: "
-            "pass --task and --vocab (with --bos/--eos/--pad)"
+            "pass `task` and `vocab` (with `bos`/`eos`/`pad`)"
         )
     task_name = task or meta.get("task")
     if task_name is None:
@@ -381,7 +353,7 @@ def load_probed(
     specials = (bos, eos, pad)
     if not isinstance(name_or_dir, (str, Path)):
         return _bridge_probed(name_or_dir, None, the_device, task, task_options, vocab, specials)
-    directory = _resolve_directory(str(name_or_dir))
+    directory = probed_directory(str(name_or_dir))
     if (directory / "bridge_config.json").is_file():
         return _bridge_probed(None, directory, the_device, task, task_options, vocab, specials)
     meta_path = directory / PROBED_META_FILE

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from inversionview import bundled
 from inversionview.errors import UserError
 
 SEQUENCE_OPTIONS = ("tokens", "length", "inputs")
@@ -64,8 +65,6 @@ class ProbedSource:
     @property
     def name(self) -> str:
         """The model's name or directory as given (the bundled default when none is)."""
-        from inversionview import bundled
-
         return self.probed or bundled.DEFAULT
 
     def load_options(self) -> dict:
@@ -85,10 +84,16 @@ class ProbedSource:
         path = str(self.corpus.resolve()) if self.corpus is not None else None
         return {"path": path, "dataset": self.dataset, "field": self.dataset_field, "max_len": self.max_tokens}
 
+    def check(self) -> None:
+        """Refuse a name that is neither bundled, a folder, nor the shape of a hub name (torch-free)."""
+        if not looks_like_hub_name(self.name):
+            probed_directory(self.name)
+
     def load(self):
         """The probed model (torch's threads set first, the corpus attached)."""
         from inversionview.probed.model import load_probed
 
+        self.check()  # before torch loads
         set_threads(self.threads)
         probed = load_probed(self.name, **self.load_options())
         if corpus := self.corpus_options():
@@ -102,3 +107,40 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
+def probed_directory(name_or_dir: str) -> Path:
+    """A bundled name, a local directory, or a Hugging Face hub name (``gpt2``, ``gpt2-medium``…),
+    fetched to or read from the local Hugging Face cache (safetensors only)."""
+    path = bundled.probed_dir(name_or_dir)
+    if path is not None:
+        return path
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    if looks_like_hub_name(name_or_dir):
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(name_or_dir, allow_patterns=HUB_FILES))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            pass
+    raise unknown_probed(name_or_dir)
+
+
+def looks_like_hub_name(name: str) -> bool:
+    """Whether ``name`` could name a model on the Hugging Face hub (``gpt2``, ``org/model``)."""
+    return bool(name) and not name.startswith((".", "/", "~")) and name.count("/") <= 1
+
+
+def unknown_probed(name_or_dir: str) -> UserError:
+    """The error for a name that is no probed model, with the bundled ones listed."""
+    known = ", ".join(bundled.probed_names()) or "none"
+    return UserError(
+        f"no probed model {name_or_dir!r}: not a bundled name ({known}), a directory, "
+        "nor a model on the Hugging Face hub or in its local cache"
+    )

@@ -84,7 +84,7 @@ class Task(ABC):
     def contrast(self, text: str, rng: random.Random) -> str:
         """An input of the same length whose answer differs from ``text``'s in one controlled way,
         for activation patching (``--source auto``)."""
-        raise UserError(f"the {self.name} task has no contrast inputs; give --source")
+        raise UserError(f"the {self.name} task has no contrast inputs; give a `source`")
 
     @classmethod
     def build(cls, tokenizer: Tokenizer | None = None, **options) -> Task:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from inversionview.errors import UserError
 from inversionview.inversion.result import InversionResult, Sample
-from inversionview.storage import output_file
+from inversionview.paths import output_file
 from inversionview.views.colors import color_rgb, text_rgb
 from inversionview.views.rows import EPSILON_LINE, distance_text, hidden_note, shown_rows, side_summary
 

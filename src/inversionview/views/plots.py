@@ -13,19 +13,11 @@ from inversionview.causal.heads import HeadShare
 from inversionview.causal.scan import ScanResult
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.sampling import query_log_probs
-from inversionview.errors import UserError
 from inversionview.exact.completeness import Completeness
 from inversionview.interpret.explain_map import ExplainMap
+from inversionview.paths import plot_file
 from inversionview.probed.model import ProbedModel
 from inversionview.probed.verify import query_activation
-from inversionview.storage import output_file
-
-
-def check_plot_path(path: Path) -> None:
-    """Refuse a path the scatter cannot be written to (called before any work, so none is lost)."""
-    if path.suffix.lower() != ".png":
-        raise UserError(f"--plot {path}: the scatter is written as PNG; name a .png file")
-    output_file(path)
 
 
 def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:
@@ -38,7 +30,7 @@ def scan_heatmap(scan: ScanResult, path: Path | BinaryIO, title: str) -> None:
     import numpy as np
 
     if isinstance(path, Path):
-        check_plot_path(path)
+        plot_file(path)
     grid = np.array([[np.nan if v is None else v for v in row] for row in scan.effect], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(scan.components), 1.4 + 0.42 * len(scan.positions)), dpi=110)
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -87,7 +79,7 @@ def explain_map_figure(table: ExplainMap, path: Path, title: str, threshold: flo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    check_plot_path(path)
+    plot_file(path)
     kept = [[[f for f, share in cell.items() if share >= threshold] for cell in row] for row in table.encoded]
     fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(table.positions), 1.0 + 0.42 * len(table.sites)), dpi=110)
     ax.imshow([[len(cell) for cell in row] for row in kept], cmap="Greens", aspect="auto", vmin=0, vmax=4)
@@ -120,7 +112,7 @@ def completeness_scatter(
     import matplotlib.pyplot as plt
 
     started = time.perf_counter()
-    check_plot_path(path)
+    plot_file(path)
     exact = result.exact
     space = exact.input_space  # the space the preimage was computed over
     distances = exact.distances
@@ -158,7 +150,7 @@ def head_share_figure(result: HeadShare, n_layers: int, path: Path, title: str) 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    check_plot_path(path)
+    plot_file(path)
     panels = [("share of the residual stream", result.share, "viridis", (0, 1))]
     if result.patch_effect is not None:
         panels.append(("patching effect", result.patch_effect, "RdBu_r", (-1, 1)))
