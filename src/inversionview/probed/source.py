@@ -85,7 +85,8 @@ class ProbedSource:
         return {"path": path, "dataset": self.dataset, "field": self.dataset_field, "max_len": self.max_tokens}
 
     def check(self) -> None:
-        """Refuse a name that is neither bundled, a folder, nor the shape of a hub name (torch-free)."""
+        """Refuse a name that is neither bundled, a folder, nor the shape of a hub name: torch-free, so
+        the command line asks before anything loads (``load_probed`` resolves the name itself)."""
         if not looks_like_hub_name(self.name):
             probed_directory(self.name)
 
@@ -93,7 +94,6 @@ class ProbedSource:
         """The probed model (torch's threads set first, the corpus attached)."""
         from inversionview.probed.model import load_probed
 
-        self.check()  # before torch loads
         set_threads(self.threads)
         probed = load_probed(self.name, **self.load_options())
         if corpus := self.corpus_options():
@@ -129,18 +129,13 @@ def probed_directory(name_or_dir: str) -> Path:
             return Path(snapshot_download(name_or_dir, allow_patterns=HUB_FILES))
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
             pass
-    raise unknown_probed(name_or_dir)
+    known = ", ".join(bundled.probed_names()) or "none"
+    raise UserError(
+        f"no probed model {name_or_dir!r}: not a bundled name ({known}), a directory, "
+        "nor a model on the Hugging Face hub or in its local cache"
+    )
 
 
 def looks_like_hub_name(name: str) -> bool:
     """Whether ``name`` could name a model on the Hugging Face hub (``gpt2``, ``org/model``)."""
     return bool(name) and not name.startswith((".", "/", "~")) and name.count("/") <= 1
-
-
-def unknown_probed(name_or_dir: str) -> UserError:
-    """The error for a name that is no probed model, with the bundled ones listed."""
-    known = ", ".join(bundled.probed_names()) or "none"
-    return UserError(
-        f"no probed model {name_or_dir!r}: not a bundled name ({known}), a directory, "
-        "nor a model on the Hugging Face hub or in its local cache"
-    )
