@@ -156,6 +156,20 @@ def test_a_decoder_trains_on_a_corpus_and_reads_pooled_and_a_position(encoder_di
                 assert len(set(sample["position_distances"])) == 1
 
 
+def test_an_encoder_query_weighs_only_its_own_token(encoder_dir, corpus_file):
+    import random
+
+    from inversionview.decoder.config import DecoderTrainConfig
+    from inversionview.decoder.stream import ActivationStream
+
+    probed = load_probed(str(encoder_dir))
+    probed.use_corpus(str(corpus_file))
+    config = DecoderTrainConfig(batch_size=16, bos_share=0.0, positions="random", query_weight=3.0)
+    batch = ActivationStream(probed, probed.sites(), config, random.Random(0)).batch(torch.Generator().manual_seed(0))
+    # An encoder's activation sees the whole input: only the token it sits on weighs more.
+    assert ((batch.weights == 3.0).sum(-1) == 1).all() and ((batch.weights == 1.0).sum(-1) > 3).all()
+
+
 def test_an_encoder_without_a_tokenizer_is_one_line(tmp_path, capsys):
     build_encoder(tmp_path / "bare", "bert", with_tokenizer=False)
     code = main(cli_args("tokens", probed=tmp_path / "bare", input="the cat"))

@@ -72,6 +72,19 @@ def test_contrasts_keep_the_positions_and_change_the_answer():
     assert kinds == {"city", "relation"}
 
 
+def test_the_decoder_learns_every_template_and_holds_out_other_prompts():
+    # The probed model's held-out templates are read too (they test its recall), so the decoder
+    # trains on them; its own held-out split is one prompt in ten, whether or not it has its answer.
+    task, rng = get_task("facts"), random.Random(0)
+    train = task.sample_texts(rng, 3000, decoder=True)
+    held = task.sample_texts(rng, 300, split="heldout", decoder=True)
+    assert {parse_prompt(t).template for t in train} == {t for _, t, _ in templates()}
+    assert {parse_prompt(t).template for t in held} == {t for _, t, _ in templates()}
+    assert not {parse_prompt(t).prompt for t in train} & {parse_prompt(t).prompt for t in held}
+    assert all(task.is_decoder_heldout(parse_prompt(t).prompt) for t in held)
+    assert any(task.is_heldout(t) for t in train) and not all(task.is_heldout(t) for t in held)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

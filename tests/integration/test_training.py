@@ -201,8 +201,10 @@ def test_query_positions_follow_the_chosen_mode(tiny_probed):
     tok = tiny_probed.task.tokenizer
     last = torch.tensor([len(tok.encode(tok.decode(row))) for row in inputs.tolist()])  # BOS = 0
     torch.testing.assert_close(activation, acts[site][torch.arange(8), last])
-    # The query's own token (predicted one position earlier) weighs --query-weight in the loss.
-    assert (batch.weights[torch.arange(8), last - 1] == 3.0).all() and batch.weights.sum() == batch.weights.numel() + 16
+    # Every token a causal model's activation reads (those up to its position, each predicted one
+    # index earlier) weighs --query-weight in the loss; the tokens after it weigh 1.
+    read = torch.arange(batch.weights.shape[1])[None, :] < last[:, None]
+    assert (batch.weights[read] == 3.0).all() and (batch.weights[~read] == 1.0).all()
     decoder = new_decoder(tiny_probed, d_model=16, n_layers=1, n_heads=2)
     with torch.no_grad():
         logits = decoder(inputs, activation, batch.site_ids)

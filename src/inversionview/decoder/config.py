@@ -17,7 +17,7 @@ BUDGET_STEP_BOUND = 1_000_000_000
 LARGE_VOCABULARY = 1000
 """From this many tokens a probed model reads text (word pieces), not a task's few symbols."""
 TEXT_QUERY_WEIGHT = 20.0
-"""The query token's loss weight for text models (``DecoderTrainConfig.query_weight``)."""
+"""The loss weight of the tokens a text model's query reads (``DecoderTrainConfig.query_weight``)."""
 
 
 @dataclass
@@ -66,11 +66,13 @@ class DecoderTrainConfig:
     queries_per_input: int = 2
     """Training examples drawn from each probed-model forward pass (different sites and positions)."""
     query_weight: float | None = None
-    """Weight of the loss on the token at the query's position, the others' being 1. The token an
-    activation sits on is what it holds most directly, yet one of some thirty in a line of text; a
-    weight above 1 spends more of each step on it. At the optimum every token's distribution is the
-    same whatever the weight; only how fast each is learned changes. None: ``TEXT_QUERY_WEIGHT``
-    for a probed model of ``LARGE_VOCABULARY`` tokens or more, else 1."""
+    """Weight of the loss on the tokens the query's activation reads, the others' being 1: an
+    encoder's own token, which it holds most directly, yet one of some thirty in a line of text; a
+    causal model's every token up to the query's position, since those and only those make the
+    activation (the tokens after it are free in the preimage). A weight above 1 spends more of each
+    step on them. At the optimum every token's distribution is the same whatever the weight; only how
+    fast each is learned changes. None: ``TEXT_QUERY_WEIGHT`` for a probed model of
+    ``LARGE_VOCABULARY`` tokens or more, else 1."""
     sites: list[str] | None = None
     """The sites the decoder serves, comma-separated on the command line (default: every site of the
     probed model)."""

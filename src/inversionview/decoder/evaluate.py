@@ -24,7 +24,7 @@ def heldout_queries(probed: ProbedModel, n: int, seed: int, positions: str = "na
     task = probed.task
     rng = random.Random(seed)
     queries = []
-    for i, text in enumerate(task.sample_texts(rng, n, split="heldout")):
+    for i, text in enumerate(task.sample_texts(rng, n, split="heldout", decoder=True)):
         named = task.query_positions(text) if positions == "named" else []
         if named:
             position = named[i % len(named)]

@@ -43,7 +43,7 @@ class TrainingBatch(NamedTuple):
     targets: torch.Tensor
     """(B, T-1) the next token at each input position, -100 where there is none."""
     weights: torch.Tensor
-    """(B, T-1) each target's loss weight (``DecoderTrainConfig.query_weight`` at the query's token)."""
+    """(B, T-1) each target's loss weight (``DecoderTrainConfig.query_weight`` on the tokens the activation reads)."""
 
     def to(self, device: torch.device) -> TrainingBatch:
         return TrainingBatch(*(t.to(device) for t in self))
@@ -80,7 +80,7 @@ class ActivationStream:
         batch holds inputs of similar length and little of its compute goes to padding."""
         per_batch = self.texts_per_batch
         if not self.pending:
-            pool = sorted(self.probed.task.sample_texts(self.rng, per_batch * self.pool_batches), key=len)
+            pool = sorted(self.probed.task.sample_texts(self.rng, per_batch * self.pool_batches, decoder=True), key=len)
             self.pending = [pool[i : i + per_batch] for i in range(0, len(pool), per_batch)]
             self.rng.shuffle(self.pending)
         return self.pending.pop()
@@ -147,9 +147,12 @@ class ActivationStream:
         return TrainingBatch(ids[:, :-1], activation, site_ids, targets, self._weights(targets, positions))
 
     def _weights(self, targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Each target's loss weight (B, T-1): ``query_weight`` for the token at the query's position
-        (predicted at index position - 1; a query at BOS has none), 1 for the others."""
+        """Each target's loss weight (B, T-1): ``query_weight`` for the tokens the activation reads,
+        1 for the others. An encoder's activation holds its own token most directly (the token at
+        the query's position, predicted at index position - 1); a causal model's is made by every
+        token up to its position and by none after, so all of those weigh alike. A query at BOS
+        reads no token."""
         weights = torch.ones(targets.shape)
-        rows = torch.arange(len(positions))[positions > 0]
-        weights[rows, positions[positions > 0] - 1] = self.config.query_weight
-        return weights
+        index = torch.arange(targets.shape[1])[None, :]  # target j predicts the token at position j + 1
+        read = index == positions[:, None] - 1 if self.probed.is_encoder else index < positions[:, None]
+        return weights.masked_fill(read, self.config.query_weight)

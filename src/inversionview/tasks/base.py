@@ -154,14 +154,22 @@ class Task(ABC):
         """Whether ``text`` belongs to the held-out split (a fixed hash of the text)."""
         return zlib.crc32(text.encode()) % 1000 < self.heldout_share * 1000
 
-    def sample_texts(self, rng: random.Random, n: int, split: str = "train") -> list[str]:
-        """``n`` inputs of one split: ``"train"``, ``"heldout"`` or ``"any"``."""
+    def is_decoder_heldout(self, text: str) -> bool:
+        """Whether ``text`` belongs to the decoder's held-out split: by default the probed model's.
+        A task whose held-out split is a part of its input space that users read too (facts: held-out
+        templates) holds out other inputs from the decoder, which must learn to write them all."""
+        return self.is_heldout(text)
+
+    def sample_texts(self, rng: random.Random, n: int, split: str = "train", *, decoder: bool = False) -> list[str]:
+        """``n`` inputs of one split: ``"train"``, ``"heldout"`` or ``"any"``; the decoder's split
+        (``is_decoder_heldout``) with ``decoder``, the probed model's without."""
         if split not in ("train", "heldout", "any"):
             raise ValueError(f"unknown split {split!r}")
+        held_out = self.is_decoder_heldout if decoder else self.is_heldout
         texts: list[str] = []
         while len(texts) < n:
             text = self.sample_text(rng)
-            if split == "any" or self.is_heldout(text) == (split == "heldout"):
+            if split == "any" or held_out(text) == (split == "heldout"):
                 texts.append(text)
         return texts
 

@@ -50,7 +50,8 @@ class TextTask(Task):
     def sample_text(self, rng: random.Random) -> str:
         return self.sample_texts(rng, 1, split="any")[0]
 
-    def sample_texts(self, rng: random.Random, n: int, split: str = "train") -> list[str]:
+    def sample_texts(self, rng: random.Random, n: int, split: str = "train", *, decoder: bool = False) -> list[str]:
+        """Lines of the corpus; the decoder holds out the same lines as the probed model."""
         if not self.corpus:
             raise UserError("free-text inputs come from a corpus: pass `corpus` FILE")
         pool = self._split[split]
