@@ -152,7 +152,12 @@ class Task(ABC):
 
     def is_heldout(self, text: str) -> bool:
         """Whether ``text`` belongs to the held-out split (a fixed hash of the text)."""
-        return zlib.crc32(text.encode()) % 1000 < self.heldout_share * 1000
+        return self.hashed_out(text)
+
+    def hashed_out(self, key: str) -> bool:
+        """Whether ``key`` falls in the held-out share by a fixed hash: the same key, the same answer,
+        on every machine and in every run."""
+        return zlib.crc32(key.encode()) % 1000 < self.heldout_share * 1000
 
     def is_decoder_heldout(self, text: str) -> bool:
         """Whether ``text`` belongs to the decoder's held-out split: by default the probed model's.

@@ -17,7 +17,6 @@ import functools
 import json
 import random
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +143,7 @@ class FactsTask(Task):
     def is_decoder_heldout(self, text: str) -> bool:
         """One prompt (city and template) in ten, over every template: users read the held-out
         templates too (they test the model's recall), so the decoder learns to write them."""
-        return zlib.crc32(parse_prompt(text).prompt.encode()) % 1000 < self.heldout_share * 1000
+        return self.hashed_out(parse_prompt(text).prompt)
 
     def enumerate_texts(self) -> list[str]:
         return statements()
