@@ -11,6 +11,7 @@ import torch
 
 from inversionview.causal.heads import head_share, rank_agreement
 from inversionview.cli import main
+from inversionview.decoder.build import site_scales
 from inversionview.errors import UserError
 from inversionview.probed import load_probed
 from inversionview.probed.train import ProbedTrainConfig, evaluate_probed, train_probed
@@ -83,6 +84,19 @@ def test_the_decoder_learns_every_template_and_holds_out_other_prompts():
     assert not {parse_prompt(t).prompt for t in train} & {parse_prompt(t).prompt for t in held}
     assert all(task.is_decoder_heldout(parse_prompt(t).prompt) for t in held)
     assert any(task.is_heldout(t) for t in train) and not all(task.is_heldout(t) for t in held)
+
+
+def test_the_decoder_scales_its_sites_on_its_own_training_inputs(facts_dir, monkeypatch):
+    # The probed model's held-out templates are among the decoder's training inputs; its own
+    # held-out prompts are not.
+    probed, task = load_probed(str(facts_dir)), get_task("facts")
+    encoded = []
+    encode = probed.encode_batch
+    monkeypatch.setattr(probed, "encode_batch", lambda texts: encoded.extend(texts) or encode(texts))
+    scales = site_scales(probed, [probed.site("blocks.0.hook_resid_post")], random.Random(0), n=300)
+    assert scales.shape == (1,) and float(scales[0]) > 0
+    assert not any(task.is_decoder_heldout(parse_prompt(t).prompt) for t in encoded)
+    assert any(task.is_heldout(t) for t in encoded)
 
 
 @pytest.mark.parametrize(

@@ -103,8 +103,9 @@ def _copy_probed_embeddings(probed: ProbedModel, decoder: Decoder) -> None:
 
 @torch.no_grad()
 def site_scales(probed: ProbedModel, sites: list[Site], rng: random.Random, n: int = 256) -> torch.Tensor:
-    """RMS of each site's activations over BOS and text positions of ``n`` training inputs: (S,)."""
-    ids, lengths = probed.encode_batch(probed.task.sample_texts(rng, n))
+    """RMS of each site's activations over BOS and text positions of ``n`` of the decoder's
+    training inputs (``is_decoder_heldout``): (S,)."""
+    ids, lengths = probed.encode_batch(probed.task.sample_texts(rng, n, decoder=True))
     acts, _ = probed.activations(ids, sites)
     mask = before_eos(lengths, ids.shape[1])
     return torch.stack([acts[s][mask].pow(2).mean().sqrt() for s in sites]).clamp_min(1e-6)
