@@ -92,3 +92,4 @@ def test_train_decoder_minutes_ends_in_time_with_its_precision(tmp_path):
     assert took < 30 + 10
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith(f"saved decoder to {tmp_path / 'run'}") and "mean precision" in last
+    assert "on 8 held-out queries a site" in last  # training's check, not the benchmark's figure

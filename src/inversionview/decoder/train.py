@@ -149,6 +149,7 @@ class DecoderTraining:
             "loss": round(loss, 4),
             **({} if self.verified_share is None else {"verified_share": round(self.verified_share, 4)}),
             "mean_precision": round(mean, 4),
+            "queries": len(self.eval_queries),
             **({"sites_measured": len(measured)} if len(measured) < len(self.sites) else {}),
             "precision": {k: round(v, 4) for k, v in precision.items()},
             **({"position_precision": {k: round(v, 4) for k, v in by_position.items()}} if by_position else {}),
@@ -202,7 +203,8 @@ class DecoderTraining:
 
 def run_summary(run: Run, samples: int) -> dict:
     """What a run has reached, for ``history.json``: its last evaluation's precision (mean and
-    lowest site), its steps, samples and seconds, and every evaluation."""
+    lowest site, on ``queries`` held-out queries a site), its steps, samples and seconds, and every
+    evaluation."""
     evaluated = [record for record in run.history if "mean_precision" in record]
     last = evaluated[-1] if evaluated else {}
     by_site = last.get("precision", {})
@@ -210,6 +212,7 @@ def run_summary(run: Run, samples: int) -> dict:
     return {
         "precision": last.get("mean_precision"),
         "lowest_site": None if lowest is None else {"site": lowest, "precision": by_site[lowest]},
+        "queries": last.get("queries"),
         "steps": run.step,
         "samples": samples,
         "seconds": round(run.seconds, 1),
