@@ -1,13 +1,13 @@
 """One default recipe: the switches a probed model's vocabulary decides, unless set."""
 
-from inversionview.decoder.config import LARGE_VOCABULARY, TEXT_QUERY_WEIGHT, DecoderTrainConfig
+from inversionview.decoder.config import LARGE_VOCABULARY, QUERY_WEIGHT, DecoderTrainConfig
 
 
 def test_a_text_vocabulary_switches_on_the_text_recipe():
     task = DecoderTrainConfig().for_vocabulary(40)
-    assert (task.tied_embeddings, task.token_match, task.query_weight) == (False, False, 1.0)
+    assert (task.tied_embeddings, task.token_match, task.query_weight) == (False, False, QUERY_WEIGHT)
     text = DecoderTrainConfig().for_vocabulary(LARGE_VOCABULARY)
-    assert (text.tied_embeddings, text.token_match, text.query_weight) == (True, True, TEXT_QUERY_WEIGHT)
+    assert (text.tied_embeddings, text.token_match, text.query_weight) == (True, True, QUERY_WEIGHT)
     from_gpt2 = DecoderTrainConfig().for_vocabulary(50257, pretrained_start=True)
     assert from_gpt2.token_match is False  # a pretrained start has its own read-out
 
@@ -17,3 +17,9 @@ def test_a_switch_that_is_set_stays_as_set():
     assert (chosen.tied_embeddings, chosen.token_match, chosen.query_weight) == (True, False, 3.0)
     small = DecoderTrainConfig(token_match=True).for_vocabulary(15)
     assert small.token_match is True
+
+
+def test_a_run_saved_before_the_query_weight_existed_resumes_without_it():
+    saved = {field: value for field, value in vars(DecoderTrainConfig()).items() if field != "query_weight"}
+    assert DecoderTrainConfig.from_saved(saved).query_weight == 1.0
+    assert DecoderTrainConfig.from_saved({**saved, "query_weight": 20.0}).query_weight == 20.0

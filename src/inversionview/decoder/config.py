@@ -16,8 +16,13 @@ BUDGET_STEP_BOUND = 1_000_000_000
 """A budgeted run's ``steps``: its time, not a count, ends it."""
 LARGE_VOCABULARY = 1000
 """From this many tokens a probed model reads text (word pieces), not a task's few symbols."""
-TEXT_QUERY_WEIGHT = 20.0
-"""The loss weight of the tokens a text model's query reads (``DecoderTrainConfig.query_weight``)."""
+QUERY_WEIGHT = 20.0
+"""The loss weight of the tokens a query's activation reads (``DecoderTrainConfig.query_weight``),
+for every probed model: measured on MiniLM, an encoder, and on the counting, addition and IOI
+models, causal ones (docs/decoder-efficiency.md)."""
+
+SAVED_BEFORE = {"query_weight": 1.0}
+"""How a run saved before these fields existed trained (``DecoderTrainConfig.from_saved``)."""
 
 
 @dataclass
@@ -65,14 +70,13 @@ class DecoderTrainConfig:
     """With "mixed": share of queries at the task's named positions of interest (counting: query letter, ':')."""
     queries_per_input: int = 2
     """Training examples drawn from each probed-model forward pass (different sites and positions)."""
-    query_weight: float | None = None
+    query_weight: float = QUERY_WEIGHT
     """Weight of the loss on the tokens the query's activation reads, the others' being 1: an
     encoder's own token, which it holds most directly, yet one of some thirty in a line of text; a
     causal model's every token up to the query's position, since those and only those make the
     activation (the tokens after it are free in the preimage). A weight above 1 spends more of each
     step on them. At the optimum every token's distribution is the same whatever the weight; only how
-    fast each is learned changes. None: ``TEXT_QUERY_WEIGHT`` for a probed model of
-    ``LARGE_VOCABULARY`` tokens or more, else 1."""
+    fast each is learned changes."""
     sites: list[str] | None = None
     """The sites the decoder serves, comma-separated on the command line (default: every site of the
     probed model)."""
@@ -106,17 +110,22 @@ class DecoderTrainConfig:
     verified_samples: int = 8
     """Samples drawn for each verified query; their mean reward is the baseline."""
 
+    @classmethod
+    def from_saved(cls, saved: dict) -> DecoderTrainConfig:
+        """The recipe a checkpoint records. One saved before a field existed trained as that field's
+        old default, where the default has changed since (``query_weight``: 1 before it was 20)."""
+        return cls(**{**SAVED_BEFORE, **saved})
+
     def for_vocabulary(self, vocab_size: int, pretrained_start: bool = False) -> DecoderTrainConfig:
         """This recipe with the switches left unset (None) set for a probed model of ``vocab_size``
         tokens: a text model's (``LARGE_VOCABULARY`` or more) reads out with tied embeddings and the
-        token match and weighs the query's token ``TEXT_QUERY_WEIGHT``, as measured on MiniLM
-        (docs/minilm.md); a small task vocabulary gains nothing from them (docs/decoder-efficiency.md).
+        token match, as measured on MiniLM (docs/minilm.md); a small task vocabulary gains nothing
+        from them (docs/decoder-efficiency.md).
         A decoder that starts from a pretrained LM (``pretrained_start``) has its own read-out."""
         text = vocab_size >= LARGE_VOCABULARY
         unset = {
             "tied_embeddings": text,
             "token_match": text and not pretrained_start,
-            "query_weight": TEXT_QUERY_WEIGHT if text else 1.0,
         }
         return replace(self, **{name: value for name, value in unset.items() if getattr(self, name) is None})
 
@@ -151,7 +160,7 @@ class DecoderTrainConfig:
             raise UserError(f"`d_model` must be a positive multiple of the {self.n_heads} heads, got {self.d_model}")
         if self.site_weight_floor <= 0:  # a floor of 0 would stop training a site once it reads perfectly
             raise UserError(f"`site_weight_floor` must be above 0, got {self.site_weight_floor}")
-        if self.query_weight is not None and self.query_weight <= 0:
+        if self.query_weight <= 0:
             raise UserError(f"`query_weight` must be above 0, got {self.query_weight}")
         batch = self.batch_size or DEFAULT_BATCH_SIZE
         if not 0 <= self.verified_queries <= batch or self.verified_samples < 2:

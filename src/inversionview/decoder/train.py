@@ -243,7 +243,7 @@ def resolved_config(
     """The recipe a run in ``out`` trains with, checked: a resumed run keeps the one it started with
     (``saved``, from its checkpoint), and only its length (``steps`` or ``minutes``; neither keeps
     the run's own plan), ``max_seconds`` and a ``batch_size`` that is set come from ``config``."""
-    kept = None if saved is None else DecoderTrainConfig(**saved)
+    kept = None if saved is None else DecoderTrainConfig.from_saved(saved)
     if config.minutes is not None:
         config.check()  # a bad budget is named before anything else
     config = _planned_length(config, kept)
