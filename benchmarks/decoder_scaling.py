@@ -1,7 +1,7 @@
 """How decoder size and training data set the quality of the samples: precision per (size, samples).
 
     python benchmarks/decoder_scaling.py [--probed counting] [--widths 64,128,256] [--depths 2,4]
-        [--samples 32000,128000,512000] [--batch-size 128] [--out benchmarks/results/decoder-scaling]
+        [--samples 32000,128000,512000] [--batch-size 128] [--query-weight 1] [--out benchmarks/results/decoder-scaling]
         [--queries 40] [--threads N] [--device auto] [--plot FILE.png] [--json]
 
 Each point is its own run, with its whole learning-rate schedule spent on its own budget of training
@@ -32,10 +32,10 @@ def numbers(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
 
-def point_command(probed: str, width: int, depth: int, steps: int, batch: int, out: Path) -> str:
+def point_command(probed: str, width: int, depth: int, steps: int, batch: int, weight: float, out: Path) -> str:
     return (
         f"inversionview train-decoder --probed {probed} --d-model {width} --n-layers {depth} "
-        f"--steps {steps} --batch-size {batch} --eval-every {max(1, steps // 4)} --out {out}"
+        f"--steps {steps} --batch-size {batch} --eval-every {max(1, steps // 4)} --query-weight {weight:g} --out {out}"
     )
 
 
@@ -43,7 +43,12 @@ def measure_point(args, probed, width: int, depth: int, budget: int) -> dict:
     steps = max(1, budget // args.batch_size)
     run = args.out / f"{args.probed}-d{width}-l{depth}-n{budget}"
     config = DecoderTrainConfig(
-        d_model=width, n_layers=depth, steps=steps, batch_size=args.batch_size, eval_every=max(1, steps // 4)
+        d_model=width,
+        n_layers=depth,
+        steps=steps,
+        batch_size=args.batch_size,
+        eval_every=max(1, steps // 4),
+        query_weight=args.query_weight,
     )
     train_decoder(probed, config, run, progress=True)
     decoder = load_decoder(str(run), probed)
@@ -63,7 +68,7 @@ def measure_point(args, probed, width: int, depth: int, budget: int) -> dict:
         "train_seconds": provenance["seconds"],
         "device": str(probed.device),
         "threads": torch.get_num_threads(),
-        "command": point_command(args.probed, width, depth, steps, args.batch_size, run),
+        "command": point_command(args.probed, width, depth, steps, args.batch_size, args.query_weight, run),
     }
 
 
@@ -100,6 +105,8 @@ def main() -> None:
     parser.add_argument("--depths", type=numbers, default=[2, 4])
     parser.add_argument("--samples", type=numbers, default=[32_000, 128_000, 512_000])
     parser.add_argument("--batch-size", type=int, default=128)
+    # The recorded study trained at weight 1, the default then: new points extend the same curves.
+    parser.add_argument("--query-weight", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--eval-samples", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decoder-scaling"))

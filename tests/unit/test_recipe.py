@@ -1,13 +1,15 @@
-"""One default recipe: the switches a probed model's vocabulary decides, unless set."""
+"""One default recipe: the same query weight for every model, and the switches a probed model's
+vocabulary decides, unless set."""
 
 from inversionview.decoder.config import LARGE_VOCABULARY, QUERY_WEIGHT, DecoderTrainConfig
 
 
 def test_a_text_vocabulary_switches_on_the_text_recipe():
     task = DecoderTrainConfig().for_vocabulary(40)
-    assert (task.tied_embeddings, task.token_match, task.query_weight) == (False, False, QUERY_WEIGHT)
+    assert (task.tied_embeddings, task.token_match) == (False, False)
     text = DecoderTrainConfig().for_vocabulary(LARGE_VOCABULARY)
-    assert (text.tied_embeddings, text.token_match, text.query_weight) == (True, True, QUERY_WEIGHT)
+    assert (text.tied_embeddings, text.token_match) == (True, True)
+    assert task.query_weight == text.query_weight == QUERY_WEIGHT  # one weight for every model
     from_gpt2 = DecoderTrainConfig().for_vocabulary(50257, pretrained_start=True)
     assert from_gpt2.token_match is False  # a pretrained start has its own read-out
 

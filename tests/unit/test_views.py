@@ -12,6 +12,7 @@ from inversionview.views.cache import LeastRecentlyUsed
 from inversionview.views.html_render import CSS, render_result
 from inversionview.views.rows import EPSILON_LINE, SideCounts, distance_text, shown_rows, side_summary
 from inversionview.views.server import ViewerSettings
+from inversionview.views.terminal import training_line
 
 
 def reading(distances: list[float], epsilon: float = 0.1) -> InversionResult:
@@ -156,3 +157,16 @@ def test_a_narrow_explain_map_keeps_its_whole_title(tmp_path):
     (title,) = shown
     assert " ".join(title.split()) == "a long title for the counting model: features kept by ≥ 50% of 3 queries"
     assert max(len(line) for line in title.splitlines()) <= 12 * 3.1  # wrapped to the 3.1-inch figure
+
+
+def test_the_training_line_names_the_queries_its_precision_rests_on():
+    summary = {"steps": 2079, "seconds": 119.4, "precision": 0.214, "queries": 8}
+    summary["lowest_site"] = {"site": "blocks.1.hook_resid_post", "precision": 0.023}
+    line = training_line(summary, "runs/d")
+    assert line == (
+        "saved decoder to runs/d: 2,079 steps, 2.0 min, mean precision 21.4% on 8 held-out queries a site "
+        "(lowest blocks.1.hook_resid_post 2.3%)"
+    )
+    older = training_line({**summary, "queries": None}, "runs/d")  # a history written before the count
+    assert older.endswith("mean precision 21.4% (lowest blocks.1.hook_resid_post 2.3%)")
+    assert training_line({**summary, "precision": None}, "runs/d") == "saved decoder to runs/d: 2,079 steps, 2.0 min"

@@ -27,7 +27,8 @@ SAVED_BEFORE = {"query_weight": 1.0}
 
 @dataclass
 class DecoderTrainConfig:
-    """How to train a decoder. The defaults are the bundled counting decoder's recipe."""
+    """How to train a decoder. The defaults are the bundled counting decoder's recipe but for
+    ``query_weight`` (the bundled task decoders trained at 1)."""
 
     d_model: int = 128
     """The decoder's width (a multiple of ``n_heads``)."""
