@@ -159,14 +159,16 @@ def test_a_narrow_explain_map_keeps_its_whole_title(tmp_path):
     assert max(len(line) for line in title.splitlines()) <= 12 * 3.1  # wrapped to the 3.1-inch figure
 
 
-def test_the_training_line_names_the_queries_its_precision_rests_on():
-    summary = {"steps": 2079, "seconds": 119.4, "precision": 0.214, "queries": 8}
+def test_the_training_line_names_the_queries_its_precision_rests_on_and_its_error():
+    summary = {"steps": 2079, "seconds": 119.4, "precision": 0.214, "queries": 32, "precision_se": 0.0415}
     summary["lowest_site"] = {"site": "blocks.1.hook_resid_post", "precision": 0.023}
     line = training_line(summary, "runs/d")
     assert line == (
-        "saved decoder to runs/d: 2,079 steps, 2.0 min, mean precision 21.4% on 8 held-out queries a site "
-        "(lowest blocks.1.hook_resid_post 2.3%)"
+        "saved decoder to runs/d: 2,079 steps, 2.0 min, mean precision 21.4% ± 4.2% on 32 held-out queries "
+        "a site (lowest blocks.1.hook_resid_post 2.3%)"
     )
-    older = training_line({**summary, "queries": None}, "runs/d")  # a history written before the count
+    # Histories written before the error, and before the query count, were recorded.
+    assert "21.4% on 32 held-out" in training_line({**summary, "precision_se": None}, "runs/d")
+    older = training_line({**summary, "queries": None, "precision_se": None}, "runs/d")
     assert older.endswith("mean precision 21.4% (lowest blocks.1.hook_resid_post 2.3%)")
     assert training_line({**summary, "precision": None}, "runs/d") == "saved decoder to runs/d: 2,079 steps, 2.0 min"

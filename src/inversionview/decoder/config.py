@@ -85,7 +85,11 @@ class DecoderTrainConfig:
     """Seeds the decoder's first weights and the inputs it trains on."""
     eval_every: int = 2000
     """Steps between precision checks, which re-weight sites and positions."""
-    eval_queries: int = 8
+    eval_queries: int = 16
+    """Held-out queries a precision check reads at every site; its standard error over them is
+    recorded beside it. With 8, the facts decoder's check read 80.3 % where 32 read 71.2 % and the
+    benchmark's 40 × 50 samples 70.8 %; 16 cost twice 8's seconds (about 5 s on counting's 11 sites,
+    one thread), which a short budget still affords, and cut the error by a third."""
     eval_samples: int = 16
     eval_sites: int = 16
     """Sites an evaluation measures, at most: a model with more (MiniLM has over a hundred) has them

@@ -9,6 +9,7 @@ precision), and the evaluation that re-weights sites and named positions toward 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 from dataclasses import asdict, replace
@@ -25,7 +26,13 @@ from inversionview.decoder.config import (
     GPU_BATCH_SIZE,
     DecoderTrainConfig,
 )
-from inversionview.decoder.evaluate import heldout_queries, precision_verdict, query_position_name, query_precisions
+from inversionview.decoder.evaluate import (
+    DecoderPrecision,
+    heldout_queries,
+    precision_verdict,
+    query_position_name,
+    query_precisions,
+)
 from inversionview.decoder.model import Decoder
 from inversionview.decoder.reward import reward_loss
 from inversionview.decoder.store import built_decoder, save_decoder, saved_decoder_config
@@ -136,7 +143,8 @@ class DecoderTraining:
         }
         if scheduled:  # a run stopped between evaluations trains on as if it had not been stopped
             self._reweight(per_query, measured, by_position)
-        mean = sum(precision.values()) / len(precision)
+        measured_precision = DecoderPrecision(precision, per_query, self.eval_queries)
+        mean, error = measured_precision.mean, measured_precision.standard_error
         loss = self.reconstruction.item()
         sites = " ".join(f"{k.replace('blocks.', '')}={v:.2f}" for k, v in precision.items())
         log.info("step %d loss %.3f mean precision %.3f %s", step, loss, mean, sites)
@@ -150,6 +158,7 @@ class DecoderTraining:
             **({} if self.verified_share is None else {"verified_share": round(self.verified_share, 4)}),
             "mean_precision": round(mean, 4),
             "queries": len(self.eval_queries),
+            "precision_se": None if math.isnan(error) else round(error, 4),  # NaN: a single query
             **({"sites_measured": len(measured)} if len(measured) < len(self.sites) else {}),
             "precision": {k: round(v, 4) for k, v in precision.items()},
             **({"position_precision": {k: round(v, 4) for k, v in by_position.items()}} if by_position else {}),
@@ -202,9 +211,9 @@ class DecoderTraining:
 
 
 def run_summary(run: Run, samples: int) -> dict:
-    """What a run has reached, for ``history.json``: its last evaluation's precision (mean and
-    lowest site, on ``queries`` held-out queries a site), its steps, samples and seconds, and every
-    evaluation."""
+    """What a run has reached, for ``history.json``: its last evaluation's precision (mean, its
+    standard error over queries and the lowest site, on ``queries`` held-out queries a site), its
+    steps, samples and seconds, and every evaluation."""
     evaluated = [record for record in run.history if "mean_precision" in record]
     last = evaluated[-1] if evaluated else {}
     by_site = last.get("precision", {})
@@ -213,6 +222,7 @@ def run_summary(run: Run, samples: int) -> dict:
         "precision": last.get("mean_precision"),
         "lowest_site": None if lowest is None else {"site": lowest, "precision": by_site[lowest]},
         "queries": last.get("queries"),
+        "precision_se": last.get("precision_se"),
         "steps": run.step,
         "samples": samples,
         "seconds": round(run.seconds, 1),

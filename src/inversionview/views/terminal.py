@@ -90,10 +90,11 @@ def training_line(summary: dict, out: object) -> str:
     if summary["precision"] is None:
         return line
     lowest = summary["lowest_site"]
-    # Training's check reads few queries: say so, lest it be quoted for the benchmark's figure.
+    # Training's check reads fewer queries than the benchmark: say how many, and how sure it is.
+    error = f" ± {summary['precision_se']:.1%}" if summary.get("precision_se") is not None else ""
     queries = f" on {summary['queries']} held-out queries a site" if summary.get("queries") else ""
     return (
-        f"{line}, mean precision {summary['precision']:.1%}{queries} "
+        f"{line}, mean precision {summary['precision']:.1%}{error}{queries} "
         f"(lowest {lowest['site']} {lowest['precision']:.1%})"
     )
 
