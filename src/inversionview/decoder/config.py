@@ -89,9 +89,9 @@ class DecoderTrainConfig:
     eval_queries: int = 16
     """Held-out queries a precision check reads at every site; its standard error over them is
     recorded beside it. On the bundled facts decoder, 8 of the benchmark's queries (seed 2024) × 16
-    samples read 80.3 % where 32 read 71.2 % and the benchmark's 40 × 50 read 70.8 %; 16 cost twice
-    8's seconds (about 5 s on counting's 11 sites, one thread), which a short budget still affords,
-    and cut the error by about 30 %."""
+    samples read 80.3 % where 32 read 71.2 % and the benchmark's 40 × 50 read 70.8 %. A check's time
+    grows with its queries (counting's 11 sites on one thread of a busy machine: 2.7 s for 8, 9.7 s
+    for 32); 16, which a short budget still affords, cut the error by about 30 %."""
     eval_samples: int = 16
     eval_sites: int = 16
     """Sites an evaluation measures, at most: a model with more (MiniLM has over a hundred) has them
