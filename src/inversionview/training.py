@@ -419,7 +419,7 @@ def _steps(
     total = None if settings.budget else settings.steps  # a budgeted run's steps are what its time allows
     if settings.budget:
         settings.budget.resumed(run)
-    logged = _ProgressLines(desc, total, active=progress and ranks.main and not on_terminal)
+    logged = _ProgressLines(desc, total, first_step=run.step, active=progress and ranks.main and not on_terminal)
     logged.line(run.step)
     # Log lines (each evaluation's) go through the bar, so they never share its line.
     with logging_redirect_tqdm(), tqdm(total=total, initial=run.step, desc=desc, unit="step", **shown) as bar:
@@ -458,14 +458,15 @@ LOGGED_EVERY_S = 30.0
 class _ProgressLines:
     """Training's progress as log lines, for a log where a bar cannot redraw itself."""
 
-    def __init__(self, desc: str, total: int | None, *, active: bool) -> None:
+    def __init__(self, desc: str, total: int | None, *, first_step: int, active: bool) -> None:
         self.desc, self.total, self.active = desc, total, active
+        self.first_step = first_step  # a resumed run's rate counts only the steps it trains now
         self.started, self.last = time.monotonic(), time.monotonic()
 
     def line(self, step: int) -> None:
         if self.active:
             of = f" of {self.total:,}" if self.total else ""
-            rate = step / max(time.monotonic() - self.started, 1e-9)
+            rate = (step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
             log.info("%s: step %s%s (%.1f steps/s)", self.desc, f"{step:,}", of, rate)
 
     def maybe(self, step: int) -> None:
