@@ -10,8 +10,10 @@ mean recall at 10,000 over queries whose true preimage has 2 to 5,000 members.
 
 With ``--refine R`` it also spends the same number of probed-model evaluations as plain sampling
 spends samples (``--samples``) two more ways, side by side: drawing with an evaluation cache (an
-input drawn again costs nothing), and the cache plus refinement (each new sample outside ε gets up
-to R evaluations of decoder-guided rewriting, ``decoder/refine.py``). For each way it prints the
+input drawn again costs nothing), and the cache plus refinement: once a batch of draws is dry (under
+2 % of it inputs not run before) and once the draws end with evaluations left, up to 64 of the
+nearest near misses (within 2ε) drawn so far get up to R candidates each of decoder-guided
+rewriting, a candidate already run costing nothing (``decoder/refine.py``). For each way it prints the
 members per 1,000 evaluations, the distinct members and the recall at that many evaluations, then
 their means (the ratio of means for members per 1,000).
 """

@@ -5,6 +5,7 @@ import json
 import torch
 
 from inversionview.cli import main
+from inversionview.decoder.draws import draw_samples
 from inversionview.decoder.refine import refine
 from inversionview.decoder.sampling import sample_ids
 from inversionview.decoder.schedule import parse_schedule
@@ -110,5 +111,45 @@ def test_a_budget_of_evaluations_is_kept(tiny_addition, tiny_addition_decoder_di
     cached = members_for_evaluations(decoder, tiny_addition, query, 150, refine_per_sample=0, **options)
     refined = members_for_evaluations(decoder, tiny_addition, query, 150, refine_per_sample=4, **options)
     assert cached.evaluations == refined.evaluations == 150
+    # Every batch still brings new inputs, so refinement takes no evaluation from the draws.
+    assert refined.member_texts == cached.member_texts and refined.samples == cached.samples
     assert cached.samples >= 150  # repeats are drawn at no cost
     assert cached.members >= len(cached.member_texts) > 0
+
+
+def test_refinement_runs_no_input_twice(tiny_addition, tiny_addition_decoder_dir):
+    decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
+    site = tiny_addition.site(QUERY[2])
+    query = resolve_query(tiny_addition, *QUERY, "euclidean").activation
+    ids = sample_ids(
+        decoder, tiny_addition, site, query.expand(100, -1), temperature=1.0, generator=torch.Generator().manual_seed(2)
+    )
+    best, at = best_positions(verify_ids(tiny_addition, site, ids, query, "euclidean"))
+    distinct = len({tuple(row) for row in ids.tolist()})
+    options = {"evaluations_per_sample": 4, "metric": "euclidean", "epsilon": WIDE, "seed": 5}  # one round a sample
+    known: dict[tuple, float] = {}
+    first = refine(decoder, tiny_addition, site, query, ids, best, at, known=known, **options)
+    spent = first.with_refinement.evaluations - distinct
+    assert spent > 0 and len(known) == distinct + spent  # the drawn inputs and every candidate run, once each
+    # The same seed draws the same candidates again: all of them already run, so none costs anything.
+    again = refine(decoder, tiny_addition, site, query, ids, best, at, known=known, **options)
+    assert again.with_refinement.evaluations == distinct and len(again.ids) == 0
+
+
+def test_refinement_waits_until_the_decoder_runs_dry(tiny_addition, tiny_addition_decoder_dir):
+    decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
+    query = resolve_query(tiny_addition, *QUERY, "euclidean")
+    greedy = parse_schedule(None, 0.0)  # one input, drawn again and again: every batch is dry
+    (ids, _, _), *_ = draw_samples(decoder, tiny_addition, query, 1, greedy, torch.Generator())
+    distance = float(best_positions(verify_ids(tiny_addition, query.site, ids, query.activation, "euclidean"))[0])
+    options = {"schedule": greedy, "metric": "euclidean", "epsilon": 0.75 * distance, "chunk": 20}  # a near miss
+    cached = members_for_evaluations(decoder, tiny_addition, query, 40, refine_per_sample=0, **options)
+    assert cached.evaluations == 1 and cached.samples == 4000  # draws are free; the budget is left unspent
+    refined = members_for_evaluations(decoder, tiny_addition, query, 40, refine_per_sample=8, **options)
+    # The first dry batch gives the one near miss up to its 8 candidates (a repeat among them free).
+    assert 1 < refined.evaluations <= 1 + 8
+    # A budget too small for the near miss's 8 candidates refines nothing; one just large enough is kept.
+    short = members_for_evaluations(decoder, tiny_addition, query, 8, refine_per_sample=8, **options)
+    assert short.evaluations == 1
+    exact = members_for_evaluations(decoder, tiny_addition, query, 9, refine_per_sample=8, **options)
+    assert exact.evaluations == refined.evaluations <= 9

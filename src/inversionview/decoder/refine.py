@@ -9,7 +9,9 @@ evaluations count for more:
   tokens, up to a cut drawn at random, let the decoder (still conditioned on the query) rewrite the
   rest, and run the probed model on the candidates, a round of several at once. A candidate
   inside ε ends the sample's search; else the nearest candidate replaces the sample when it is
-  nearer (a local search the decoder guides). Up to ``evaluations_per_sample`` evaluations a sample.
+  nearer (a local search the decoder guides). Up to ``evaluations_per_sample`` candidates a
+  sample; a candidate that is an input already run (drawn, or an earlier candidate) is not run
+  again and costs nothing.
 
 The decoder's own precision is left as it was measured (the drawn samples only); what refinement
 adds is counted apart (``RefinementCount``), beside the same figures without it.
@@ -104,12 +106,14 @@ def _search(
     start_at: torch.Tensor,
     *,
     evaluations_per_sample: int,
+    known: dict[tuple, float],
     metric: str,
     epsilon: float,
     rng: torch.Generator,
 ) -> tuple[list[torch.Tensor], int]:
     """Local search from each row of ``start`` (n, T), nearest candidate kept: the candidates found
-    inside ε, and the evaluations spent."""
+    inside ε, and the evaluations spent. A candidate in ``known`` (inputs already run, with their
+    distances) is not run again and costs nothing; those run are added to it."""
     current, distance, best_at = start.clone(), start_distance.clone(), start_at.clone()
     searching = torch.ones(len(start), dtype=torch.bool)
     found, spent, budget = [], 0, evaluations_per_sample
@@ -117,9 +121,17 @@ def _search(
         per_row = min(CANDIDATES_PER_ROUND, budget)
         rows = searching.nonzero()[:, 0].repeat_interleave(per_row)
         candidates = _candidates(decoder, probed, site, query, current[rows], best_at[rows], rng)
+        # An input already run is skipped, even one nearer than the row's current input: ``known``
+        # holds its distance but not its best position, which the next round's cut needs.
+        fresh = _unknown_rows(candidates, known)
+        budget -= per_row
+        if not len(fresh):
+            continue
+        rows, candidates = rows[fresh], candidates[fresh]
         verified = verify(probed, site, candidates, query, EpsilonBall(metric, epsilon))
         best, at, inside = verified.best, verified.best_at, verified.inside
-        spent, budget = spent + len(rows), budget - per_row
+        known.update(zip(map(tuple, candidates.tolist()), best.tolist()))
+        spent += len(rows)
         found.append(candidates[inside])
         searching[rows[inside]] = False
         for row in rows.unique().tolist():  # the nearest candidate of each row, where it is nearer
@@ -128,6 +140,15 @@ def _search(
             if best[nearest] < distance[row]:
                 current[row], distance[row], best_at[row] = candidates[nearest], best[nearest], at[nearest]
     return found, spent
+
+
+def _unknown_rows(candidates: torch.Tensor, known: dict[tuple, float]) -> torch.Tensor:
+    """The index of the first occurrence of each row of ``candidates`` that is not in ``known``."""
+    first: dict[tuple, int] = {}
+    for index, row in enumerate(map(tuple, candidates.tolist())):
+        if row not in known:
+            first.setdefault(row, index)
+    return torch.tensor(list(first.values()), dtype=torch.long)
 
 
 def _count(ids: torch.Tensor, inside: torch.Tensor, evaluations: int) -> RefinementCount:
@@ -148,11 +169,18 @@ def refine(
     metric: str,
     epsilon: float,
     seed: int = 0,
+    known: dict[tuple, float] | None = None,
 ) -> Refined:
     """Refine the drawn samples ``ids`` (N, T), at best-position distances ``best`` (N,), found at
     positions ``best_at`` (N,), from the query activation ``query`` (d,) at ``site``: each distinct
-    sample outside ε gets up to ``evaluations_per_sample`` evaluations of rewritten candidates."""
+    sample outside ε gets up to ``evaluations_per_sample`` candidates, rewritten by the decoder.
+    A candidate that is one of ``ids``, or in ``known`` (inputs already run, as tuples of ids, with
+    their distances), is not run again and costs nothing; ``known`` is the caller's own dict, and
+    gains the rows of ``ids`` and every candidate refinement runs."""
     check_refine(evaluations_per_sample)
+    known = {} if known is None else known
+    for row, distance in zip(map(tuple, ids.tolist()), best.tolist(), strict=True):
+        known.setdefault(row, distance)
     ball = EpsilonBall(metric, epsilon)
     inside = ball.contains(best)
     without = _count(ids, inside, evaluations=len(ids))
@@ -162,6 +190,7 @@ def refine(
     found, spent = [], 0
     if evaluations_per_sample and len(misses):
         options = {"evaluations_per_sample": evaluations_per_sample, "metric": metric, "epsilon": epsilon, "rng": rng}
+        options["known"] = known
         found, spent = _search(decoder, probed, site, query, ids[misses], best[misses], best_at[misses], **options)
     new = _new_members(torch.cat([ids[:0], *found]), ids[inside])
     members = int(inside.sum()) + len(new)

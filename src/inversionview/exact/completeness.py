@@ -11,7 +11,7 @@ import torch
 from inversionview.decoder.build import decoder_sites
 from inversionview.decoder.draws import Progress, draw_samples
 from inversionview.decoder.model import Decoder
-from inversionview.decoder.refine import RefinementCount, refine
+from inversionview.decoder.refine import NEAR_MISS, RefinementCount, refine
 from inversionview.decoder.schedule import Schedule, parse_schedule
 from inversionview.exact.preimage import ExactPreimage, exact_preimage
 from inversionview.probed.distance import EpsilonBall
@@ -169,7 +169,8 @@ class EvaluationRun:
 
     member_texts: set[str]
     members: int
-    """Samples inside ε, a repeat counted each time it was drawn (refined members once each)."""
+    """Samples inside ε, a repeat counted each time it was drawn; a member refinement found counts
+    once when found, and again each time it is drawn after."""
     evaluations: int
     samples: int
     """Decoder samples drawn (refinement's candidates aside)."""
@@ -183,6 +184,13 @@ class EvaluationRun:
             "samples": self.samples,
             "recall": found / len(exact_members) if exact_members else 1.0,
         }
+
+
+DRY_SHARE = 0.02
+"""A batch of draws in which fewer than this share are inputs not run before: the decoder has run
+dry, and refinement gets evaluations that fresh draws would leave unspent."""
+REFINED_PER_DRY_BATCH = 64
+"""Near misses refined after each dry batch of draws, nearest first."""
 
 
 def members_for_evaluations(
@@ -199,35 +207,81 @@ def members_for_evaluations(
     chunk: int = 1000,
 ) -> EvaluationRun:
     """Draw and verify until ``evaluations`` inputs have run through the probed model: a drawn input
-    already run costs nothing again, and with ``refine_per_sample`` R each new sample outside ε gets
-    up to R evaluations of refinement (``decoder/refine.py``)."""
+    already run costs nothing again. With ``refine_per_sample`` R, once a batch of draws is dry
+    (``DRY_SHARE``), and once the draws end with evaluations left, the nearest near misses drawn so
+    far get up to R candidates each (``decoder/refine.py``), a candidate already run costing nothing."""
     generator = torch.Generator().manual_seed(seed)
-    tokenizer, seen, ball = probed.task.tokenizer, {}, EpsilonBall(metric, epsilon)
+    seen, ball = {}, EpsilonBall(metric, epsilon)
     run = EvaluationRun(set(), 0, 0, 0)
-    options = {"per_sample": refine_per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
+    refiner = _PoolRefinement(decoder, probed, query, refine_per_sample, metric, epsilon, seed, known=seen)
     draws = draw_samples(decoder, probed, query, 100 * evaluations, schedule, generator, batch_size=chunk)
     for ids, _, _ in draws:
         rows = [tuple(row) for row in ids.tolist()]
         new = list(dict.fromkeys(row for row in rows if row not in seen))[: evaluations - run.evaluations]
         if new:
             verified = verify(probed, query.site, torch.tensor(new), query.activation, ball)
-            best, at = verified.best, verified.best_at
-            seen.update(zip(new, best.tolist()))
+            seen.update(zip(new, verified.best.tolist()))
             run.evaluations += len(new)
-            if refine_per_sample:
-                left = evaluations - run.evaluations
-                refined = _refined_members(decoder, probed, query, torch.tensor(new), best, at, left, **options)
-                run.evaluations += refined.with_refinement.evaluations
-                run.members += len(refined.ids)
-                run.member_texts.update(tokenizer.decode(row) for row in refined.ids.tolist())
+            refiner.misses.add(new, verified.best, verified.best_at, ball)
+        if len(new) < DRY_SHARE * len(rows):
+            refiner.spend(run, evaluations)
         counted = [row for row in rows if row in seen]
         run.samples += len(counted)
         inside = [row for row in counted if ball.contains(seen[row])]
         run.members += len(inside)
-        run.member_texts.update(tokenizer.decode(list(row)) for row in set(inside))
+        run.member_texts.update(probed.task.tokenizer.decode(list(row)) for row in set(inside))
         if run.evaluations >= evaluations:
             break
+    while refiner.spend(run, evaluations):  # the draws ended with evaluations left: refine what is left
+        pass
     return run
+
+
+class _PoolRefinement:
+    """Refinement of a reading's near misses, a batch of the nearest at a time, on the evaluations
+    its ``EvaluationRun`` has left."""
+
+    def __init__(self, decoder, probed, query, per_sample: int, metric: str, epsilon: float, seed: int, *, known):
+        self.decoder, self.probed, self.query, self.per_sample, self.seed = decoder, probed, query, per_sample, seed
+        self.options = {"metric": metric, "epsilon": epsilon, "known": known}
+        self.misses = _NearMisses()
+
+    def spend(self, run: EvaluationRun, evaluations: int) -> bool:
+        """Refine up to ``REFINED_PER_DRY_BATCH`` near misses within the evaluations ``run`` has
+        left of ``evaluations``, adding what they find to ``run``; whether any were refined."""
+        refinable = min(REFINED_PER_DRY_BATCH, (evaluations - run.evaluations) // max(1, self.per_sample))
+        if not (self.per_sample and self.misses and refinable):
+            return False
+        start = self.misses.nearest(refinable)
+        seed = self.seed + run.evaluations  # each batch its own candidates
+        refined = _refined_members(
+            self.decoder, self.probed, self.query, *start, per_sample=self.per_sample, seed=seed, **self.options
+        )
+        run.evaluations += refined.with_refinement.evaluations
+        run.members += len(refined.ids)
+        run.member_texts.update(self.probed.task.tokenizer.decode(row) for row in refined.ids.tolist())
+        return True
+
+
+class _NearMisses:
+    """The drawn inputs outside ε but near it (``refine.NEAR_MISS``) that have not been refined yet."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, tuple, int]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def add(self, rows: list[tuple], best: torch.Tensor, best_at: torch.Tensor, ball: EpsilonBall) -> None:
+        near = ball.near_misses(best, NEAR_MISS).tolist()
+        self.rows += [(d, row, at) for row, d, at, n in zip(rows, best.tolist(), best_at.tolist(), near) if n]
+
+    def nearest(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``n`` nearest, taken out: their ids (n, T), distances (n,) and best positions (n,)."""
+        self.rows.sort(key=lambda entry: entry[0])
+        taken, self.rows = self.rows[:n], self.rows[n:]
+        ids = torch.tensor([row for _, row, _ in taken], dtype=torch.long)
+        return ids, torch.tensor([d for d, _, _ in taken]), torch.tensor([at for _, _, at in taken])
 
 
 def _refined_members(
@@ -237,20 +291,16 @@ def _refined_members(
     ids: torch.Tensor,
     best: torch.Tensor,
     best_at: torch.Tensor,
-    evaluations: int,
     *,
     per_sample: int,
     metric: str,
     epsilon: float,
     seed: int,
+    known: dict[tuple, float],
 ):
-    """Refinement of the samples of ``ids`` (distinct) outside ε, as many of them as ``evaluations``
-    allow at ``per_sample`` each, nearest first; its ``Refined.with_refinement.evaluations`` are
-    those it spent."""
-    misses = (~EpsilonBall(metric, epsilon).contains(best)).nonzero()[:, 0]
-    misses = misses[best[misses].argsort()][: evaluations // per_sample]
+    """Refinement of the near misses ``ids`` (distinct, already run, at distances ``best``); its
+    ``Refined.with_refinement.evaluations`` are only the candidates it ran."""
     options = {"evaluations_per_sample": per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
-    start = ids[misses], best[misses], best_at[misses]
-    refined = refine(decoder, probed, query.site, query.activation, *start, **options)
-    spent = refined.with_refinement.evaluations - len(misses)
+    refined = refine(decoder, probed, query.site, query.activation, ids, best, best_at, known=known, **options)
+    spent = refined.with_refinement.evaluations - len(ids)
     return replace(refined, with_refinement=replace(refined.with_refinement, evaluations=spent))
