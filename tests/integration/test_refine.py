@@ -53,14 +53,20 @@ def test_a_decoder_continues_a_given_prefix(tiny_addition, tiny_addition_decoder
     assert (sequence_lengths(ids, tiny_addition.task.tokenizer.eos_id) > keep).all()  # EOS written after
 
 
+def _drawn(probed, decoder, n: int, seed: int):
+    """``n`` decoder samples for ``QUERY`` at T = 1, verified: site, query, ids, best distances and positions."""
+    site = probed.site(QUERY[2])
+    query = resolve_query(probed, *QUERY, "euclidean").activation
+    ids = sample_ids(
+        decoder, probed, site, query.expand(n, -1), temperature=1.0, generator=torch.Generator().manual_seed(seed)
+    )
+    best, at = best_positions(verify_ids(probed, site, ids, query, "euclidean"))
+    return site, query, ids, best, at
+
+
 def test_refinement_finds_new_members_and_counts_its_evaluations(tiny_addition, tiny_addition_decoder_dir):
     decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
-    site = tiny_addition.site(QUERY[2])
-    query = resolve_query(tiny_addition, *QUERY, "euclidean").activation
-    ids = sample_ids(
-        decoder, tiny_addition, site, query.expand(300, -1), temperature=1.0, generator=torch.Generator().manual_seed(1)
-    )
-    best, at = best_positions(verify_ids(tiny_addition, site, ids, query, "euclidean"))
+    site, query, ids, best, at = _drawn(tiny_addition, decoder, 300, seed=1)
     options = {"metric": "euclidean", "epsilon": WIDE, "seed": 0}
     none = refine(decoder, tiny_addition, site, query, ids, best, at, evaluations_per_sample=0, **options)
     distinct = len({tuple(row) for row in ids.tolist()})
@@ -119,12 +125,7 @@ def test_a_budget_of_evaluations_is_kept(tiny_addition, tiny_addition_decoder_di
 
 def test_refinement_runs_no_input_twice(tiny_addition, tiny_addition_decoder_dir):
     decoder = load_decoder(tiny_addition_decoder_dir, tiny_addition)
-    site = tiny_addition.site(QUERY[2])
-    query = resolve_query(tiny_addition, *QUERY, "euclidean").activation
-    ids = sample_ids(
-        decoder, tiny_addition, site, query.expand(100, -1), temperature=1.0, generator=torch.Generator().manual_seed(2)
-    )
-    best, at = best_positions(verify_ids(tiny_addition, site, ids, query, "euclidean"))
+    site, query, ids, best, at = _drawn(tiny_addition, decoder, 100, seed=2)
     distinct = len({tuple(row) for row in ids.tolist()})
     options = {"evaluations_per_sample": 4, "metric": "euclidean", "epsilon": WIDE, "seed": 5}  # one round a sample
     known: dict[tuple, float] = {}

@@ -200,10 +200,8 @@ def refine(
 
 def _first_rows(ids: torch.Tensor) -> tuple[int, torch.Tensor]:
     """How many distinct rows ``ids`` has, and the index of each one's first occurrence."""
-    seen: dict[tuple, int] = {}
-    for index, row in enumerate(ids.tolist()):
-        seen.setdefault(tuple(row), index)
-    return len(seen), torch.tensor(sorted(seen.values()), dtype=torch.long)
+    first = _unknown_rows(ids, {})
+    return len(first), first
 
 
 def _new_members(found: torch.Tensor, members: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
@@ -243,7 +243,7 @@ class _PoolRefinement:
 
     def __init__(self, decoder, probed, query, per_sample: int, metric: str, epsilon: float, seed: int, *, known):
         self.decoder, self.probed, self.query, self.per_sample, self.seed = decoder, probed, query, per_sample, seed
-        self.options = {"metric": metric, "epsilon": epsilon, "known": known}
+        self.options = {"evaluations_per_sample": per_sample, "metric": metric, "epsilon": epsilon, "known": known}
         self.misses = _NearMisses()
 
     def spend(self, run: EvaluationRun, evaluations: int) -> bool:
@@ -252,12 +252,13 @@ class _PoolRefinement:
         refinable = min(REFINED_PER_DRY_BATCH, (evaluations - run.evaluations) // max(1, self.per_sample))
         if not (self.per_sample and self.misses and refinable):
             return False
-        start = self.misses.nearest(refinable)
+        ids, best, best_at = self.misses.nearest(refinable)  # distinct, and already run
         seed = self.seed + run.evaluations  # each batch its own candidates
-        refined = _refined_members(
-            self.decoder, self.probed, self.query, *start, per_sample=self.per_sample, seed=seed, **self.options
+        query = self.query
+        refined = refine(
+            self.decoder, self.probed, query.site, query.activation, ids, best, best_at, seed=seed, **self.options
         )
-        run.evaluations += refined.with_refinement.evaluations
+        run.evaluations += refined.with_refinement.evaluations - len(ids)  # only the candidates it ran
         run.members += len(refined.ids)
         run.member_texts.update(self.probed.task.tokenizer.decode(row) for row in refined.ids.tolist())
         return True
@@ -282,25 +283,3 @@ class _NearMisses:
         taken, self.rows = self.rows[:n], self.rows[n:]
         ids = torch.tensor([row for _, row, _ in taken], dtype=torch.long)
         return ids, torch.tensor([d for d, _, _ in taken]), torch.tensor([at for _, _, at in taken])
-
-
-def _refined_members(
-    decoder: Decoder,
-    probed: ProbedModel,
-    query: ResolvedQuery,
-    ids: torch.Tensor,
-    best: torch.Tensor,
-    best_at: torch.Tensor,
-    *,
-    per_sample: int,
-    metric: str,
-    epsilon: float,
-    seed: int,
-    known: dict[tuple, float],
-):
-    """Refinement of the near misses ``ids`` (distinct, already run, at distances ``best``); its
-    ``Refined.with_refinement.evaluations`` are only the candidates it ran."""
-    options = {"evaluations_per_sample": per_sample, "metric": metric, "epsilon": epsilon, "seed": seed}
-    refined = refine(decoder, probed, query.site, query.activation, ids, best, best_at, known=known, **options)
-    spent = refined.with_refinement.evaluations - len(ids)
-    return replace(refined, with_refinement=replace(refined.with_refinement, evaluations=spent))
